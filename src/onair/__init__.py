@@ -1,0 +1,3 @@
+"""onair: self-hosted live-shopping streams."""
+
+__version__ = "0.1.0"

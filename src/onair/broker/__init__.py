@@ -1,0 +1,1 @@
+"""broker layer (see DESIGN.md)."""

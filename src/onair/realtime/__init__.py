@@ -1,0 +1,1 @@
+"""realtime layer (see DESIGN.md)."""
