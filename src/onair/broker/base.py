@@ -1,0 +1,43 @@
+"""The Broker interface: how onair processes exchange events.
+
+Modelled on centrifuge's Broker: a small interface, one implementation per file, and the broker
+reaches the rest of the process only through the handler it was given at ``start`` (never by
+import). Payloads are opaque bytes; topics are plain strings such as ``stream:{id}``.
+
+Ordering contract: messages published by one process on one topic are delivered to every
+subscriber in publish order. Services rely on it for per-stream event order (chat ``seq``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class BrokerHandler(Protocol):
+    """Callback the broker invokes for each message on a subscribed topic."""
+
+    def on_message(self, topic: str, data: bytes) -> None: ...
+
+
+class Broker(Protocol):
+    async def start(self, handler: BrokerHandler) -> None:
+        """Connect and begin delivering messages of subscribed topics to ``handler``."""
+
+    async def subscribe(self, topic: str) -> None:
+        """Receive messages published on ``topic`` (idempotent)."""
+
+    async def unsubscribe(self, topic: str) -> None:
+        """Stop receiving ``topic`` (idempotent)."""
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        """Send ``data`` to every process subscribed to ``topic``, this one included."""
+
+    async def ping(self) -> None:
+        """Raise if the broker cannot be reached (used by /readyz)."""
+
+    async def close(self) -> None:
+        """Release connections; later calls are errors."""
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot be reached right now."""
