@@ -1,0 +1,3 @@
+from onair.cli import app
+
+app()

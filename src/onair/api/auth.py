@@ -1,0 +1,54 @@
+"""Auth endpoints: dev sign-in (embedded default only) and who-am-I."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from onair.api.deps import Ctx, CurrentPrincipal
+from onair.auth.jwt import mint_token
+from onair.domain.identity import Role
+from onair.errors import Problem
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+class DevSignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    role: Literal["seller", "buyer", "moderator", "admin"] = "buyer"
+
+
+class SignedIn(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+    user_id: str
+    role: str
+
+
+class Me(BaseModel):
+    user_id: str | None
+    role: str
+    signed_in: bool
+
+
+@router.post("/dev-sign-in", response_model=SignedIn)
+async def dev_sign_in(body: DevSignIn, ctx: Ctx) -> SignedIn:
+    settings = ctx.settings
+    if not settings.dev_auth_enabled:
+        raise Problem(404, "dev-auth-disabled", "Dev sign-in is off",
+                      "set ONAIR_DEV_AUTH=true to enable it (never in production)")
+    token = mint_token(ctx.jwt_secret, body.user, Role(body.role), settings.dev_token_ttl,
+                       audience=settings.jwt_audience, app_role_claim=settings.jwt_app_role_claim,
+                       now=ctx.clock.now().timestamp())
+    return SignedIn(access_token=token, expires_in=settings.dev_token_ttl, user_id=body.user,
+                    role=body.role)
+
+
+@router.get("/me", response_model=Me)
+async def me(principal: CurrentPrincipal) -> Me:
+    return Me(user_id=principal.user_id, role=principal.role.value,
+              signed_in=principal.is_signed_in)

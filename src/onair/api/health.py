@@ -1,0 +1,69 @@
+"""Liveness, readiness, metrics and the public client config."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from onair.api.deps import Ctx
+from onair.store.streams import count_by_status
+
+router = APIRouter(tags=["ops"])
+config_router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(ctx: Ctx) -> Response:
+    checks: dict[str, str] = {}
+    timeout = ctx.settings.db_timeout
+    for name, probe in (("database", ctx.db.ping), ("broker", ctx.broker.ping)):
+        try:
+            await asyncio.wait_for(probe(), timeout)
+            checks[name] = "ok"
+        except Exception as exc:  # any failure means not ready; say which part
+            checks[name] = f"failing: {type(exc).__name__}"
+    ready = all(value == "ok" for value in checks.values())
+    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    if ready:
+        return Response(orjson.dumps(body), media_type="application/json")
+    failing = ", ".join(name for name, value in checks.items() if value != "ok")
+    problem = {"type": "not-ready", "title": "Service not ready", "status": 503,
+               "detail": f"failing: {failing}", **body}
+    return Response(orjson.dumps(problem), status_code=503,
+                    media_type="application/problem+json")
+
+
+@router.get("/metrics")
+async def metrics(ctx: Ctx) -> Response:
+    m = ctx.metrics
+    async with ctx.db.read() as conn:
+        counts = await count_by_status(conn)
+    for status in ("scheduled", "live", "paused", "ended"):
+        m.streams.labels(status).set(counts.get(status, 0))
+    m.viewers.set(await ctx.streams.active_viewers())
+    m.events_published.set(ctx.events.published)
+    m.events_failed.set(ctx.events.failed)
+    return Response(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@config_router.get("/config")
+async def client_config(ctx: Ctx) -> dict[str, object]:
+    """What a browser client needs to connect (no secrets)."""
+    s = ctx.settings
+    return {
+        "anon_key": ctx.anon_key,
+        "realtime_url": "/realtime/v1",
+        "heartbeat_interval": s.heartbeat_interval,
+        "dev_auth": s.dev_auth_enabled,
+        "agora_app_id": s.agora_app_id,
+        "media_mode": "agora" if s.agora_app_id and s.agora_app_certificate else "local",
+        "ice_servers": s.ice_servers,
+    }

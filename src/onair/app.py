@@ -1,0 +1,107 @@
+"""The onair ASGI application: wiring of settings, store, broker, services and routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from onair import __version__
+from onair.api import auth as auth_api
+from onair.api import health as health_api
+from onair.api import streams as streams_api
+from onair.api.middleware import RequestContextMiddleware
+from onair.auth.jwt import JwtVerifier, mint_key
+from onair.auth.keys import load_or_create_secret
+from onair.broker import create_broker
+from onair.broker.base import Broker
+from onair.context import AppContext, BrokerFanIn
+from onair.domain.clock import Clock, SystemClock
+from onair.errors import install_problem_handlers
+from onair.metrics import Metrics
+from onair.services.events import EventPublisher
+from onair.services.reaper import Reaper
+from onair.services.streams import StreamService
+from onair.settings import Settings
+from onair.store.db import Database
+from onair.store.migrate import upgrade
+
+API_PREFIX = "/api/v1"
+
+
+def jwt_secret_of(settings: Settings) -> str:
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value()
+    return load_or_create_secret(settings.data_dir)
+
+
+def build_context(settings: Settings, *, clock: Clock | None = None,
+                  broker: Broker | None = None) -> AppContext:
+    """Every long-lived object of one process; nothing is connected until `start_context`."""
+    clock = clock or SystemClock()
+    secret = jwt_secret_of(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size,
+                  timeout=settings.db_timeout, sqlite_synchronous=settings.sqlite_synchronous)
+    broker = broker or create_broker(settings.broker_url)
+    events = EventPublisher(broker)
+    streams = StreamService(db, events, clock, settings)
+    return AppContext(
+        settings=settings, db=db, broker=broker, broker_fan_in=BrokerFanIn(), events=events,
+        clock=clock,
+        jwt=JwtVerifier(secret, audience=settings.jwt_audience,
+                        app_role_claim=settings.jwt_app_role_claim, leeway=settings.jwt_leeway,
+                        jwks_url=settings.jwks_url),
+        jwt_secret=secret,
+        anon_key=mint_key(secret, "anon", settings.anon_key_ttl),
+        service_key=mint_key(secret, "service_role", settings.anon_key_ttl),
+        metrics=Metrics(), streams=streams,
+        reaper=Reaper(db, streams, clock, interval=settings.reaper_interval,
+                      lease_seconds=settings.reaper_lease),
+    )
+
+
+async def start_context(ctx: AppContext, *, migrate: bool = True, reaper: bool = True) -> None:
+    if migrate:
+        await upgrade(ctx.db.engine)
+    await ctx.broker.start(ctx.broker_fan_in)
+    if reaper:
+        ctx.reaper.start()
+
+
+async def stop_context(ctx: AppContext) -> None:
+    await ctx.reaper.stop()
+    await ctx.broker.close()
+    await ctx.db.close()
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
+               broker: Broker | None = None, run_reaper: bool = True,
+               ctx: AppContext | None = None) -> FastAPI:
+    settings = settings or Settings()
+    context = ctx or build_context(settings, clock=clock, broker=broker)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        await start_context(context, reaper=run_reaper)
+        try:
+            yield {}
+        finally:
+            await stop_context(context)
+
+    app = FastAPI(title="onair", version=__version__, lifespan=lifespan,
+                  docs_url="/docs", openapi_url="/openapi.json")
+    app.state.ctx = context
+    install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware, metrics=context.metrics,
+                       max_body_bytes=settings.max_body_bytes)
+
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(auth_api.router)
+    api.include_router(streams_api.router)
+    api.include_router(health_api.config_router)
+    app.include_router(api)
+    app.include_router(health_api.router)
+    return app

@@ -1,0 +1,182 @@
+"""Supabase-compatible JWTs: verification of user, anon and service keys, and minting.
+
+Supabase Auth signs user tokens with HS256 (the project's JWT secret) or, on newer projects,
+with asymmetric keys published as JWKS. Claims checked: ``exp`` and ``role`` always (the realtime
+server refuses tokens without them), ``sub`` and ``aud`` for signed-in users. Error messages are
+Supabase Realtime's, so clients that match on them keep working.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any
+
+import jwt
+
+from onair.domain.identity import Principal, Role
+
+EXPIRED = "Token has expired"
+NOT_A_JWT = "The token provided is not a valid JWT"
+BAD_SIGNATURE = "Failed to validate JWT signature"
+MISSING_CLAIMS = "Fields `role` and `exp` are required in JWT"
+BAD_AUDIENCE = "Token audience is not accepted"
+MISSING_SUB = "Field `sub` is required in a user JWT"
+
+# A fixed issue time makes the anon/service keys a pure function of the secret: restarting the
+# server prints the same keys, and old copies keep working.
+KEY_ISSUED_AT = 1767225600  # 2026-01-01T00:00:00Z
+
+
+class AuthError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _claim_path(claims: dict[str, Any], path: str) -> Any:
+    value: Any = claims
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+class JwtVerifier:
+    """Verifies bearer tokens; results are cached per token string until it expires."""
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        audience: str = "authenticated",
+        app_role_claim: str = "app_metadata.role",
+        leeway: float = 5.0,
+        jwks_url: str | None = None,
+        cache_size: int = 10_000,
+    ) -> None:
+        self._secret = secret
+        self._audience = audience
+        self._role_claim = app_role_claim
+        self._leeway = leeway
+        self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True) if jwks_url else None
+        self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._cache_size = cache_size
+
+    def verify(self, token: str, now: float | None = None) -> Principal:
+        now = time.time() if now is None else now
+        hit = self._cache.get(token)
+        if hit is not None:
+            principal, exp = hit
+            if now <= exp + self._leeway:
+                self._cache.move_to_end(token)
+                return principal
+            del self._cache[token]
+            raise AuthError(EXPIRED)
+        claims = self._decode(token, now)
+        principal = self._principal(claims)
+        self._cache[token] = (principal, float(claims["exp"]))
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return principal
+
+    def claims(self, token: str) -> dict[str, Any]:
+        """The verified claims (uncached; for `access_token` refreshes and diagnostics)."""
+        return self._decode(token, time.time())
+
+    def _key_for(self, token: str) -> Any:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise AuthError(NOT_A_JWT) from None
+        alg = header.get("alg")
+        if alg == "HS256":
+            return self._secret, ["HS256"]
+        if self._jwks is not None and alg in {"RS256", "ES256", "EdDSA"}:
+            try:
+                return self._jwks.get_signing_key_from_jwt(token).key, [alg]
+            except jwt.PyJWTError:
+                raise AuthError(BAD_SIGNATURE) from None
+        raise AuthError(BAD_SIGNATURE)
+
+    def _decode(self, token: str, now: float) -> dict[str, Any]:
+        if not isinstance(token, str) or token.count(".") != 2:
+            raise AuthError(NOT_A_JWT)
+        key, algorithms = self._key_for(token)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=algorithms,
+                options={"verify_aud": False, "verify_exp": False, "require": []},
+            )
+        except jwt.InvalidSignatureError:
+            raise AuthError(BAD_SIGNATURE) from None
+        except jwt.PyJWTError:
+            raise AuthError(NOT_A_JWT) from None
+        exp, role = claims.get("exp"), claims.get("role")
+        if not isinstance(exp, (int, float)) or isinstance(exp, bool) or not isinstance(role, str):
+            raise AuthError(MISSING_CLAIMS)
+        if now > exp + self._leeway:
+            raise AuthError(EXPIRED)
+        if role not in ("anon", "service_role"):
+            aud = claims.get("aud")
+            auds = aud if isinstance(aud, list) else [aud]
+            if self._audience not in auds:
+                raise AuthError(BAD_AUDIENCE)
+            if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+                raise AuthError(MISSING_SUB)
+        return claims
+
+    def _principal(self, claims: dict[str, Any]) -> Principal:
+        role = claims["role"]
+        if role == "anon":
+            return Principal(None, Role.ANON, claims)
+        if role == "service_role":
+            return Principal(claims.get("sub") or "service", Role.SERVICE, claims)
+        app_role = Role.parse(_claim_path(claims, self._role_claim), Role.BUYER)
+        if app_role in (Role.ANON, Role.SERVICE):
+            app_role = Role.BUYER  # those come only from the key's own `role`
+        return Principal(claims["sub"], app_role, claims)
+
+
+def mint_token(
+    secret: str,
+    user_id: str,
+    app_role: Role | str,
+    ttl: float,
+    *,
+    audience: str = "authenticated",
+    app_role_claim: str = "app_metadata.role",
+    now: float | None = None,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """A user JWT shaped like Supabase Auth's (role `authenticated`, app role in a claim)."""
+
+    issued = int(time.time() if now is None else now)
+    claims: dict[str, Any] = {
+        "sub": user_id,
+        "aud": audience,
+        "role": "authenticated",
+        "iat": issued,
+        "exp": int(issued + ttl),
+        "iss": "onair",
+    }
+    target = claims
+    *parents, leaf = app_role_claim.split(".")
+    for part in parents:
+        target = target.setdefault(part, {})
+    target[leaf] = str(app_role)
+    if extra:
+        claims.update(extra)
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def mint_key(secret: str, role: str, ttl: float) -> str:
+    """The anon (`role: anon`) or service (`role: service_role`) API key."""
+    return jwt.encode(
+        {"role": role, "iss": "onair", "iat": KEY_ISSUED_AT, "exp": int(KEY_ISSUED_AT + ttl)},
+        secret,
+        algorithm="HS256",
+    )

@@ -1,0 +1,120 @@
+"""The `onair` command: serve, migrate, keys, dev-token, settings."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Annotated
+
+import typer
+
+from onair.settings import Settings
+
+app = typer.Typer(help="onair: live-shopping streams, chat and realtime in one service.",
+                  no_args_is_help=True, add_completion=False)
+
+
+def _settings(**overrides: object) -> Settings:
+    values = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: 8000]")] = None,
+) -> None:
+    """Run REST + realtime + pages on one port (migrates the database first)."""
+    import uvicorn
+
+    from onair.app import build_context, create_app
+    from onair.logs import configure_logging
+    from onair.store.migrate import upgrade
+
+    settings = _settings(host=host, port=port)
+    configure_logging(settings.log_level, settings.log_json)
+    ctx = build_context(settings)
+    asyncio.run(_migrate_and_close(ctx.db.url, upgrade))
+    web = create_app(settings, ctx=ctx)
+    base = settings.base_url
+    typer.echo(f"onair {'SQLite ' + str(settings.data_dir) if settings.is_sqlite else 'PostgreSQL'}"
+               f" · broker {'redis' if settings.broker_url else 'in-memory'}", err=True)
+    typer.echo(f"  home      {base}/", err=True)
+    typer.echo(f"  API docs  {base}/docs", err=True)
+    typer.echo(f"  realtime  {base.replace('http', 'ws', 1)}/realtime/v1/websocket", err=True)
+    typer.echo(f"  anon key  {ctx.anon_key}", err=True)
+    if settings.dev_auth_enabled:
+        typer.echo(f"  dev auth  POST {base}/api/v1/auth/dev-sign-in (on)", err=True)
+    config = uvicorn.Config(web, host=settings.host, port=settings.port, log_level="warning",
+                            access_log=False, lifespan="on", timeout_graceful_shutdown=5,
+                            **_server_options())
+    # uvicorn's Server handles SIGINT/SIGTERM: stop accepting, finish requests, run shutdown.
+    uvicorn.Server(config).run()
+
+
+def _server_options() -> dict[str, object]:
+    """Hook for the realtime layer's WebSocket protocol class (kept in one place)."""
+    return {"loop": "uvloop" if sys.platform != "win32" else "asyncio"}
+
+
+async def _migrate_and_close(url: str, upgrade_fn: object) -> None:
+    from onair.store.db import Database
+
+    db = Database(url)
+    try:
+        await upgrade_fn(db.engine)  # type: ignore[operator]
+    finally:
+        await db.close()
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    from onair.store.migrate import upgrade
+
+    settings = _settings()
+    asyncio.run(_migrate_and_close(settings.resolved_database_url, upgrade))
+    typer.echo("database is up to date")
+
+
+@app.command()
+def keys() -> None:
+    """Print the anon key (for clients) and the service key (for trusted back ends)."""
+    from onair.app import jwt_secret_of
+    from onair.auth.jwt import mint_key
+
+    settings = _settings()
+    secret = jwt_secret_of(settings)
+    typer.echo(f"anon_key={mint_key(secret, 'anon', settings.anon_key_ttl)}")
+    typer.echo(f"service_key={mint_key(secret, 'service_role', settings.anon_key_ttl)}")
+
+
+@app.command("dev-token")
+def dev_token(
+    user: Annotated[str, typer.Option(help="User id (the JWT `sub`)")],
+    role: Annotated[str, typer.Option(help="seller, buyer, moderator or admin")] = "buyer",
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds")] = 24 * 3600,
+) -> None:
+    """Mint a user JWT signed with this server's secret (local use)."""
+    from onair.app import jwt_secret_of
+    from onair.auth.jwt import mint_token
+    from onair.domain.identity import Role
+
+    if role not in ("seller", "buyer", "moderator", "admin"):
+        raise typer.BadParameter("role must be seller, buyer, moderator or admin")
+    settings = _settings()
+    typer.echo(mint_token(jwt_secret_of(settings), user, Role(role), ttl,
+                          audience=settings.jwt_audience,
+                          app_role_claim=settings.jwt_app_role_claim))
+
+
+@app.command("settings")
+def settings_cmd() -> None:
+    """Print the configuration table (Markdown) of every ONAIR_* setting."""
+    from onair.settings import settings_table
+
+    typer.echo(settings_table())
+
+
+if __name__ == "__main__":
+    app()

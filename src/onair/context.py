@@ -1,0 +1,45 @@
+"""AppContext: the objects one onair process shares between its routers and background jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from onair.auth.jwt import JwtVerifier
+from onair.broker.base import Broker
+from onair.domain.clock import Clock
+from onair.metrics import Metrics
+from onair.services.events import EventPublisher
+from onair.services.reaper import Reaper
+from onair.services.streams import StreamService
+from onair.settings import Settings
+from onair.store.db import Database
+
+
+class BrokerFanIn:
+    """The one handler given to the broker; hands each message to every registered consumer."""
+
+    def __init__(self) -> None:
+        self.consumers: list[Any] = []
+
+    def on_message(self, topic: str, data: bytes) -> None:
+        for consumer in self.consumers:
+            consumer.on_message(topic, data)
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    broker: Broker
+    broker_fan_in: BrokerFanIn
+    events: EventPublisher
+    clock: Clock
+    jwt: JwtVerifier
+    jwt_secret: str
+    anon_key: str
+    service_key: str
+    metrics: Metrics
+    streams: StreamService
+    reaper: Reaper
+    extras: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,118 @@
+"""REST errors as RFC 9457 problem details (`application/problem+json`).
+
+Anything a client can get wrong is raised as :class:`Problem` with a stable ``type`` slug; the
+handlers installed by :func:`install_problem_handlers` turn it, FastAPI's validation errors and
+Starlette's HTTP errors into the same shape. Unexpected exceptions become a generic 500 whose body
+never contains the exception text (it is logged with the request id instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+PROBLEM_JSON = "application/problem+json"
+log = structlog.get_logger("onair.errors")
+
+
+class Problem(Exception):
+    """A client-visible error: HTTP status, stable type slug, human title, optional details."""
+
+    def __init__(
+        self,
+        status: int,
+        type_: str,
+        title: str,
+        detail: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(f"{status} {type_}: {detail or title}")
+        self.status = status
+        self.type = type_
+        self.title = title
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status}
+        if self.detail is not None:
+            body["detail"] = self.detail
+        body.update(self.extra)
+        return body
+
+
+def problem_response(problem: Problem) -> Response:
+    return Response(
+        orjson.dumps(problem.body(), default=str),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=problem.headers,
+    )
+
+
+_STATUS_TYPES = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthorized", "Authentication required"),
+    403: ("forbidden", "Not allowed"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    409: ("conflict", "Conflict"),
+    413: ("payload-too-large", "Request body too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    422: ("validation-error", "Request is not valid"),
+    429: ("rate-limited", "Too many requests"),
+}
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    errors = []
+    for err in exc.errors():
+        # The offending input is left out on purpose: it may be huge or binary.
+        errors.append(
+            {"loc": [str(part) for part in err.get("loc", ())], "msg": err.get("msg", "")}
+        )
+    return errors
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(_: Request, exc: Problem) -> Response:
+        return problem_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> Response:
+        errors = _validation_errors(exc)
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        return problem_response(
+            Problem(
+                422,
+                "validation-error",
+                "Request is not valid",
+                f"{'.'.join(first['loc'])}: {first['msg']}",
+                errors=errors,
+            )
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        type_, title = _STATUS_TYPES.get(exc.status_code, ("http-error", "HTTP error"))
+        detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+        headers = dict(exc.headers or {})
+        return problem_response(Problem(exc.status_code, type_, title, detail, headers))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unhandled_error", path=request.url.path, exc_info=exc)
+        return problem_response(
+            Problem(500, "internal-error", "Internal server error",
+                    "Something went wrong on our side; the request id is in the logs.")
+        )

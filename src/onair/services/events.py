@@ -1,0 +1,89 @@
+"""Domain events, published to the broker after the transaction that caused them committed.
+
+Every event about a stream goes to broker topic ``stream:{stream_id}``, so one topic carries a
+stream's events in publish order (the broker's ordering contract). Envelopes (JSON):
+
+``{"kind": "row", "table": t, "type": "INSERT"|"UPDATE"|"DELETE", "record": {…}|null,
+"old_record": {…}|null, "commit_timestamp": iso}`` — for postgres_changes subscribers.
+
+``{"kind": "stream_state", "stream": {…}, "previous": status, "version": n}`` — consumers drop a
+state whose ``version`` is not newer than the last one they saw (publishes of two concurrent
+requests may cross after their commits).
+
+``{"kind": "viewer_count", "stream_id": id, "viewer_count": n, "peak_viewers": m}``.
+
+``{"kind": "broadcast", "stream_id": id, "event": name, "payload": {…}}`` — a server broadcast
+for the stream's realtime channel (e.g. ``token_renew``).
+
+Publishing never fails the request that caused it: the change is committed, the event is
+best-effort, and clients recover missed rows through resync (chat ``after_seq``, GET stream).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+import structlog
+
+from onair.broker.base import Broker
+
+log = structlog.get_logger("onair.events")
+
+
+def stream_topic(stream_id: str) -> str:
+    return f"stream:{stream_id}"
+
+
+def row_event(
+    table: str,
+    type_: str,
+    record: dict[str, Any] | None,
+    old_record: dict[str, Any] | None,
+    committed_at: datetime,
+) -> dict[str, Any]:
+    return {
+        "kind": "row",
+        "table": table,
+        "type": type_,
+        "record": record,
+        "old_record": old_record,
+        "commit_timestamp": committed_at,
+    }
+
+
+def stream_state_event(stream: dict[str, Any], previous: str | None) -> dict[str, Any]:
+    return {"kind": "stream_state", "stream": stream, "previous": previous,
+            "version": stream["version"]}
+
+
+def viewer_count_event(stream_id: str, viewer_count: int, peak_viewers: int) -> dict[str, Any]:
+    return {"kind": "viewer_count", "stream_id": stream_id, "viewer_count": viewer_count,
+            "peak_viewers": peak_viewers}
+
+
+def broadcast_event(stream_id: str, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "broadcast", "stream_id": stream_id, "event": event, "payload": payload}
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    return orjson.dumps(event, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
+
+
+class EventPublisher:
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+        self.published = 0
+        self.failed = 0
+
+    async def publish(self, stream_id: str, *events: dict[str, Any]) -> None:
+        topic = stream_topic(stream_id)
+        for event in events:
+            try:
+                await self._broker.publish(topic, encode(event))
+                self.published += 1
+            except Exception as exc:  # the commit stands; see the module docstring
+                self.failed += 1
+                log.warning("event_publish_failed", topic=topic, kind=event.get("kind"),
+                            error=type(exc).__name__)

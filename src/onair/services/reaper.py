@@ -1,0 +1,66 @@
+"""The reaper: runs StreamService.reap every `reaper_interval` in the lease holder only."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import structlog
+
+from onair.domain.clock import Clock
+from onair.services.streams import StreamService
+from onair.store import leases
+from onair.store.db import Database
+
+log = structlog.get_logger("onair.reaper")
+LEASE = "reaper"
+
+
+class Reaper:
+    def __init__(self, db: Database, streams: StreamService, clock: Clock, *, interval: float,
+                 lease_seconds: float, holder: str | None = None) -> None:
+        self._db = db
+        self._streams = streams
+        self._clock = clock
+        self._interval = interval
+        self._lease = lease_seconds
+        self.holder = holder or secrets.token_hex(8)
+        self._task: asyncio.Task[None] | None = None
+        self.passes = 0
+
+    async def run_once(self) -> dict[str, int] | None:
+        """One pass if this process holds the lease; None when another process does."""
+        async with self._db.write() as conn:
+            leader = await leases.try_acquire(conn, LEASE, self.holder, self._clock.now(),
+                                              self._lease)
+        if not leader:
+            return None
+        done = await self._streams.reap()
+        self.passes += 1
+        if any(done.values()):
+            log.info("reaped", **done)
+        return done
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep reaping; the next pass retries
+                log.error("reaper_failed", error=type(exc).__name__, exc_info=exc)
+            await asyncio.sleep(self._interval)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="onair-reaper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        async with self._db.write() as conn:
+            await leases.release(conn, LEASE, self.holder, self._clock.now())

@@ -1,0 +1,116 @@
+"""Connections and transactions for SQLite (embedded default) and PostgreSQL.
+
+SQLite allows one writer at a time, and a deferred transaction that tries to upgrade to a write
+lock after another writer committed fails at once instead of waiting. So on SQLite all writes go
+through one connection that starts every transaction with ``BEGIN IMMEDIATE`` (writers queue on
+the pool, never deadlock), while reads use a small pool of their own (WAL lets them run beside the
+writer). On PostgreSQL both paths share one asyncpg pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+
+def async_url(url: str) -> str:
+    """Map plain `sqlite:`/`postgresql:` URLs onto the async drivers we ship."""
+
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif backend == "postgresql":
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    else:
+        raise ValueError(f"unsupported database URL scheme: {parsed.drivername}")
+    return parsed.render_as_string(hide_password=False)
+
+
+class Database:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        timeout: float = 10.0,
+        sqlite_synchronous: str = "NORMAL",
+    ) -> None:
+        self.url = async_url(url)
+        self.dialect = make_url(self.url).get_backend_name()
+        if self.dialect == "sqlite":
+            self._writer = self._sqlite_engine(timeout, sqlite_synchronous, immediate=True,
+                                               pool_size=1)
+            self._reader = self._sqlite_engine(timeout, sqlite_synchronous, immediate=False,
+                                               pool_size=4)
+        else:
+            engine = create_async_engine(
+                self.url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_timeout=timeout,
+                pool_pre_ping=True,
+                connect_args={"timeout": timeout, "command_timeout": timeout * 3},
+            )
+            self._writer = self._reader = engine
+
+    def _sqlite_engine(
+        self, timeout: float, synchronous: str, *, immediate: bool, pool_size: int
+    ) -> AsyncEngine:
+        engine = create_async_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=0,
+            pool_timeout=timeout * 3,
+            connect_args={"timeout": timeout},
+        )
+        sync_engine = engine.sync_engine
+
+        @event.listens_for(sync_engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Take transaction control away from the driver so we can say BEGIN IMMEDIATE.
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            cursor.close()
+
+        @event.listens_for(sync_engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine that writes (migrations, tests)."""
+        return self._writer
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """One read-write transaction: committed on exit, rolled back on error."""
+        async with self._writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """One read-only snapshot."""
+        async with self._reader.connect() as conn:
+            async with conn.begin():
+                yield conn
+
+    async def ping(self) -> None:
+        async with self._reader.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self._writer.dispose()
+        if self._reader is not self._writer:
+            await self._reader.dispose()
