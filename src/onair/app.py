@@ -44,7 +44,8 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
     secret = jwt_secret_of(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size,
-                  timeout=settings.db_timeout, sqlite_synchronous=settings.sqlite_synchronous)
+                  timeout=settings.db_timeout, sqlite_synchronous=settings.sqlite_synchronous,
+                  schema=settings.database_schema)
     broker = broker or create_broker(settings.broker_url)
     events = EventPublisher(broker)
     streams = StreamService(db, events, clock, settings)
@@ -53,7 +54,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
         clock=clock,
         jwt=JwtVerifier(secret, audience=settings.jwt_audience,
                         app_role_claim=settings.jwt_app_role_claim, leeway=settings.jwt_leeway,
-                        jwks_url=settings.jwks_url),
+                        jwks_url=settings.jwks_url, now=lambda: clock.now().timestamp()),
         jwt_secret=secret,
         anon_key=mint_key(secret, "anon", settings.anon_key_ttl),
         service_key=mint_key(secret, "service_role", settings.anon_key_ttl),

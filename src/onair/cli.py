@@ -34,7 +34,7 @@ def serve(
     settings = _settings(host=host, port=port)
     configure_logging(settings.log_level, settings.log_json)
     ctx = build_context(settings)
-    asyncio.run(_migrate_and_close(ctx.db.url, upgrade))
+    asyncio.run(_migrate_and_close(settings, upgrade))
     web = create_app(settings, ctx=ctx)
     base = settings.base_url
     typer.echo(f"onair {'SQLite ' + str(settings.data_dir) if settings.is_sqlite else 'PostgreSQL'}"
@@ -57,10 +57,10 @@ def _server_options() -> dict[str, object]:
     return {"loop": "uvloop" if sys.platform != "win32" else "asyncio"}
 
 
-async def _migrate_and_close(url: str, upgrade_fn: object) -> None:
+async def _migrate_and_close(settings: Settings, upgrade_fn: object) -> None:
     from onair.store.db import Database
 
-    db = Database(url)
+    db = Database(settings.resolved_database_url, schema=settings.database_schema)
     try:
         await upgrade_fn(db.engine)  # type: ignore[operator]
     finally:
@@ -73,7 +73,7 @@ def migrate() -> None:
     from onair.store.migrate import upgrade
 
     settings = _settings()
-    asyncio.run(_migrate_and_close(settings.resolved_database_url, upgrade))
+    asyncio.run(_migrate_and_close(settings, upgrade))
     typer.echo("database is up to date")
 
 

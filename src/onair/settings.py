@@ -35,6 +35,10 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; `postgresql://…` for PostgreSQL. "
         "Default: SQLite file `onair.db` in the data dir.",
     )
+    database_schema: str | None = Field(
+        None, pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL schema to use (search_path); default: the server's default.",
+    )
     broker_url: str | None = Field(
         None, description="`redis://…` to share events between processes; default in-memory."
     )

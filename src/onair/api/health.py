@@ -36,7 +36,7 @@ async def readyz(ctx: Ctx) -> Response:
         return Response(orjson.dumps(body), media_type="application/json")
     failing = ", ".join(name for name, value in checks.items() if value != "ok")
     problem = {"type": "not-ready", "title": "Service not ready", "status": 503,
-               "detail": f"failing: {failing}", **body}
+               "detail": f"failing: {failing}", "checks": checks}
     return Response(orjson.dumps(problem), status_code=503,
                     media_type="application/problem+json")
 

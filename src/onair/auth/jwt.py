@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -55,7 +56,9 @@ class JwtVerifier:
         leeway: float = 5.0,
         jwks_url: str | None = None,
         cache_size: int = 10_000,
+        now: Callable[[], float] = time.time,
     ) -> None:
+        self._now = now
         self._secret = secret
         self._audience = audience
         self._role_claim = app_role_claim
@@ -65,7 +68,7 @@ class JwtVerifier:
         self._cache_size = cache_size
 
     def verify(self, token: str, now: float | None = None) -> Principal:
-        now = time.time() if now is None else now
+        now = self._now() if now is None else now
         hit = self._cache.get(token)
         if hit is not None:
             principal, exp = hit
@@ -83,7 +86,7 @@ class JwtVerifier:
 
     def claims(self, token: str) -> dict[str, Any]:
         """The verified claims (uncached; for `access_token` refreshes and diagnostics)."""
-        return self._decode(token, time.time())
+        return self._decode(token, self._now())
 
     def _key_for(self, token: str) -> Any:
         try:

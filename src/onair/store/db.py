@@ -40,6 +40,7 @@ class Database:
         pool_size: int = 10,
         timeout: float = 10.0,
         sqlite_synchronous: str = "NORMAL",
+        schema: str | None = None,
     ) -> None:
         self.url = async_url(url)
         self.dialect = make_url(self.url).get_backend_name()
@@ -55,7 +56,11 @@ class Database:
                 max_overflow=pool_size,
                 pool_timeout=timeout,
                 pool_pre_ping=True,
-                connect_args={"timeout": timeout, "command_timeout": timeout * 3},
+                connect_args={
+                    "timeout": timeout,
+                    "command_timeout": timeout * 3,
+                    "server_settings": {"search_path": schema} if schema else {},
+                },
             )
             self._writer = self._reader = engine
 
