@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
+import uvicorn
 
 from onair.settings import Settings
 
@@ -25,8 +29,6 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port [default: 8000]")] = None,
 ) -> None:
     """Run REST + realtime + pages on one port (migrates the database first)."""
-    import uvicorn
-
     from onair.app import build_context, create_app
     from onair.logs import configure_logging
     from onair.store.migrate import upgrade
@@ -48,8 +50,25 @@ def serve(
     config = uvicorn.Config(web, host=settings.host, port=settings.port, log_level="warning",
                             access_log=False, lifespan="on", timeout_graceful_shutdown=5,
                             **_server_options())
-    # uvicorn's Server handles SIGINT/SIGTERM: stop accepting, finish requests, run shutdown.
-    uvicorn.Server(config).run()
+    _GracefulServer(config).run()
+    typer.echo("onair stopped", err=True)
+
+
+class _GracefulServer(uvicorn.Server):
+    """SIGINT/SIGTERM: stop accepting, finish requests, run shutdown, exit 0.
+
+    (uvicorn re-raises the captured signal after shutdown, which ends the process with status
+    -15 and looks like a crash to supervisors and tests.)"""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit)
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _server_options() -> dict[str, object]:
