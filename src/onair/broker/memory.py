@@ -6,7 +6,11 @@ use that to run several "nodes" in one event loop. Without a bus each broker has
 
 from __future__ import annotations
 
+import logging
+
 from onair.broker.base import Broker, BrokerHandler, BrokerUnavailable
+
+log = logging.getLogger(__name__)
 
 
 class MemoryBus:
@@ -40,7 +44,10 @@ class MemoryBroker:
             raise BrokerUnavailable("broker is closed")
         for broker in tuple(self._bus.brokers):
             if broker._handler is not None and topic in broker._topics:
-                broker._handler.on_message(topic, data)
+                try:
+                    broker._handler.on_message(topic, data)
+                except Exception:  # as with Redis: a consumer's bug is not the publisher's error
+                    log.exception("broker handler failed on topic %s", topic)
 
     async def ping(self) -> None:
         if self._closed:

@@ -70,12 +70,15 @@ class RedisBroker:
         self._up = asyncio.Event()  # set while both links are usable
         self._lost = asyncio.Event()  # set by whoever notices the link broke
 
-        # Subscriptions: the channels this process wants, channel bytes -> topic.
-        self._channels: dict[bytes, str] = {}
-        self._pending_subscribe: dict[bytes, asyncio.Future[None]] = {}
+        # Subscriptions, channel bytes -> topic: what this process wants (re-subscribed after a
+        # reconnect), and what Redis confirmed since it was last asked for (delivered). A message
+        # Redis sent before confirming the latest SUBSCRIBE predates it and is dropped.
+        self._wanted: dict[bytes, str] = {}
+        self._live: dict[bytes, str] = {}
+        self._pending: dict[bytes, asyncio.Future[None]] = {}  # latest unconfirmed SUBSCRIBE
         # One entry per channel named in each (UN)SUBSCRIBE we sent, in send order; Redis answers
         # every channel argument once, in the same order.
-        self._acks: deque[asyncio.Future[None] | None] = deque()
+        self._acks: deque[tuple[bytes, asyncio.Future[None] | None]] = deque()
         self._command_lock = asyncio.Lock()  # keeps _acks in the order bytes hit the socket
         self._sub: AbstractConnection | None = None
         self._pong = False
@@ -108,52 +111,50 @@ class RedisBroker:
 
     async def subscribe(self, topic: str) -> None:
         channel = self._prefix + topic.encode()
-        if channel in self._channels:
-            pending = self._pending_subscribe.get(channel)
+        if channel in self._wanted:
+            pending = self._pending.get(channel)
             if pending is not None:
                 await asyncio.shield(pending)
             return
         if not self._available:
             raise BrokerUnavailable(f"redis broker unavailable: {self._last_error}")
-        ack = asyncio.get_running_loop().create_future()
-        self._channels[channel] = topic
-        self._pending_subscribe[channel] = ack
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._wanted[channel] = topic
+        self._pending[channel] = ack
         try:
             async with self._command_lock:
                 sub = self._sub
                 if not self._available or sub is None or ack.done():
                     raise BrokerUnavailable(f"redis broker unavailable: {self._last_error}")
-                self._acks.append(ack)
+                self._acks.append((channel, ack))
                 await sub.send_command("SUBSCRIBE", channel, check_health=False)
             await asyncio.shield(ack)
         except BaseException as exc:
             if ack.done() and not ack.cancelled():
                 ack.exception()  # retrieved: we report it (or our own error) to the caller
-            if self._pending_subscribe.get(channel) is ack:
+            if self._pending.get(channel) is ack:
                 # If SUBSCRIBE already went out, Redis may stay subscribed until the next reconnect;
                 # the reader drops what arrives because the channel is no longer wanted.
-                del self._pending_subscribe[channel]
-                self._channels.pop(channel, None)
+                del self._pending[channel]
+                self._wanted.pop(channel, None)
             if isinstance(exc, (RedisError, OSError)):
                 self._link_broken(exc)
                 raise BrokerUnavailable(f"redis broker unavailable: {exc}") from exc
             raise
-        else:
-            if self._pending_subscribe.get(channel) is ack:
-                del self._pending_subscribe[channel]
 
     async def unsubscribe(self, topic: str) -> None:
         channel = self._prefix + topic.encode()
-        if self._channels.pop(channel, None) is None:
+        if self._wanted.pop(channel, None) is None:
             return
-        self._pending_subscribe.pop(channel, None)
+        self._pending.pop(channel, None)
+        self._live.pop(channel, None)
         if not self._available:
             return  # nothing to undo: the reconnect re-subscribes only what is still wanted
         async with self._command_lock:
             sub = self._sub
             if not self._available or sub is None:
                 return
-            self._acks.append(None)
+            self._acks.append((channel, None))
             try:
                 await sub.send_command("UNSUBSCRIBE", channel, check_health=False)
             except (RedisError, OSError) as exc:
@@ -199,7 +200,7 @@ class RedisBroker:
     @property
     def topics(self) -> frozenset[str]:
         """Topics this process wants to receive (what it re-subscribes after a reconnect)."""
-        return frozenset(self._channels.values())
+        return frozenset(self._wanted.values())
 
     @property
     def available(self) -> bool:
@@ -246,7 +247,7 @@ class RedisBroker:
         pub = self._pool.make_connection()
         self._pub = pub
         await pub.connect()
-        sent = list(self._channels)
+        sent = list(self._wanted)
         for start in range(0, len(sent), _SUBSCRIBE_CHUNK):
             await sub.send_command("SUBSCRIBE", *sent[start : start + _SUBSCRIBE_CHUNK])
         confirmed = 0
@@ -254,21 +255,24 @@ class RedisBroker:
             reply = await sub.read_response()
             if reply[0] == b"subscribe":
                 confirmed += 1
+                topic = self._wanted.get(reply[1])
+                if topic is not None:
+                    self._live[reply[1]] = topic
             else:
                 self._dispatch(reply)
         self._available = True
         self._last_error = ""
         self._up.set()
-        stale = [channel for channel in sent if channel not in self._channels]
+        stale = [channel for channel in sent if channel not in self._wanted]
         if stale:  # given up while we were re-subscribing
             async with self._command_lock:
-                self._acks.extend([None] * len(stale))
+                self._acks.extend((channel, None) for channel in stale)
                 await sub.send_command("UNSUBSCRIBE", *stale, check_health=False)
         log.info("redis broker: connected, %d topic(s) subscribed", len(sent) - len(stale))
 
     async def _read_loop(self, sub: AbstractConnection) -> None:
         read = sub.read_response
-        channels = self._channels
+        live = self._live
         acks = self._acks
         handler = self._handler
         assert handler is not None
@@ -277,16 +281,14 @@ class RedisBroker:
                 reply = await read()
                 kind = reply[0]
                 if kind == b"message":
-                    topic = channels.get(reply[1])
+                    topic = live.get(reply[1])
                     if topic is not None:
                         try:
                             handler.on_message(topic, reply[2])
                         except Exception:  # a handler bug must not take the link down
                             log.exception("broker handler failed on topic %s", topic)
                 elif kind == b"subscribe" or kind == b"unsubscribe":
-                    ack = acks.popleft()
-                    if ack is not None and not ack.done():
-                        ack.set_result(None)
+                    self._confirmed(*acks.popleft())
                 else:  # [b"pong", b""] in pub/sub mode, b"PONG" with no subscription
                     self._pong = True
         except asyncio.CancelledError:
@@ -294,9 +296,18 @@ class RedisBroker:
         except Exception as exc:
             self._link_broken(exc)
 
+    def _confirmed(self, channel: bytes, ack: asyncio.Future[None] | None) -> None:
+        if ack is None:
+            return  # an UNSUBSCRIBE: the channel left _live when it was asked for
+        if self._pending.get(channel) is ack:  # not given up (or asked for again) since
+            del self._pending[channel]
+            self._live[channel] = self._wanted[channel]
+        if not ack.done():
+            ack.set_result(None)
+
     def _dispatch(self, reply: list[bytes]) -> None:
         if reply[0] == b"message":
-            topic = self._channels.get(reply[1])
+            topic = self._live.get(reply[1])
             if topic is not None and self._handler is not None:
                 self._handler.on_message(topic, reply[2])
 
@@ -351,11 +362,12 @@ class RedisBroker:
         self._available = False
         self._up.clear()
         error = BrokerUnavailable(f"redis broker unavailable: {reason}")
-        for channel, ack in self._pending_subscribe.items():
-            self._channels.pop(channel, None)
+        for channel, ack in self._pending.items():
+            self._wanted.pop(channel, None)
             if not ack.done():
                 ack.set_exception(error)
-        self._pending_subscribe.clear()
+        self._pending.clear()
+        self._live.clear()
         self._acks.clear()
         queued, self._queue = self._queue, []
         self._fail(queued, reason)
