@@ -216,6 +216,7 @@ class RedisBroker:
                 await self._connect()
             except Exception as exc:  # any failure to connect: try again later
                 self._last_error = str(exc) or type(exc).__name__
+                self._live.clear()
                 await self._disconnect()
                 log.warning("redis broker: connect failed (%s); retrying", self._last_error)
             else:
@@ -241,25 +242,28 @@ class RedisBroker:
             delay = min(delay * 2, self._reconnect_max)
 
     async def _connect(self) -> None:
-        sub = self._pool.make_connection()
-        self._sub = sub
-        await sub.connect()
-        pub = self._pool.make_connection()
-        self._pub = pub
-        await pub.connect()
-        sent = list(self._wanted)
-        for start in range(0, len(sent), _SUBSCRIBE_CHUNK):
-            await sub.send_command("SUBSCRIBE", *sent[start : start + _SUBSCRIBE_CHUNK])
-        confirmed = 0
-        while confirmed < len(sent):  # nobody else reads yet: take the confirmations here
-            reply = await sub.read_response()
-            if reply[0] == b"subscribe":
-                confirmed += 1
-                topic = self._wanted.get(reply[1])
-                if topic is not None:
-                    self._live[reply[1]] = topic
-            else:
-                self._dispatch(reply)
+        # socket_connect_timeout covers the TCP connect only; a server that accepts but does not
+        # answer (blocked, paused) must not hang the handshake or the re-subscribe either.
+        async with asyncio.timeout(self._connect_timeout):
+            sub = self._pool.make_connection()
+            self._sub = sub
+            await sub.connect()
+            pub = self._pool.make_connection()
+            self._pub = pub
+            await pub.connect()
+            sent = list(self._wanted)
+            for start in range(0, len(sent), _SUBSCRIBE_CHUNK):
+                await sub.send_command("SUBSCRIBE", *sent[start : start + _SUBSCRIBE_CHUNK])
+            confirmed = 0
+            while confirmed < len(sent):  # nobody else reads yet: take the confirmations here
+                reply = await sub.read_response()
+                if reply[0] == b"subscribe":
+                    confirmed += 1
+                    topic = self._wanted.get(reply[1])
+                    if topic is not None:
+                        self._live[reply[1]] = topic
+                else:
+                    self._dispatch(reply)
         self._available = True
         self._last_error = ""
         self._up.set()
