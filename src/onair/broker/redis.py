@@ -85,7 +85,7 @@ class RedisBroker:
 
         # Publish link: items wait in _queue until the writer takes the whole queue.
         self._pub: AbstractConnection | None = None
-        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._queue: list[tuple[bytes, asyncio.Future[Any]]] = []  # (RESP command, reply)
         self._queued = asyncio.Event()
 
         self._tasks: list[asyncio.Task[None]] = []
@@ -164,7 +164,10 @@ class RedisBroker:
         if not self._available:
             raise BrokerUnavailable(f"redis broker unavailable: {self._last_error}")
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((("PUBLISH", self._prefix + topic.encode(), data), done))
+        channel = self._prefix + topic.encode()
+        self._queue.append(
+            (b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(channel), channel, len(data), data), done)
+        )
         self._queued.set()
         await done
 
@@ -174,7 +177,7 @@ class RedisBroker:
         if not self._available:
             raise BrokerUnavailable(f"redis broker unavailable: {self._last_error}")
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((("PING",), done))
+        self._queue.append((b"*1\r\n$4\r\nPING\r\n", done))
         self._queued.set()
         try:
             async with asyncio.timeout(self._connect_timeout):
@@ -341,9 +344,7 @@ class RedisBroker:
             try:
                 if not self._available or pub is None:
                     raise ConnectionError(self._last_error or "not connected")
-                await pub.send_packed_command(
-                    pub.pack_commands([args for args, _ in batch]), check_health=False
-                )
+                await pub.send_packed_command([command for command, _ in batch], check_health=False)
                 for _, done in batch:
                     reply = await pub.read_response()
                     if not done.done():
@@ -377,7 +378,7 @@ class RedisBroker:
         self._fail(queued, reason)
 
     @staticmethod
-    def _fail(items: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], reason: str) -> None:
+    def _fail(items: list[tuple[bytes, asyncio.Future[Any]]], reason: str) -> None:
         error = BrokerUnavailable(f"redis broker unavailable: {reason}")
         for _, done in items:
             if not done.done():
