@@ -144,6 +144,7 @@ async def test_track_lists_and_announces_to_every_node(nodes: MakeNode) -> None:
         assert node.diffs.diffs("stream:1") == [
             {
                 "kind": "presence_diff",
+                "node": a.id,
                 "joins": {"user-42": {"metas": [{"name": "ann", "phx_ref": phx_ref}]}},
                 "leaves": {},
             }
@@ -233,8 +234,8 @@ async def test_crashed_node_expires_within_ttl(nodes: MakeNode) -> None:
 
     # the sweep announced the ghost's leave to the topic
     await alive.diffs.barrier([alive], "stream:1")
-    assert {"ghost": {"metas": [{"n": 1, "phx_ref": ghost_ref}]}} in [
-        d["leaves"] for d in alive.diffs.diffs("stream:1")
+    assert (crashed.id, {"ghost": {"metas": [{"n": 1, "phx_ref": ghost_ref}]}}) in [
+        (d["node"], d["leaves"]) for d in alive.diffs.diffs("stream:1")
     ]
 
     # the crashed node, back, learns it lost its entries and tracks them again
@@ -244,6 +245,27 @@ async def test_crashed_node_expires_within_ttl(nodes: MakeNode) -> None:
         "real": [{"n": 2}],
         "ghost": [{"n": 1}],
     }
+
+
+async def test_caller_may_name_versions(nodes: MakeNode) -> None:
+    """A hub that applies its own track locally passes its phx_ref so every node shows the same."""
+    a = await nodes()
+    await a.broker.subscribe("stream:1")
+    await a.presence.track("stream:1", a.id, "c1", "k", {"n": 1}, phx_ref="F1")
+    await a.presence.track("stream:1", a.id, "c1", "k", {"n": 1}, phx_ref="F1")  # same version
+    await a.presence.track("stream:1", a.id, "c1", "k", {"n": 1}, phx_ref="F2")  # re-announced
+    assert await a.presence.list("stream:1") == {"k": [{"n": 1, "phx_ref": "F2"}]}
+    await a.diffs.barrier([a], "stream:1")
+    assert [(d["node"], d["joins"], d["leaves"]) for d in a.diffs.diffs("stream:1")] == [
+        (a.id, {"k": {"metas": [{"n": 1, "phx_ref": "F1"}]}}, {}),
+        (
+            a.id,
+            {"k": {"metas": [{"n": 1, "phx_ref": "F2", "phx_ref_prev": "F1"}]}},
+            {"k": {"metas": [{"n": 1, "phx_ref": "F1"}]}},
+        ),
+    ]
+    with pytest.raises(ValueError):
+        await a.presence.track("stream:1", a.id, "c1", "k", {}, phx_ref="bad|ref")
 
 
 async def test_ids_with_separator_are_rejected(nodes: MakeNode) -> None:

@@ -4,9 +4,10 @@ An entry is one tracked presence: one channel join's ``track``. It is identified
 ``node_id`` of the process that holds the connection and a ``ref`` unique within that process (the
 hub can use ``{connection id}:{join_ref}``); it carries the presence ``key`` (the join's presence
 key, shared by e.g. one user's tabs) and the client's ``meta`` (a JSON object). Clients see each
-version of an entry under a ``phx_ref`` derived from node, ref and content, so it is unique across
-processes, changes when the meta changes, and tracking the same payload again is a no-op (as in
-Supabase).
+version of an entry under a ``phx_ref``: the caller's, or by default one derived from node, ref and
+content, so it is unique across processes, changes when the meta changes, and tracking the same
+payload again is a no-op (as in Supabase). Tracking the same version again (same key, meta and
+``phx_ref``) publishes nothing.
 
 Expiry: a process calls ``heartbeat(node_id)`` every ``presence_heartbeat_interval`` (well below
 ``presence_ttl``). A process that stops doing so (crashed, partitioned) has its entries hidden from
@@ -17,15 +18,20 @@ its entries were expired meanwhile: it must ``track`` its local entries again.
 Diffs travel on the broker, on the entry's topic, as JSON (UTF-8) in the shape of Supabase
 Realtime's ``presence_diff`` payload, so the hub can forward it without rebuilding it::
 
-    {"kind": "presence_diff",
+    {"kind": "presence_diff", "node": "<node_id of the entries>",
      "joins":  {"<key>": {"metas": [{"phx_ref": "<ref>", "phx_ref_prev": "<ref>", ...meta}]}},
      "leaves": {"<key>": {"metas": [{"phx_ref": "<ref>", ...meta}]}}}
+
+``node`` is the process the entries belong to (one diff never mixes processes), so a hub that
+already applied its own track/untrack locally can skip diffs of its own ``node_id``.
 
 ``track`` of a new entry publishes it in ``joins``; ``track`` of an existing (node_id, ref) with a
 different key or meta replaces it and publishes the old version in ``leaves`` and the new one, with
 ``phx_ref_prev``, in ``joins`` (what Phoenix.Presence does for an update); ``untrack`` and expiry publish ``leaves``. Every process
 with members on the topic (this one included) receives the diff through its broker handler; the
-hub must not send a diff of its own for local track/untrack. ``list`` returns the state in the
+hub either lets the broker bring its own diffs back, or applies them locally at once and skips
+diffs whose ``node`` is its own (a sweep of its own expired entries, the one case it did not
+cause, is followed by its re-track). ``list`` returns the state in the
 same ``{key: [meta, ...]}`` form (``phx_ref`` included). A hub that subscribes to the broker topic
 before calling ``list`` misses no diff (it may see one it already has in the state).
 """
@@ -51,8 +57,13 @@ DIFF_KIND = "presence_diff"
 
 
 class PresenceStore(Protocol):
-    async def track(self, topic: str, node_id: str, ref: str, key: str, meta: Meta) -> None:
-        """Add or replace entry (node_id, ref) on ``topic`` and publish the diff."""
+    async def track(
+        self, topic: str, node_id: str, ref: str, key: str, meta: Meta, phx_ref: str | None = None
+    ) -> None:
+        """Add or replace entry (node_id, ref) on ``topic`` and publish the diff.
+
+        ``phx_ref`` names this version for clients; by default derived from the content.
+        """
 
     async def untrack(self, topic: str, node_id: str, ref: str) -> None:
         """Remove entry (node_id, ref) from ``topic`` and publish the leave (idempotent)."""
@@ -77,11 +88,17 @@ def check_ids(node_id: str, ref: str) -> None:
         raise ValueError(f"invalid presence ref {ref!r}")
 
 
-def encode_entry(node_id: str, ref: str, key: str, meta: Meta) -> bytes:
+def encode_entry(
+    node_id: str, ref: str, key: str, meta: Meta, phx_ref: str | None = None
+) -> bytes:
     """How stores keep an entry: ``{phx_ref}|{JSON [key, meta]}``; equal bytes = same version."""
     body = orjson.dumps([key, meta])
-    digest = hashlib.blake2b(f"{node_id}|{ref}|".encode() + body, digest_size=10).digest()
-    return base64.b32encode(digest) + b"|" + body
+    if phx_ref is None:
+        digest = hashlib.blake2b(f"{node_id}|{ref}|".encode() + body, digest_size=10).digest()
+        return base64.b32encode(digest) + b"|" + body
+    if not phx_ref or "|" in phx_ref:
+        raise ValueError(f"invalid phx_ref {phx_ref!r}")
+    return phx_ref.encode() + b"|" + body
 
 
 def decode_entry(value: bytes) -> tuple[str, Meta]:
@@ -91,23 +108,27 @@ def decode_entry(value: bytes) -> tuple[str, Meta]:
     return key, {**meta, "phx_ref": phx_ref.decode()}
 
 
-def track_diff(new: bytes, old: bytes | None) -> bytes | None:
+def track_diff(node_id: str, new: bytes, old: bytes | None) -> bytes | None:
     """The diff announcing ``new`` (replacing ``old``), or None when nothing changed."""
     if old == new:
         return None
     joined = decode_entry(new)
     if old is None:
-        return encode_diff(joins=[joined])
+        return encode_diff(node_id, joins=[joined])
     left = decode_entry(old)
     joined[1]["phx_ref_prev"] = left[1]["phx_ref"]
-    return encode_diff(joins=[joined], leaves=[left])
+    return encode_diff(node_id, joins=[joined], leaves=[left])
 
 
 def encode_diff(
-    joins: Iterable[tuple[str, Meta]] = (), leaves: Iterable[tuple[str, Meta]] = ()
+    node_id: str,
+    joins: Iterable[tuple[str, Meta]] = (),
+    leaves: Iterable[tuple[str, Meta]] = (),
 ) -> bytes:
-    """A presence_diff message from (key, tagged meta) pairs."""
-    return orjson.dumps({"kind": DIFF_KIND, "joins": _group(joins), "leaves": _group(leaves)})
+    """A presence_diff message about ``node_id``'s entries from (key, tagged meta) pairs."""
+    return orjson.dumps(
+        {"kind": DIFF_KIND, "node": node_id, "joins": _group(joins), "leaves": _group(leaves)}
+    )
 
 
 def _group(entries: Iterable[tuple[str, Meta]]) -> dict[str, dict[str, list[Meta]]]:

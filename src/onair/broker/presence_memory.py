@@ -43,16 +43,18 @@ class MemoryPresenceStore:
         self._table = table if table is not None else PresenceTable()
         self._clock = clock
 
-    async def track(self, topic: str, node_id: str, ref: str, key: str, meta: Meta) -> None:
+    async def track(
+        self, topic: str, node_id: str, ref: str, key: str, meta: Meta, phx_ref: str | None = None
+    ) -> None:
         check_ids(node_id, ref)
         table = self._table
         table.deadlines.setdefault(node_id, self._clock() + self._ttl)
         entries = table.entries.setdefault(topic, {})
-        new = encode_entry(node_id, ref, key, meta)
+        new = encode_entry(node_id, ref, key, meta, phx_ref)
         old = entries.get((node_id, ref))
         entries[(node_id, ref)] = new
         table.node_entries.setdefault(node_id, set()).add((topic, ref))
-        diff = track_diff(new, old)
+        diff = track_diff(node_id, new, old)
         if diff is not None:
             await self._publish(topic, diff)
 
@@ -60,7 +62,7 @@ class MemoryPresenceStore:
         check_ids(node_id, ref)
         old = self._remove(topic, node_id, ref)
         if old is not None:
-            await self._publish(topic, encode_diff(leaves=[decode_entry(old)]))
+            await self._publish(topic, encode_diff(node_id, leaves=[decode_entry(old)]))
 
     async def list(self, topic: str) -> PresenceState:
         now = self._clock()
@@ -77,17 +79,17 @@ class MemoryPresenceStore:
         now = self._clock()
         deadlines = self._table.deadlines
         was_alive = deadlines.get(node_id, now - 1) >= now
-        leaves: dict[str, list[tuple[str, Meta]]] = {}
+        leaves: dict[tuple[str, str], list[tuple[str, Meta]]] = {}  # (topic, node) -> entries
         for dead in [node for node, deadline in deadlines.items() if deadline < now]:
             for topic, ref in list(self._table.node_entries.get(dead, ())):
                 old = self._remove(topic, dead, ref)
                 if old is not None:
-                    leaves.setdefault(topic, []).append(decode_entry(old))
+                    leaves.setdefault((topic, dead), []).append(decode_entry(old))
             del deadlines[dead]
             self._table.node_entries.pop(dead, None)
         deadlines[node_id] = now + self._ttl
-        for topic, entries in leaves.items():
-            await self._publish(topic, encode_diff(leaves=entries))
+        for (topic, dead), entries in leaves.items():
+            await self._publish(topic, encode_diff(dead, leaves=entries))
         return was_alive
 
     def _remove(self, topic: str, node_id: str, ref: str) -> bytes | None:

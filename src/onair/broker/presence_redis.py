@@ -54,14 +54,16 @@ class RedisPresenceStore:
         self._list = _script(client, "list")
         self._heartbeat = _script(client, "heartbeat")
 
-    async def track(self, topic: str, node_id: str, ref: str, key: str, meta: Meta) -> None:
+    async def track(
+        self, topic: str, node_id: str, ref: str, key: str, meta: Meta, phx_ref: str | None = None
+    ) -> None:
         check_ids(node_id, ref)
-        new = encode_entry(node_id, ref, key, meta)
+        new = encode_entry(node_id, ref, key, meta, phx_ref)
         old = await self._track(
             keys=[self._topic_key(topic), self._node_key(node_id), self._nodes_key],
             args=[f"{node_id}|{ref}", new, f"{ref}|{topic}", node_id, self._ttl_ms],
         )
-        diff = track_diff(new, old or None)
+        diff = track_diff(node_id, new, old or None)
         if diff is not None:
             await self._publish(topic, diff)
 
@@ -72,7 +74,7 @@ class RedisPresenceStore:
             args=[f"{node_id}|{ref}", f"{ref}|{topic}"],
         )
         if old:
-            await self._publish(topic, encode_diff(leaves=[decode_entry(old)]))
+            await self._publish(topic, encode_diff(node_id, leaves=[decode_entry(old)]))
 
     async def list(self, topic: str) -> PresenceState:
         flat = await self._list(keys=[self._topic_key(topic), self._nodes_key])
@@ -87,11 +89,12 @@ class RedisPresenceStore:
         reply = await self._heartbeat(
             keys=[self._nodes_key], args=[node_id, self._ttl_ms, self._prefix, _SWEEP_LIMIT]
         )
-        leaves: dict[str, list[tuple[str, Meta]]] = {}
+        leaves: dict[tuple[str, str], list[tuple[str, Meta]]] = {}  # (topic, node) -> entries
         for i in range(1, len(reply), 3):
-            leaves.setdefault(reply[i].decode(), []).append(decode_entry(reply[i + 2]))
-        for topic, entries in leaves.items():
-            await self._publish(topic, encode_diff(leaves=entries))
+            dead = reply[i + 1].decode().partition("|")[0]
+            leaves.setdefault((reply[i].decode(), dead), []).append(decode_entry(reply[i + 2]))
+        for (topic, dead), entries in leaves.items():
+            await self._publish(topic, encode_diff(dead, leaves=entries))
         return bool(reply[0])
 
     def _topic_key(self, topic: str) -> str:
