@@ -92,7 +92,9 @@ async def nodes(request: pytest.FixtureRequest) -> AsyncIterator[MakeNode]:
 
     async def make() -> Node:
         broker: Broker = (
-            MemoryBroker(bus) if request.param == "memory" else RedisBroker(REDIS_URL, key_prefix=prefix)
+            MemoryBroker(bus)
+            if request.param == "memory"
+            else RedisBroker(REDIS_URL, key_prefix=prefix)
         )
         recorder = Recorder()
         await broker.start(recorder)

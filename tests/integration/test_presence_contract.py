@@ -140,7 +140,8 @@ async def test_track_lists_and_announces_to_every_node(nodes: MakeNode) -> None:
     assert payloads(state) == {"user-42": [{"name": "ann"}]}
     phx_ref = state["user-42"][0]["phx_ref"]
     for node in (a, b):
-        await node.diffs.wait_until(lambda n=node: len(n.diffs.diffs("stream:1")) == 1)  # type: ignore[misc]
+        diffs = node.diffs
+        await diffs.wait_until(lambda: len(diffs.diffs("stream:1")) == 1)
         assert node.diffs.diffs("stream:1") == [
             {
                 "kind": "presence_diff",
@@ -175,7 +176,8 @@ async def test_update_leaves_old_and_joins_new_with_prev_ref(nodes: MakeNode) ->
     await a.diffs.barrier([a], "stream:1")
     update = a.diffs.diffs("stream:1")[-1]
     assert update["leaves"] == {"k": {"metas": [{"n": 1, "phx_ref": old_ref}]}}
-    assert update["joins"] == {"k": {"metas": [{"n": 2, "phx_ref": new_ref, "phx_ref_prev": old_ref}]}}
+    joined = {"n": 2, "phx_ref": new_ref, "phx_ref_prev": old_ref}
+    assert update["joins"] == {"k": {"metas": [joined]}}
 
 
 async def test_untrack_announces_leave_once(nodes: MakeNode) -> None:
@@ -279,6 +281,7 @@ async def test_ids_with_separator_are_rejected(nodes: MakeNode) -> None:
 
 # --- property ----------------------------------------------------------------------------------
 
+Step = tuple[Any, ...]
 step = st.one_of(
     st.tuples(
         st.just("track"),
@@ -302,7 +305,7 @@ step = st.one_of(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(steps=st.lists(step, max_size=25))
-def test_presence_matches_model_and_diffs_rebuild_state(kind: str, steps: list[tuple]) -> None:  # type: ignore[type-arg]
+def test_presence_matches_model_and_diffs_rebuild_state(kind: str, steps: list[Step]) -> None:
     """Property 8 (presence part): after any track/untrack sequence on two nodes, ``list`` equals
     a dict model, and a client that applies every diff it received, the way realtime-js and
     realtime-py merge them, ends with exactly that state.
@@ -312,7 +315,7 @@ def test_presence_matches_model_and_diffs_rebuild_state(kind: str, steps: list[t
     asyncio.run(_check_steps(kind, steps))
 
 
-async def _check_steps(kind: str, steps: list[tuple]) -> None:  # type: ignore[type-arg]
+async def _check_steps(kind: str, steps: list[Step]) -> None:
     async with AsyncExitStack() as stack:
         make = await _nodes(kind, stack)
         nodes = [await make(), await make()]
@@ -358,10 +361,13 @@ def _client_view(diffs: list[dict[str, Any]]) -> dict[str, list[tuple[str, str]]
     return _client_view_of(state)
 
 
+REFS = ("phx_ref", "phx_ref_prev")
+
+
 def _client_view_of(state: PresenceState) -> dict[str, list[tuple[str, str]]]:
     return {
         key: sorted(
-            (m["phx_ref"], repr(sorted((k, v) for k, v in m.items() if k not in ("phx_ref", "phx_ref_prev"))))
+            (m["phx_ref"], repr(sorted((k, v) for k, v in m.items() if k not in REFS)))
             for m in metas
         )
         for key, metas in state.items()

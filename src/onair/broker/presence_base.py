@@ -27,7 +27,8 @@ already applied its own track/untrack locally can skip diffs of its own ``node_i
 
 ``track`` of a new entry publishes it in ``joins``; ``track`` of an existing (node_id, ref) with a
 different key or meta replaces it and publishes the old version in ``leaves`` and the new one, with
-``phx_ref_prev``, in ``joins`` (what Phoenix.Presence does for an update); ``untrack`` and expiry publish ``leaves``. Every process
+``phx_ref_prev``, in ``joins`` (what Phoenix.Presence does for an update); ``untrack`` and expiry
+publish ``leaves``. Every process
 with members on the topic (this one included) receives the diff through its broker handler; the
 hub either lets the broker bring its own diffs back, or applies them locally at once and skips
 diffs whose ``node`` is its own (a sweep of its own expired entries, the one case it did not

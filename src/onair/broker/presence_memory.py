@@ -24,7 +24,7 @@ from onair.broker.presence_base import (
 
 class PresenceTable:
     def __init__(self) -> None:
-        self.entries: dict[str, dict[tuple[str, str], Entry]] = {}  # topic -> (node, ref) -> entry
+        self.entries: dict[str, dict[tuple[str, str], bytes]] = {}  # topic -> (node, ref) -> entry
         self.deadlines: dict[str, float] = {}  # node -> alive until
         self.node_entries: dict[str, set[tuple[str, str]]] = {}  # node -> {(topic, ref)}
 
