@@ -164,6 +164,8 @@ class RedisBroker:
                 self._link_broken(exc)
 
     async def publish(self, topic: str, data: bytes) -> None:
+        """Returns once Redis took the message. ``BrokerUnavailable`` means it may or may not
+        have gone out (the link broke before Redis answered)."""
         if not self._available:
             raise BrokerUnavailable(f"redis broker unavailable: {self._last_error}")
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -191,7 +193,8 @@ class RedisBroker:
         if self._closed:
             return
         self._closed = True
-        self._mark_down("redis broker is closed")
+        self._last_error = "redis broker is closed"
+        self._mark_down(self._last_error)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
