@@ -180,6 +180,23 @@ async def test_resubscribe_after_unsubscribe(nodes: MakeNode) -> None:
     assert got.on("stream:1") == [b"back"]
 
 
+@pytest.mark.parametrize(
+    "calls", [("s", "u", "s"), ("s", "u"), ("u", "s", "s", "u", "s"), ("s", "s", "u")]
+)
+async def test_concurrent_subscribe_unsubscribe_last_call_wins(
+    nodes: MakeNode, calls: tuple[str, ...]
+) -> None:
+    broker, got = await nodes()
+    await broker.subscribe("barrier")
+    await asyncio.gather(
+        *(broker.subscribe("t") if c == "s" else broker.unsubscribe("t") for c in calls)
+    )
+    await broker.publish("t", b"probe")
+    await broker.publish("barrier", b"flushed")
+    await got.wait_for("barrier", b"flushed")
+    assert got.on("t") == ([b"probe"] if calls[-1] == "s" else [])
+
+
 async def test_two_nodes_see_each_others_publishes(nodes: MakeNode) -> None:
     a, got_a = await nodes()
     b, got_b = await nodes()
