@@ -46,7 +46,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
     db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size,
                   timeout=settings.db_timeout, sqlite_synchronous=settings.sqlite_synchronous,
                   schema=settings.database_schema)
-    broker = broker or create_broker(settings.broker_url)
+    broker = broker or create_broker(settings.broker_url, settings)
     events = EventPublisher(broker)
     streams = StreamService(db, events, clock, settings)
     return AppContext(

@@ -135,6 +135,34 @@ class Settings(BaseSettings):
         "on one host).",
     )
 
+    # --- broker ---
+    broker_key_prefix: str = Field(
+        "onair:", description="Prefix of every Redis channel and key onair uses (lets several "
+        "deployments share one Redis)."
+    )
+    broker_connect_timeout: float = Field(
+        2.0, gt=0, description="Seconds to wait for a Redis connection or a PING answer."
+    )
+    broker_reconnect_min: float = Field(
+        0.05, gt=0, description="First delay (seconds) before reconnecting to Redis; doubles "
+        "per failed attempt (jittered)."
+    )
+    broker_reconnect_max: float = Field(
+        2.0, gt=0, description="Longest delay (seconds) between Redis reconnect attempts."
+    )
+    broker_health_interval: float = Field(
+        5.0, gt=0, description="Seconds between PINGs on the Redis pub/sub link; a link that "
+        "does not answer within one interval is reconnected."
+    )
+    presence_ttl: float = Field(
+        15.0, gt=0, description="Seconds after its last presence heartbeat that a crashed "
+        "process's presence members disappear (shared presence via Redis)."
+    )
+    presence_heartbeat_interval: float = Field(
+        5.0, gt=0, description="Seconds between presence heartbeats; keep well below "
+        "`presence_ttl`."
+    )
+
     # --- derived ---
     @property
     def resolved_database_url(self) -> str:

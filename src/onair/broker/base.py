@@ -6,6 +6,11 @@ import). Payloads are opaque bytes; topics are plain strings such as ``stream:{i
 
 Ordering contract: messages published by one process on one topic are delivered to every
 subscriber in publish order. Services rely on it for per-stream event order (chat ``seq``).
+
+Subscription contract: a message published after ``subscribe`` returned is delivered; after
+``unsubscribe`` returns nothing more is delivered for that topic, so a message still in flight
+then may be dropped. Delivery is at most once: a broker that loses its connection (Redis) drops
+what was published meanwhile; consumers recover through resync, as for any missed event.
 """
 
 from __future__ import annotations
