@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -424,3 +425,26 @@ async def test_rate_limit_answers_429_with_retry_after(app_client, make_user, ct
     assert 1 <= int(response.headers["retry-after"]) <= 60 and body["retry_after"] >= 1
     assert len(await ledger(ctx, sid)) == 3  # refused requests change nothing
     assert (await rtc(app_client, sid, other_h)).status_code == 200  # per user
+
+
+async def test_rate_limit_is_shared_through_redis() -> None:
+    """Two processes with a Redis broker share one budget per user (two limiters here)."""
+    from sqlalchemy.engine import make_url
+
+    from onair.errors import Problem
+    from onair.services.tokens import IssueLimiter
+    from tests.conftest import REDIS_URL, _port_open, need
+
+    url = make_url(REDIS_URL)
+    need(_port_open(url.host or "127.0.0.1", url.port or 6379), f"Redis not reachable at {REDIS_URL}")
+    first, second = IssueLimiter("3/minute", REDIS_URL), IssueLimiter("3/minute", REDIS_URL)
+    user = f"user-{secrets.token_hex(6)}"
+    for limiter in (first, second, first):
+        await limiter.check(user)
+    try:
+        with pytest.raises(Problem) as info:
+            await second.check(user)
+        assert info.value.status == 429 and int(info.value.headers["Retry-After"]) >= 1
+    finally:
+        await first.close()
+        await second.close()

@@ -136,6 +136,7 @@ class IssueLimiter:
             storage = storage_from_string("async+" + broker_url, implementation="redispy")
         else:
             storage = storage_from_string("async+memory://")
+        self._storage = storage
         self._limiter = FixedWindowRateLimiter(storage)  # type: ignore[arg-type]
 
     async def check(self, user_id: str) -> None:
@@ -146,6 +147,13 @@ class IssueLimiter:
         raise Problem(429, "rate-limited", "Too many token requests",
                       f"at most {self._item} per user; retry in {retry} s",
                       headers={"Retry-After": str(retry)}, retry_after=retry)
+
+
+    async def close(self) -> None:
+        # limits has no public close; its Redis storage keeps the redis-py client on a bridge.
+        client = getattr(getattr(self._storage, "bridge", None), "storage", None)
+        if client is not None:
+            await client.aclose()
 
 
 class UidCache:
@@ -446,3 +454,4 @@ class TokenService:
 
     async def close(self) -> None:
         await self._issuer.close()
+        await self._limiter.close()
