@@ -12,6 +12,7 @@ from onair import __version__
 from onair.api import auth as auth_api
 from onair.api import health as health_api
 from onair.api import streams as streams_api
+from onair.api import tokens as tokens_api
 from onair.api.middleware import RequestContextMiddleware
 from onair.auth.jwt import JwtVerifier, mint_key
 from onair.auth.keys import load_or_create_secret
@@ -24,6 +25,7 @@ from onair.metrics import Metrics
 from onair.services.events import EventPublisher
 from onair.services.reaper import Reaper
 from onair.services.streams import StreamService
+from onair.services.tokens import TokenService
 from onair.settings import Settings
 from onair.store.db import Database
 from onair.store.migrate import upgrade
@@ -49,7 +51,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
     broker = broker or create_broker(settings.broker_url, settings)
     events = EventPublisher(broker)
     streams = StreamService(db, events, clock, settings)
-    return AppContext(
+    context = AppContext(
         settings=settings, db=db, broker=broker, broker_fan_in=BrokerFanIn(), events=events,
         clock=clock,
         jwt=JwtVerifier(secret, audience=settings.jwt_audience,
@@ -62,6 +64,8 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
         reaper=Reaper(db, streams, clock, interval=settings.reaper_interval,
                       lease_seconds=settings.reaper_lease),
     )
+    context.extras["tokens"] = TokenService(db, events, clock, settings)
+    return context
 
 
 async def start_context(ctx: AppContext, *, migrate: bool = True, reaper: bool = True) -> None:
@@ -74,6 +78,7 @@ async def start_context(ctx: AppContext, *, migrate: bool = True, reaper: bool =
 
 async def stop_context(ctx: AppContext) -> None:
     await ctx.reaper.stop()
+    await ctx.extras["tokens"].close()
     await ctx.broker.close()
     await ctx.db.close()
 
@@ -102,6 +107,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(auth_api.router)
     api.include_router(streams_api.router)
+    api.include_router(tokens_api.router)
     api.include_router(health_api.config_router)
     app.include_router(api)
     app.include_router(health_api.router)

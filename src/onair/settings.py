@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -118,6 +118,53 @@ class Settings(BaseSettings):
     agora_app_id: str | None = Field(None, description="Agora App ID (32 hex chars).")
     agora_app_certificate: SecretStr | None = Field(
         None, description="Agora App Certificate (32 hex chars); never logged or returned."
+    )
+    agora_token_ttl: int = Field(
+        3600, ge=60, le=86_400,
+        description="Lifetime (s) of issued RTC/RTM tokens; Agora accepts at most 24 h.",
+    )
+    agora_privilege_ttl: int = Field(
+        3600, ge=60, le=86_400,
+        description="Lifetime (s) of the join/publish privileges inside an RTC token "
+        "(capped at the token lifetime).",
+    )
+    agora_refresh_fraction: float = Field(
+        0.8, gt=0, le=1,
+        description="Clients are told to refresh after this fraction of the token lifetime …",
+    )
+    agora_refresh_margin: int = Field(
+        30, ge=0,
+        description="… and at the latest this many seconds before expiry (Agora's "
+        "token-privilege-will-expire fires 30 s before).",
+    )
+    agora_channel_prefix: str = Field(
+        "onair-", pattern=r"^[A-Za-z0-9_-]{0,27}$",
+        description="Agora channel name = prefix + stream id (lets deployments share a project).",
+    )
+    agora_token_rate_limit: str = Field(
+        "60/minute",
+        description="Per-user token issuing limit (`limits` notation, e.g. `60/minute`) → 429 "
+        "with Retry-After. Shared through Redis when the broker is Redis.",
+    )
+    @field_validator("agora_token_rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        from limits import parse
+
+        parse(value)  # raises ValueError with the offending text
+        return value
+
+    agora_max_cohosts: int = Field(
+        8, ge=0, le=16, description="Co-hosts a seller may invite into one stream."
+    )
+    agora_uid_cache_size: int = Field(
+        100_000, ge=0,
+        description="Stable (stream, user) → Agora uid pairs kept in memory (they never change).",
+    )
+    agora_issue_batch_max: int = Field(
+        256, ge=1,
+        description="Most token requests written to the ledger in one transaction "
+        "(group commit under load).",
     )
 
     # --- chat ---
