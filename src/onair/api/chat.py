@@ -4,6 +4,7 @@ Paths (under /api/v1):
   POST   /streams/{id}/chat                      send (201 new, 200 a retry of the same client_msg_id)
   GET    /streams/{id}/chat?before_seq=&limit=   history, newest first
   GET    /streams/{id}/chat?after_seq=&limit=    resync, oldest first
+  GET    /streams/{id}/chat/{message_id}         one message (or its tombstone)
   PATCH  /streams/{id}/chat/{message_id}         edit (sender, within the edit window)
   DELETE /streams/{id}/chat/{message_id}         delete → tombstone (sender, seller, moderator)
   GET    /streams/{id}/chat/sanctions            running mutes and bans (seller, moderator)
@@ -20,12 +21,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictStr
 
-from onair.api.deps import current_principal, get_ctx, require_user
-from onair.app import AppContext
-from onair.domain.identity import Principal
+from onair.api.deps import Ctx, CurrentPrincipal, RequireUser
 from onair.store.chat import Message, SanctionRow
 
 router = APIRouter(tags=["chat"])
@@ -130,9 +129,8 @@ def sanction_out(row: SanctionRow) -> dict[str, Any]:
     }
 
 
-Ctx = Annotated[AppContext, Depends(get_ctx)]
-User = Annotated[Principal, Depends(require_user)]
-Anyone = Annotated[Principal, Depends(current_principal)]
+User = RequireUser
+Anyone = CurrentPrincipal
 
 
 @router.post(
@@ -209,6 +207,11 @@ async def lift_sanctions(
     kind: Literal["mute", "ban"] | None = None,
 ) -> dict[str, int]:
     return {"lifted": await ctx.chat.lift(principal, stream_id, user_id, kind)}
+
+
+@router.get("/streams/{stream_id}/chat/{message_id}", response_model=MessageOut)
+async def get_message(stream_id: str, message_id: str, ctx: Ctx, _: Anyone) -> dict[str, Any]:
+    return message_out(await ctx.chat.get(stream_id, message_id))
 
 
 @router.patch("/streams/{stream_id}/chat/{message_id}", response_model=MessageOut)

@@ -28,9 +28,10 @@ import structlog
 from onair.domain import chat as rules
 from onair.domain.clock import Clock
 from onair.domain.identity import Principal
-from onair.domain.ids import uuid7
+from onair.domain.ids import is_uuid, uuid7
 from onair.errors import Problem
 from onair.services.events import EventPublisher, broadcast_event, row_event
+from onair.services.streams import stream_not_found
 from onair.settings import Settings
 from onair.store import chat as store
 from onair.store.chat import Message, SanctionRow
@@ -120,6 +121,8 @@ class ChatService:
         client_sent_at: datetime | None = None,
     ) -> SendResult:
         assert principal.user_id is not None
+        if not is_uuid(stream_id):
+            raise stream_not_found(stream_id)
         try:
             body = rules.normalize_body(raw_body, self.settings.chat_max_chars)
         except rules.BodyRejected as rejected:
@@ -310,6 +313,8 @@ class ChatService:
         """History (``before_seq``, newest first) or resync (``after_seq``, oldest first)."""
         if before_seq is not None and after_seq is not None:
             raise Problem(422, "conflicting-cursors", "Use before_seq or after_seq, not both")
+        if not is_uuid(stream_id):
+            raise stream_not_found(stream_id)
         size = limit or self.settings.chat_page_default
         if not 1 <= size <= self.settings.chat_page_max:
             raise Problem(422, "invalid-limit", "limit is out of range",
@@ -380,8 +385,16 @@ class ChatService:
         )
         return after
 
-    async def _message(self, conn: Any, stream_id: str, message_id: str) -> Message:
-        message = await store.get_message(conn, stream_id, message_id, lock=True)
+    async def get(self, stream_id: str, message_id: str) -> Message:
+        async with self.db.read() as conn:
+            return await self._message(conn, stream_id, message_id, lock=False)
+
+    async def _message(
+        self, conn: Any, stream_id: str, message_id: str, *, lock: bool = True
+    ) -> Message:
+        message = None
+        if is_uuid(stream_id) and is_uuid(message_id):
+            message = await store.get_message(conn, stream_id, message_id, lock=lock)
         if message is None:
             raise Problem(404, "message-not-found", "No such chat message",
                           f"stream {stream_id} has no message {message_id}")
@@ -474,6 +487,8 @@ class ChatService:
         return seconds
 
     async def chat_settings(self, stream_id: str) -> store.ChatStream:
+        if not is_uuid(stream_id):
+            raise stream_not_found(stream_id)
         async with self.db.read() as conn:
             stream = await store.get_stream(conn, stream_id)
         if stream is None:
@@ -483,17 +498,13 @@ class ChatService:
     async def _moderated_stream(
         self, conn: Any, principal: Principal, stream_id: str
     ) -> store.ChatStream:
-        stream = await store.get_stream(conn, stream_id)
+        stream = await store.get_stream(conn, stream_id) if is_uuid(stream_id) else None
         if stream is None:
             raise stream_not_found(stream_id)
         if not rules.is_moderator(actor_id=principal.user_id, actor_is_staff=principal.is_staff,
                                   seller_id=stream.seller_id):
             raise refusal_problem(rules.Refusal.NOT_MODERATOR, None, 0)
         return stream
-
-
-def stream_not_found(stream_id: str) -> Problem:
-    return Problem(404, "stream-not-found", "No such stream", f"no stream with id {stream_id}")
 
 
 def sanction_problem(block: rules.SendBlock) -> Problem:
