@@ -60,6 +60,10 @@ class ChatReferenceModel:
         return 201, seq
 
     def edit(self, actor_id: str, seq: int, raw: str, now: datetime) -> int:
+        try:  # a malformed request is refused before anything is looked up
+            body = normalize_body(raw, self.max_chars)
+        except BodyRejected:
+            return 422
         message = self.by_seq.get(seq)
         if message is None:
             return 404
@@ -69,10 +73,6 @@ class ChatReferenceModel:
             return 409
         if now - message.created_at > self.edit_window:
             return 403
-        try:
-            body = normalize_body(raw, self.max_chars)
-        except BodyRejected:
-            return 422
         message.body, message.edited_at, message.edited_by = body, now, actor_id
         return 200
 
