@@ -219,9 +219,7 @@ class ChatService:
             existing = await store.find_by_client_ids(
                 conn, ((p.stream_id, p.sender_id, p.client_msg_id) for p in batch)
             )
-            sanctions = await store.active_sanctions(
-                conn, ((p.stream_id, p.sender_id) for p in batch), now
-            )
+            sanctions = await store.active_sanctions(conn, streams, now)
             last_sent: dict[tuple[str, str], datetime] = {}
             for stream in streams.values():
                 if stream.slow_mode_seconds > 0:
