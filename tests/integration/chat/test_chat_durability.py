@@ -24,6 +24,7 @@ from conftest import JWT_SECRET
 
 SRC = Path(__file__).resolve().parents[3] / "src"
 SENDERS = 24
+ACKS_BEFORE_KILL = 250
 pytestmark = pytest.mark.slow
 
 
@@ -116,7 +117,7 @@ async def load_until_killed(server: Server, stream_id: str) -> tuple[dict[Any, A
                 unanswered.add(key)  # e.g. a 503 while shutting down: also retried later
 
     async def killer() -> None:
-        while len(acked) < 400:
+        while len(acked) < ACKS_BEFORE_KILL:
             await asyncio.sleep(0.005)
         server.kill()
         killed.set()
@@ -153,7 +154,7 @@ async def test_every_acknowledged_message_survives_sigkill_exactly_once(
                                       headers=seller)).status_code == 200
 
         acked, unanswered = await load_until_killed(server, stream_id)
-        assert len(acked) >= 400
+        assert len(acked) >= ACKS_BEFORE_KILL
 
         await server.start()  # same data dir / database, fresh process
         async with httpx.AsyncClient(base_url=server.base, timeout=10) as client:
