@@ -142,8 +142,10 @@ class ChatService:
         )
         self._wakeup.set()
         try:
-            # shield: a client that gives up does not cancel the batch; its retry finds the row.
-            return await asyncio.wait_for(asyncio.shield(future), self.settings.chat_send_timeout)
+            # A client that gives up cancels only its future: the writer skips done futures and
+            # the message is stored anyway, where a retry with the same client_msg_id finds it.
+            async with asyncio.timeout(self.settings.chat_send_timeout):
+                return await future
         except TimeoutError:
             raise Problem(
                 503, "chat-timeout", "The message was not confirmed in time",

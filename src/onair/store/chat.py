@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from onair.domain.chat import Sanction
@@ -56,7 +56,7 @@ _COLUMNS = [chat_messages.c[name] for name in _FIELDS]
 
 
 def _to_message(row: Any) -> Message:
-    return Message(**row._mapping)
+    return Message(*row)  # selected as _COLUMNS, in field order (no per-row mapping)
 
 
 @dataclass(frozen=True)
@@ -260,10 +260,11 @@ async def update_message(conn: AsyncConnection, message: Message) -> None:
     )
 
 
-async def page_before(
-    conn: AsyncConnection, stream_id: str, before_seq: int | None, limit: int
-) -> list[Message]:
-    """Newest first, strictly below ``before_seq`` (from the newest when None)."""
+def history_query(stream_id: str, before_seq: int | None, limit: int) -> Select[Any]:
+    """Newest first, strictly below ``before_seq`` (from the newest when None).
+
+    Served by the unique index (stream_id, seq), read backwards: no sort, ``limit`` rows read.
+    """
     query = (
         select(*_COLUMNS)
         .where(chat_messages.c.stream_id == stream_id)
@@ -272,34 +273,31 @@ async def page_before(
     )
     if before_seq is not None:
         query = query.where(chat_messages.c.seq < before_seq)
-    return [_to_message(row) for row in await conn.execute(query)]
+    return query
 
 
-async def page_after(
-    conn: AsyncConnection, stream_id: str, after_seq: int, limit: int
-) -> list[Message]:
-    """Oldest first, strictly above ``after_seq``."""
-    query = (
+def resync_query(stream_id: str, after_seq: int, limit: int) -> Select[Any]:
+    """Oldest first, strictly above ``after_seq``; same index, read forwards."""
+    return (
         select(*_COLUMNS)
         .where(chat_messages.c.stream_id == stream_id, chat_messages.c.seq > after_seq)
         .order_by(chat_messages.c.seq.asc())
         .limit(limit)
     )
-    return [_to_message(row) for row in await conn.execute(query)]
 
 
-def page_query_sql(conn: AsyncConnection, *, backwards: bool) -> Any:
-    """The history/resync statement, for EXPLAIN in the benchmark."""
-    query = select(*_COLUMNS).where(chat_messages.c.stream_id == bindparam("stream_id"))
-    if backwards:
-        query = query.where(chat_messages.c.seq < bindparam("cursor")).order_by(
-            chat_messages.c.seq.desc()
-        )
-    else:
-        query = query.where(chat_messages.c.seq > bindparam("cursor")).order_by(
-            chat_messages.c.seq.asc()
-        )
-    return query.limit(bindparam("limit"))
+async def page_before(
+    conn: AsyncConnection, stream_id: str, before_seq: int | None, limit: int
+) -> list[Message]:
+    result = await conn.execute(history_query(stream_id, before_seq, limit))
+    return [Message(*row) for row in result]
+
+
+async def page_after(
+    conn: AsyncConnection, stream_id: str, after_seq: int, limit: int
+) -> list[Message]:
+    result = await conn.execute(resync_query(stream_id, after_seq, limit))
+    return [Message(*row) for row in result]
 
 
 @dataclass(frozen=True)
