@@ -104,9 +104,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
                        max_body_bytes=settings.max_body_bytes)
 
     api = APIRouter(prefix=API_PREFIX)
+    # Chat first: routes are matched in order and a chat send is the most frequent request.
+    api.include_router(chat_api.router)
     api.include_router(auth_api.router)
     api.include_router(streams_api.router)
-    api.include_router(chat_api.router)
     api.include_router(health_api.config_router)
     app.include_router(api)
     app.include_router(health_api.router)

@@ -168,3 +168,18 @@ def test_active_block_is_the_strongest_live_sanction(sanctions: list[Sanction], 
             assert block.until is None
         else:
             assert block.until == max(s.until for s in same_kind if s.until is not None)
+
+
+@given(raw=st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=60))
+def test_ascii_fast_path_agrees_with_the_general_rule(raw: str) -> None:
+    """ASCII bodies skip the per-character Unicode lookups; the result must not differ."""
+    general = "".join(
+        c for c in raw.replace("\r\n", "\n").replace("\r", "\n")
+        if c == "\n" or unicodedata.category(c) != "Cc"
+    )
+    general = unicodedata.normalize("NFC", general).strip()
+    try:
+        assert normalize_body(raw, 100) == general
+    except BodyRejected as rejected:
+        assert rejected.reason in {"body-empty", "body-too-long"}
+        assert (not general) or len(general) > 100

@@ -27,6 +27,9 @@ class BodyRejected(ValueError):
         self.detail = detail
 
 
+_ASCII_CONTROLS = {code: None for code in (*range(0x20), 0x7F) if code != 0x0A}
+
+
 def normalize_body(raw: str, max_chars: int) -> str:
     """Return the plain text to store for ``raw``, or raise :class:`BodyRejected`.
 
@@ -37,14 +40,17 @@ def normalize_body(raw: str, max_chars: int) -> str:
     """
     if not isinstance(raw, str):
         raise BodyRejected("body-not-text", "body must be a string")
-    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in raw):
-        # A lone surrogate (JSON "\ud800") cannot be encoded as UTF-8, so it could never be stored.
-        raise BodyRejected("body-invalid-unicode", "body contains an unpaired UTF-16 surrogate")
     text = raw.replace("\r\n", "\n").replace("\r", "\n")
-    text = "".join(ch for ch in text if ch == "\n" or unicodedata.category(ch) != "Cc")
-    # NFC after removing controls: a control between a letter and a combining mark would
-    # otherwise block composition, and the result would change when normalized again.
-    text = unicodedata.normalize("NFC", text).strip()
+    if text.isascii():  # the common case: no composition, controls are a fixed set
+        text = text.translate(_ASCII_CONTROLS).strip()
+    else:
+        if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
+            # A lone surrogate (JSON "\ud800") cannot be encoded as UTF-8: never storable.
+            raise BodyRejected("body-invalid-unicode", "body contains an unpaired UTF-16 surrogate")
+        text = "".join(ch for ch in text if ch == "\n" or unicodedata.category(ch) != "Cc")
+        # NFC after removing controls: a control between a letter and a combining mark would
+        # otherwise block composition, and the result would change when normalized again.
+        text = unicodedata.normalize("NFC", text).strip()
     if not text:
         raise BodyRejected("body-empty", "body is empty after removing whitespace and control characters")
     if len(text) > max_chars:
