@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 
 from onair import __version__
 from onair.api import auth as auth_api
+from onair.api import chat as chat_api
 from onair.api import health as health_api
 from onair.api import streams as streams_api
 from onair.api import tokens as tokens_api
@@ -22,6 +23,7 @@ from onair.context import AppContext, BrokerFanIn
 from onair.domain.clock import Clock, SystemClock
 from onair.errors import install_problem_handlers
 from onair.metrics import Metrics
+from onair.services.chat import ChatService
 from onair.services.events import EventPublisher
 from onair.services.reaper import Reaper
 from onair.services.streams import StreamService
@@ -63,6 +65,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
         metrics=Metrics(), streams=streams,
         reaper=Reaper(db, streams, clock, interval=settings.reaper_interval,
                       lease_seconds=settings.reaper_lease),
+        chat=ChatService(settings, db, events, clock),
     )
     context.extras["tokens"] = TokenService(db, events, clock, settings)
     return context
@@ -72,6 +75,7 @@ async def start_context(ctx: AppContext, *, migrate: bool = True, reaper: bool =
     if migrate:
         await upgrade(ctx.db.engine)
     await ctx.broker.start(ctx.broker_fan_in)
+    await ctx.chat.start()
     if reaper:
         ctx.reaper.start()
 
@@ -79,6 +83,7 @@ async def start_context(ctx: AppContext, *, migrate: bool = True, reaper: bool =
 async def stop_context(ctx: AppContext) -> None:
     await ctx.reaper.stop()
     await ctx.extras["tokens"].close()
+    await ctx.chat.close()
     await ctx.broker.close()
     await ctx.db.close()
 
@@ -105,6 +110,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
                        max_body_bytes=settings.max_body_bytes)
 
     api = APIRouter(prefix=API_PREFIX)
+    # Chat first: routes are matched in order and a chat send is the most frequent request.
+    api.include_router(chat_api.router)
     api.include_router(auth_api.router)
     api.include_router(streams_api.router)
     api.include_router(tokens_api.router)

@@ -9,6 +9,7 @@ from onair.auth.jwt import JwtVerifier
 from onair.broker.base import Broker
 from onair.domain.clock import Clock
 from onair.metrics import Metrics
+from onair.services.chat import ChatService
 from onair.services.events import EventPublisher
 from onair.services.reaper import Reaper
 from onair.services.streams import StreamService
@@ -42,4 +43,5 @@ class AppContext:
     metrics: Metrics
     streams: StreamService
     reaper: Reaper
+    chat: ChatService
     extras: dict[str, Any] = field(default_factory=dict)

@@ -169,6 +169,37 @@ class Settings(BaseSettings):
 
     # --- chat ---
     chat_max_chars: int = Field(500, ge=1, description="Longest chat message (characters).")
+    chat_edit_window: float = Field(
+        300.0, ge=0, description="Seconds after sending during which the sender may edit."
+    )
+    chat_rate_per_second: float = Field(
+        2.0, gt=0, description="Per-user send rate (token bucket refill, messages/s) → 429."
+    )
+    chat_rate_burst: int = Field(
+        10, ge=1, description="Per-user send burst (token bucket size) before the rate applies."
+    )
+    chat_rate_tracked_users: int = Field(
+        100_000, ge=1, description="Senders whose token buckets are kept before full ones "
+        "are forgotten (memory bound)."
+    )
+    chat_batch_max: int = Field(
+        500, ge=1, description="Most messages stored by one group commit (one transaction)."
+    )
+    chat_queue_max: int = Field(
+        20_000, ge=1, description="Most sends waiting for their commit before new ones get 503."
+    )
+    chat_send_timeout: float = Field(
+        10.0, gt=0, description="Seconds a send waits for its commit before 503 (retry with "
+        "the same client_msg_id)."
+    )
+    chat_page_default: int = Field(50, ge=1, description="History/resync page size by default.")
+    chat_page_max: int = Field(1000, ge=1, description="Largest `limit` of chat history/resync.")
+    chat_sanction_max_seconds: int = Field(
+        30 * 24 * 3600, ge=1, description="Longest mute or timed ban (seconds)."
+    )
+    chat_slow_mode_max_seconds: int = Field(
+        3600, ge=1, description="Longest slow-mode interval a moderator can set (seconds)."
+    )
 
     # --- realtime ---
     heartbeat_timeout: float = Field(

@@ -121,6 +121,9 @@ chat_messages = Table(
     Column("edited_by", USER),
     Column("deleted_at", UTCDateTime),
     Column("deleted_by", USER),
+    # SHA-256 of the normalized body first sent: a retry of that send is compared with it (same
+    # body → the original message, else 409) even after the message was edited or deleted.
+    Column("sent_body_sha256", String(64), nullable=False, server_default=""),
     # History pages (before_seq, newest first) and resync (after_seq, oldest first).
     UniqueConstraint("stream_id", "seq"),
     # Idempotent sends: the same (stream, sender, client_msg_id) is one row forever.

@@ -1,0 +1,440 @@
+"""Chat benchmark: prints one JSON object.
+
+    python bench/chat.py [--db sqlite|postgresql|both] [--workers N] [--seconds S]
+
+For each database it starts real `onair serve` processes (``--workers`` of them sharing one port
+with SO_REUSEPORT; each has its own group-committing chat writer), creates a live stream and
+measures over HTTP:
+
+* ``throughput``: many concurrent senders (closed loop, keep-alive connections, one user per
+  connection) for ``--seconds``; persisted messages/s is counted from the rows in the database
+  afterwards (and checked: seqs 1..n, no gaps, one row per 201). Target ≥ 5,000/s.
+* ``latency_at_1000``: an open-loop load of 1,000 sends/s; latency is measured from the moment
+  each request was *scheduled*, so a stalled server cannot hide its queue. Target p99 < 50 ms.
+* ``history`` / ``resync``: a 1,000-message page (``before_seq`` newest first, ``after_seq``
+  oldest first), as the query alone and as the full HTTP request, with the query plan
+  (``EXPLAIN QUERY PLAN`` / ``EXPLAIN ANALYZE``). Target < 20 ms.
+
+The load generator speaks raw HTTP/1.1: each request is one bytes object and only the status
+line and Content-Length of each response are read, so it costs far less per request than the
+server it measures. The send rate limit is raised for the run (ONAIR_CHAT_RATE_* env): this
+measures the write path, not the limiter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from onair.auth.jwt import mint_token  # noqa: E402
+from onair.domain.identity import Role  # noqa: E402
+
+SECRET = "bench-secret-" + secrets.token_hex(16)
+PG_URL = os.environ.get("ONAIR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+# --- the server ------------------------------------------------------------------------------
+
+
+def serve_worker(port: int) -> None:
+    """One `onair serve` worker on a SO_REUSEPORT socket (the parent already migrated)."""
+    import uvicorn
+
+    from onair.app import build_context, create_app
+    from onair.logs import configure_logging
+    from onair.settings import Settings
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    ctx = build_context(settings)
+    app = create_app(settings, ctx=ctx)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                            loop="uvloop", http="httptools")
+    profile_to = os.environ.get("BENCH_PROFILE")
+    if profile_to:  # for looking into the server: BENCH_PROFILE=/tmp/prof python bench/chat.py
+        import cProfile
+
+        profiler = cProfile.Profile()
+        signal.signal(signal.SIGUSR1,
+                      lambda *_: profiler.dump_stats(f"{profile_to}.{os.getpid()}"))
+        profiler.enable()
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+class Servers:
+    def __init__(self, database_url: str, workers: int) -> None:
+        self.data_dir = Path(tempfile.mkdtemp(prefix="onair-bench-"))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT / "src"),
+            "ONAIR_DATA_DIR": str(self.data_dir),
+            "ONAIR_DATABASE_URL": database_url,
+            "ONAIR_JWT_SECRET": SECRET,
+            "ONAIR_LOG_LEVEL": "warning",
+            "ONAIR_CHAT_RATE_BURST": "1000000",
+            "ONAIR_CHAT_RATE_PER_SECOND": "1000000",
+        }
+        self.workers = workers
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        subprocess.run([sys.executable, "-m", "onair", "migrate"], env=self.env, check=True,
+                       stdout=subprocess.DEVNULL)
+        for _ in range(self.workers):
+            self.processes.append(subprocess.Popen(
+                [sys.executable, __file__, "--serve-worker", str(self.port)], env=self.env))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    time.sleep(1.0)  # let every worker finish its startup
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("onair did not start")
+
+    def cpu_seconds(self) -> float:
+        """User+system CPU the server processes have used so far (from /proc)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for process in self.processes:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        return total
+
+    def stop(self) -> None:
+        if os.environ.get("BENCH_PROFILE"):
+            for process in self.processes:
+                process.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+# --- the load generator --------------------------------------------------------------------
+
+
+class HttpConnection(asyncio.Protocol):
+    """Keep-alive HTTP/1.1 client that returns only each response's status code."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.transport: asyncio.Transport | None = None
+        self.keep_body = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buffer[:end]).lower()
+        at = head.find(b"content-length:")
+        length = int(head[at + 15 : head.find(b"\r\n", at) if head.find(b"\r\n", at) > 0
+                          else len(head)]) if at >= 0 else 0
+        total = end + 4 + length
+        if len(self.buffer) < total:
+            return
+        status = int(self.buffer[9:12])
+        body = bytes(self.buffer[end + 4 : total]) if self.keep_body else b""
+        del self.buffer[:total]
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result((status, body))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("closed"))
+
+    async def request(self, data: bytes) -> tuple[int, bytes]:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return await self.waiter
+
+
+async def connect(port: int) -> HttpConnection:
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_connection(HttpConnection, "127.0.0.1", port)
+    return protocol
+
+
+def http_request(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "host: bench"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    if body or method in ("POST", "PUT", "PATCH"):
+        lines += ["content-type: application/json", f"content-length: {len(body)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def bearer(user: str, role: Role) -> dict[str, str]:
+    return {"authorization": f"Bearer {mint_token(SECRET, user, role, 3600)}"}
+
+
+def send_request(stream_id: str, auth: dict[str, str], user: str, n: int) -> bytes:
+    body = b'{"body":"Is the blue one still available in size M?","client_msg_id":"%s-%d"}' % (
+        user.encode(), n)
+    return http_request("POST", f"/api/v1/streams/{stream_id}/chat", auth, body)
+
+
+async def create_live_stream(port: int) -> str:
+    conn = await connect(port)
+    conn.keep_body = True
+    auth = bearer("bench-seller", Role.SELLER)
+    status, body = await conn.request(
+        http_request("POST", "/api/v1/streams", auth, b'{"title":"bench"}'))
+    assert status == 201, body
+    stream_id = orjson.loads(body)["id"]
+    status, body = await conn.request(
+        http_request("POST", f"/api/v1/streams/{stream_id}/start", auth))
+    assert status == 200, body
+    assert conn.transport is not None
+    conn.transport.close()
+    return str(stream_id)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def latency_summary(latencies: list[float]) -> dict[str, float]:
+    values = sorted(latencies)
+    return {f"p{int(q * 100)}_ms": round(percentile(values, q) * 1000, 2)
+            for q in (0.5, 0.9, 0.99)} | {"max_ms": round(values[-1] * 1000, 2) if values else 0}
+
+
+async def closed_loop(port: int, stream_id: str, connections: int, seconds: float) -> dict[str, Any]:
+    statuses: dict[int, int] = {}
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def client(index: int) -> None:
+        conn = await connect(port)
+        user = f"tp{index}-{secrets.token_hex(3)}"
+        auth = bearer(user, Role.BUYER)
+        n = 0
+        while time.perf_counter() < deadline:
+            data = send_request(stream_id, auth, user, n)
+            n += 1
+            started = time.perf_counter()
+            status, _ = await conn.request(data)
+            latencies.append(time.perf_counter() - started)
+            statuses[status] = statuses.get(status, 0) + 1
+        assert conn.transport is not None
+        conn.transport.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(connections)))
+    elapsed = time.perf_counter() - started
+    return {"connections": connections, "seconds": round(elapsed, 2),
+            "responses": statuses, "created_per_s": round(statuses.get(201, 0) / elapsed),
+            "latency": latency_summary(latencies)}
+
+
+async def open_loop(port: int, stream_id: str, rate: float, connections: int,
+                    seconds: float) -> dict[str, Any]:
+    statuses: dict[int, int] = {}
+    latencies: list[float] = []
+    interval = connections / rate
+    start = time.perf_counter() + 0.2
+
+    async def client(index: int) -> None:
+        conn = await connect(port)
+        user = f"ol{index}-{secrets.token_hex(3)}"
+        auth = bearer(user, Role.BUYER)
+        count = int(seconds / interval)
+        for n in range(count):
+            scheduled = start + index * interval / connections + n * interval
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            status, _ = await conn.request(send_request(stream_id, auth, user, n))
+            latencies.append(time.perf_counter() - scheduled)
+            statuses[status] = statuses.get(status, 0) + 1
+        assert conn.transport is not None
+        conn.transport.close()
+
+    await asyncio.gather(*(client(i) for i in range(connections)))
+    return {"target_per_s": rate, "connections": connections, "seconds": seconds,
+            "responses": statuses, "latency": latency_summary(latencies)}
+
+
+# --- database checks and read paths --------------------------------------------------------
+
+
+async def check_rows(database_url: str, stream_id: str) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from onair.store.db import Database
+    from onair.store.tables import chat_messages, stream_sessions
+
+    db = Database(database_url)
+    try:
+        async with db.read() as conn:
+            count, low, high = (await conn.execute(
+                select(func.count(), func.min(chat_messages.c.seq), func.max(chat_messages.c.seq))
+                .where(chat_messages.c.stream_id == stream_id))).one()
+            last = (await conn.execute(select(stream_sessions.c.last_chat_seq).where(
+                stream_sessions.c.id == stream_id))).scalar_one()
+    finally:
+        await db.close()
+    return {"rows": count, "gapless": count == 0 or (low == 1 and high == count == last)}
+
+
+async def read_paths(database_url: str, port: int, stream_id: str) -> dict[str, Any]:
+    from sqlalchemy import text
+
+    from onair.store import chat as store
+    from onair.store.db import Database
+
+    db = Database(database_url)
+    out: dict[str, Any] = {}
+    cursors: dict[str, int] = {}
+    try:
+        async with db.read() as conn:
+            total = (await store.get_stream(conn, stream_id)).last_chat_seq  # type: ignore[union-attr]
+            size = min(1000, total)
+            for name, backwards in (("history", True), ("resync", False)):
+                # A full page from the middle of the stream when it is long enough.
+                cursor = (min(total, total // 2 + 500) + 1) if backwards else max(0, total // 2 - 500)
+                cursors[name] = cursor
+                query = (store.history_query(stream_id, cursor, 1000) if backwards
+                         else store.resync_query(stream_id, cursor, 1000))
+                sql = str(query.compile(conn.sync_connection,
+                                        compile_kwargs={"literal_binds": True}))
+                prefix = ("EXPLAIN (ANALYZE, BUFFERS) " if db.dialect == "postgresql"
+                          else "EXPLAIN QUERY PLAN ")
+                plan_rows = (await conn.exec_driver_sql(prefix + sql)).all()
+                plan = [" | ".join(str(c) for c in row) for row in plan_rows]
+                timings = []
+                for _ in range(30):
+                    started = time.perf_counter()
+                    rows = (await store.page_before(conn, stream_id, cursor, 1000)
+                            if backwards else
+                            await store.page_after(conn, stream_id, cursor, 1000))
+                    timings.append(time.perf_counter() - started)
+                assert len(rows) == size, (len(rows), size)
+                out[name] = {"query": latency_summary(timings), "plan": plan}
+    finally:
+        await db.close()
+    conn_http = await connect(port)
+    conn_http.keep_body = True
+    for name, param in (("history", f"before_seq={cursors['history']}"),
+                        ("resync", f"after_seq={cursors['resync']}")):
+        data = http_request("GET", f"/api/v1/streams/{stream_id}/chat?{param}&limit=1000", {})
+        timings = []
+        for _ in range(30):
+            started = time.perf_counter()
+            status, body = await conn_http.request(data)
+            timings.append(time.perf_counter() - started)
+            assert status == 200 and len(orjson.loads(body)["messages"]) == size
+        out[name]["http"] = latency_summary(timings)
+    assert conn_http.transport is not None
+    conn_http.transport.close()
+    out["messages_in_stream"] = total
+    out["page_size"] = size
+    return out
+
+
+async def run_backend(name: str, database_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    servers = Servers(database_url, args.workers)
+    servers.start()
+    try:
+        result: dict[str, Any] = {"database": name, "server_workers": args.workers}
+        stream_id = await create_live_stream(servers.port)
+        cpu_before, load_cpu_before = servers.cpu_seconds(), time.process_time()
+        throughput = await closed_loop(servers.port, stream_id, args.connections, args.seconds)
+        server_cpu = servers.cpu_seconds() - cpu_before
+        load_cpu = time.process_time() - load_cpu_before
+        rows = await check_rows(database_url, stream_id)
+        throughput["server_cpu_s"] = round(server_cpu, 2)
+        throughput["server_cpu_us_per_message"] = round(server_cpu / max(rows["rows"], 1) * 1e6)
+        throughput["load_generator_cpu_us_per_message"] = round(load_cpu / max(rows["rows"], 1) * 1e6)
+        throughput["persisted_per_s"] = round(rows["rows"] / throughput["seconds"])
+        throughput["rows"] = rows
+        throughput["target_per_s"] = 5000
+        throughput["ok"] = rows["gapless"] and throughput["persisted_per_s"] >= 5000
+        result["throughput"] = throughput
+
+        latency_stream = await create_live_stream(servers.port)
+        latency = await open_loop(servers.port, latency_stream, 1000.0, 50, args.latency_seconds)
+        latency["ok"] = latency["latency"]["p99_ms"] < 50
+        result["latency_at_1000"] = latency
+
+        reads = await read_paths(database_url, servers.port, stream_id)
+        for key in ("history", "resync"):
+            reads[key]["ok"] = reads[key]["query"]["p99_ms"] < 20
+        result["reads"] = reads
+        return result
+    finally:
+        servers.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=128)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--latency-seconds", type=float, default=8.0)
+    parser.add_argument("--serve-worker", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_worker:
+        serve_worker(args.serve_worker)
+        return
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    backends = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    results = []
+    for backend in backends:
+        if backend == "sqlite":
+            url = f"sqlite:///{tempfile.mkdtemp(prefix='onair-bench-db-')}/onair.db"
+        else:
+            url = PG_URL
+        results.append(asyncio.run(run_backend(backend, url, args)))
+    print(json.dumps({
+        "benchmark": "chat",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_average": os.getloadavg()},
+        "results": results,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

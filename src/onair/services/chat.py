@@ -1,0 +1,533 @@
+"""ChatService: sends through a group-committing writer, history, edits and moderation.
+
+Sends are the hot path. Each request validates its body, spends a token of its sender's bucket
+and puts itself in a queue; one writer task per process takes everything queued (up to
+``chat_batch_max``), and in ONE transaction locks the streams involved, finds retries of earlier
+sends, checks mutes, bans and slow mode, numbers the new messages and inserts them. Each request
+is answered when the transaction has committed, so a busy stream costs one commit per batch, not
+one per message. Events follow the commit in seq order.
+
+Why seqs stay gapless and unique with several processes on PostgreSQL: the batch reads each
+stream's ``last_chat_seq`` with ``SELECT … FOR UPDATE`` and writes it back in the same
+transaction, so two writers on one stream take turns; and the idempotency lookup runs after the
+lock, so it sees every message committed by the writer before. On SQLite the database-wide write
+lock (``BEGIN IMMEDIATE``) gives the same guarantee.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import deque
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from onair.domain import chat as rules
+from onair.domain.clock import Clock
+from onair.domain.identity import Principal
+from onair.domain.ids import is_uuid, uuid7
+from onair.errors import Problem
+from onair.services.events import EventPublisher, broadcast_event, row_event
+from onair.services.streams import stream_not_found
+from onair.settings import Settings
+from onair.store import chat as store
+from onair.store.chat import Message, SanctionRow
+from onair.store.db import Database
+
+log = structlog.get_logger("onair.chat")
+
+CHATTABLE = frozenset({"live", "paused"})
+TABLE = "chat_messages"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    message: Message
+    created: bool  # False: a retry of an earlier send (HTTP 200 instead of 201)
+
+
+@dataclass(frozen=True)
+class Page:
+    messages: list[Message]
+    next_cursor: int | None
+    last_seq: int
+
+
+@dataclass
+class _PendingSend:
+    stream_id: str
+    sender_id: str
+    client_msg_id: str
+    body: str
+    body_sha256: str
+    client_sent_at: datetime | None
+    is_staff: bool
+    future: asyncio.Future[SendResult]
+
+
+def body_digest(body: str) -> str:
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def body_problem(rejected: rules.BodyRejected) -> Problem:
+    return Problem(422, rejected.reason, "Message body is not acceptable", rejected.detail)
+
+
+class ChatService:
+    def __init__(
+        self, settings: Settings, db: Database, events: EventPublisher, clock: Clock
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.events = events
+        self.clock = clock
+        self._bucket = rules.TokenBucket(
+            rate=settings.chat_rate_per_second, burst=settings.chat_rate_burst
+        )
+        self._tats: dict[str, float] = {}
+        self._pending: deque[_PendingSend] = deque()
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self.batches = 0
+        self.batched_messages = 0
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._writer is None:
+            self._closing = False
+            self._writer = asyncio.create_task(self._write_loop(), name="chat-writer")
+
+    async def close(self) -> None:
+        """Finish what is queued, then stop the writer."""
+        self._closing = True
+        self._wakeup.set()
+        if self._writer is not None:
+            await self._writer
+            self._writer = None
+
+    # --- send ---------------------------------------------------------------------------------
+
+    async def send(
+        self,
+        principal: Principal,
+        stream_id: str,
+        raw_body: str,
+        client_msg_id: str,
+        client_sent_at: datetime | None = None,
+    ) -> SendResult:
+        assert principal.user_id is not None
+        if not is_uuid(stream_id):
+            raise stream_not_found(stream_id)
+        try:
+            body = rules.normalize_body(raw_body, self.settings.chat_max_chars)
+        except rules.BodyRejected as rejected:
+            raise body_problem(rejected) from None
+        if not principal.is_staff:
+            self._spend_token(principal.user_id)
+        if self._closing or self._writer is None:
+            raise Problem(503, "chat-unavailable", "Chat is shutting down",
+                          headers={"Retry-After": "1"})
+        if len(self._pending) >= self.settings.chat_queue_max:
+            raise Problem(503, "chat-overloaded", "Too many messages are waiting to be stored",
+                          headers={"Retry-After": "1"})
+        future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
+        self._pending.append(
+            _PendingSend(stream_id, principal.user_id, client_msg_id, body, body_digest(body),
+                         client_sent_at, principal.is_staff, future)
+        )
+        self._wakeup.set()
+        try:
+            # A client that gives up cancels only its future: the writer skips done futures and
+            # the message is stored anyway, where a retry with the same client_msg_id finds it.
+            async with asyncio.timeout(self.settings.chat_send_timeout):
+                return await future
+        except TimeoutError:
+            raise Problem(
+                503, "chat-timeout", "The message was not confirmed in time",
+                "It may still be stored: retry with the same client_msg_id.",
+                headers={"Retry-After": "1"},
+            ) from None
+
+    def _spend_token(self, user_id: str) -> None:
+        now = self.clock.now().timestamp()
+        allowed, tat, retry_after = self._bucket.take(self._tats.get(user_id), now)
+        if not allowed:
+            raise Problem(
+                429, "rate-limited", "Sending too fast",
+                f"at most {self.settings.chat_rate_burst} messages at once and "
+                f"{self.settings.chat_rate_per_second:g} per second after that",
+                headers={"Retry-After": rules.retry_after_header(retry_after)},
+                retry_after=round(retry_after, 3),
+            )
+        assert tat is not None
+        self._tats[user_id] = tat
+        if len(self._tats) > self.settings.chat_rate_tracked_users:
+            # Full buckets carry no information: forget them.
+            self._tats = {user: t for user, t in self._tats.items() if t > now}
+
+    async def _write_loop(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = [self._pending.popleft()
+                     for _ in range(min(len(self._pending), self.settings.chat_batch_max))]
+            await self._commit_and_answer(batch)
+
+    async def _commit_and_answer(self, batch: list[_PendingSend]) -> None:
+        try:
+            outcomes, inserted = await self._commit(batch)
+        except Exception as exc:
+            if len(batch) > 1:
+                # Do not let one bad message fail its neighbours: store them one by one.
+                log.warning("chat_batch_failed_retrying_singly", size=len(batch),
+                            error=type(exc).__name__)
+                for pending in batch:
+                    await self._commit_and_answer([pending])
+                return
+            log.error("chat_send_failed", error=type(exc).__name__, exc_info=exc)
+            problem = Problem(503, "chat-unavailable", "The message could not be stored",
+                              "Retry with the same client_msg_id.", headers={"Retry-After": "1"})
+            if not batch[0].future.done():
+                batch[0].future.set_exception(problem)
+            return
+        self.batches += 1
+        self.batched_messages += len(inserted)
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if pending.future.done():
+                continue
+            if isinstance(outcome, Problem):
+                pending.future.set_exception(outcome)
+            else:
+                pending.future.set_result(outcome)
+        await self._publish_inserts(inserted)
+
+    async def _commit(
+        self, batch: list[_PendingSend]
+    ) -> tuple[list[SendResult | Problem], list[Message]]:
+        now = self.clock.now()
+        outcomes: list[SendResult | Problem] = []
+        inserted: list[Message] = []
+        async with self.db.write() as conn:
+            streams = await store.lock_streams(conn, (p.stream_id for p in batch))
+            existing = await store.find_by_client_ids(
+                conn, ((p.stream_id, p.sender_id, p.client_msg_id) for p in batch)
+            )
+            sanctions = await store.active_sanctions(conn, streams, now)
+            last_sent: dict[tuple[str, str], datetime] = {}
+            for stream in streams.values():
+                if stream.slow_mode_seconds > 0:
+                    senders = {p.sender_id for p in batch if p.stream_id == stream.id}
+                    for sender, at in (await store.last_sent_at(conn, stream.id, senders)).items():
+                        last_sent[(stream.id, sender)] = at
+            seqs = {stream_id: stream.last_chat_seq for stream_id, stream in streams.items()}
+            for pending in batch:
+                outcome = self._decide(pending, streams, existing, sanctions, last_sent, now)
+                if outcome is None:
+                    seqs[pending.stream_id] += 1
+                    message = Message(
+                        id=uuid7(now), stream_id=pending.stream_id, seq=seqs[pending.stream_id],
+                        sender_id=pending.sender_id, client_msg_id=pending.client_msg_id,
+                        body=pending.body, client_sent_at=pending.client_sent_at, created_at=now,
+                        edited_at=None, edited_by=None, deleted_at=None, deleted_by=None,
+                        sent_body_sha256=pending.body_sha256,
+                    )
+                    existing[(pending.stream_id, pending.sender_id, pending.client_msg_id)] = message
+                    last_sent[(pending.stream_id, pending.sender_id)] = now
+                    inserted.append(message)
+                    outcome = SendResult(message, created=True)
+                outcomes.append(outcome)
+            await store.insert_messages(conn, inserted)
+            await store.set_last_seqs(
+                conn, {sid: seq for sid, seq in seqs.items() if seq != streams[sid].last_chat_seq}
+            )
+        return outcomes, inserted
+
+    def _decide(
+        self,
+        pending: _PendingSend,
+        streams: dict[str, store.ChatStream],
+        existing: dict[tuple[str, str, str], Message],
+        sanctions: dict[tuple[str, str], list[rules.Sanction]],
+        last_sent: dict[tuple[str, str], datetime],
+        now: datetime,
+    ) -> SendResult | Problem | None:
+        """None: store it. Otherwise the answer for this send, decided inside the batch."""
+        stream = streams.get(pending.stream_id)
+        if stream is None:
+            return stream_not_found(pending.stream_id)
+        earlier = existing.get((pending.stream_id, pending.sender_id, pending.client_msg_id))
+        if earlier is not None:
+            if earlier.sent_body_sha256 != pending.body_sha256:
+                return Problem(
+                    409, "client-msg-id-reused", "client_msg_id was used for another message",
+                    "This client_msg_id already names a message with a different body; "
+                    "use a new id for a new message.",
+                    message_id=earlier.id, seq=earlier.seq,
+                )
+            return SendResult(earlier, created=False)
+        if stream.status not in CHATTABLE:
+            return Problem(409, "stream-not-live", "Chat is closed",
+                           f"the stream is {stream.status}; chat is open while live or paused",
+                           stream_status=stream.status)
+        exempt = pending.is_staff or pending.sender_id == stream.seller_id
+        if exempt:
+            return None
+        block = rules.active_block(sanctions.get((pending.stream_id, pending.sender_id), ()), now)
+        if block is not None:
+            return sanction_problem(block)
+        wait = rules.slow_mode_wait(
+            last_sent.get((pending.stream_id, pending.sender_id)), now, stream.slow_mode_seconds
+        )
+        if wait > 0:
+            return Problem(
+                429, "slow-mode", "Slow mode is on",
+                f"one message every {stream.slow_mode_seconds} s in this chat",
+                headers={"Retry-After": rules.retry_after_header(wait)},
+                retry_after=round(wait, 3), slow_mode_seconds=stream.slow_mode_seconds,
+            )
+        return None
+
+    async def _publish_inserts(self, inserted: list[Message]) -> None:
+        by_stream: dict[str, list[dict[str, Any]]] = {}
+        for message in inserted:  # already in seq order per stream
+            by_stream.setdefault(message.stream_id, []).append(
+                row_event(TABLE, "INSERT", message.record(), None, message.created_at)
+            )
+        for stream_id, events in by_stream.items():
+            await self.events.publish(stream_id, *events)
+
+    # --- read ---------------------------------------------------------------------------------
+
+    async def page(
+        self, stream_id: str, *, before_seq: int | None, after_seq: int | None, limit: int | None
+    ) -> Page:
+        """History (``before_seq``, newest first) or resync (``after_seq``, oldest first)."""
+        if before_seq is not None and after_seq is not None:
+            raise Problem(422, "conflicting-cursors", "Use before_seq or after_seq, not both")
+        if not is_uuid(stream_id):
+            raise stream_not_found(stream_id)
+        size = limit or self.settings.chat_page_default
+        if not 1 <= size <= self.settings.chat_page_max:
+            raise Problem(422, "invalid-limit", "limit is out of range",
+                          f"limit must be between 1 and {self.settings.chat_page_max}")
+        async with self.db.read() as conn:
+            stream = await store.get_stream(conn, stream_id)
+            if stream is None:
+                raise stream_not_found(stream_id)
+            if after_seq is not None:
+                rows = await store.page_after(conn, stream_id, after_seq, size + 1)
+            else:
+                rows = await store.page_before(conn, stream_id, before_seq, size + 1)
+        more = len(rows) > size
+        rows = rows[:size]
+        return Page(rows, rows[-1].seq if more else None, stream.last_chat_seq)
+
+    # --- edit and delete ----------------------------------------------------------------------
+
+    async def edit(
+        self, principal: Principal, stream_id: str, message_id: str, raw_body: str
+    ) -> Message:
+        assert principal.user_id is not None
+        try:
+            body = rules.normalize_body(raw_body, self.settings.chat_max_chars)
+        except rules.BodyRejected as rejected:
+            raise body_problem(rejected) from None
+        now = self.clock.now()
+        async with self.db.write() as conn:
+            before = await self._message(conn, stream_id, message_id)
+            refusal = rules.edit_refusal(
+                editor_id=principal.user_id, sender_id=before.sender_id,
+                created_at=before.created_at, deleted=before.deleted, now=now,
+                window=timedelta(seconds=self.settings.chat_edit_window),
+            )
+            if refusal is not None:
+                raise refusal_problem(refusal, before, self.settings.chat_edit_window)
+            after, outcome = self._merge(before, rules.Edit(body=body, at=now, by=principal.user_id))
+            if outcome is rules.MergeOutcome.SUPERSEDED:
+                raise Problem(409, "edit-superseded", "A later edit already stands",
+                              "edits resolve by server time, then editor id", message_id=before.id)
+            if outcome is rules.MergeOutcome.DELETED:
+                raise refusal_problem(rules.Refusal.MESSAGE_DELETED, before, 0)
+            await store.update_message(conn, after)
+        await self.events.publish(
+            stream_id, row_event(TABLE, "UPDATE", after.record(), before.record(), now)
+        )
+        return after
+
+    async def delete(self, principal: Principal, stream_id: str, message_id: str) -> Message:
+        assert principal.user_id is not None
+        now = self.clock.now()
+        async with self.db.write() as conn:
+            before = await self._message(conn, stream_id, message_id)
+            stream = await store.get_stream(conn, stream_id)
+            assert stream is not None  # the message's foreign key
+            refusal = rules.delete_refusal(
+                actor_id=principal.user_id, actor_is_staff=principal.is_staff,
+                sender_id=before.sender_id, seller_id=stream.seller_id,
+            )
+            if refusal is not None:
+                raise refusal_problem(refusal, before, 0)
+            after, outcome = self._merge(before, rules.Delete(at=now, by=principal.user_id))
+            if outcome is not rules.MergeOutcome.APPLIED:
+                return before  # deleting a tombstone again is a no-op, like any retry
+            await store.update_message(conn, after)
+        await self.events.publish(
+            stream_id, row_event(TABLE, "UPDATE", after.record(), before.record(), now)
+        )
+        return after
+
+    async def get(self, stream_id: str, message_id: str) -> Message:
+        async with self.db.read() as conn:
+            return await self._message(conn, stream_id, message_id, lock=False)
+
+    async def _message(
+        self, conn: Any, stream_id: str, message_id: str, *, lock: bool = True
+    ) -> Message:
+        message = None
+        if is_uuid(stream_id) and is_uuid(message_id):
+            message = await store.get_message(conn, stream_id, message_id, lock=lock)
+        if message is None:
+            raise Problem(404, "message-not-found", "No such chat message",
+                          f"stream {stream_id} has no message {message_id}")
+        return message
+
+    @staticmethod
+    def _merge(
+        message: Message, change: rules.Edit | rules.Delete
+    ) -> tuple[Message, rules.MergeOutcome]:
+        state = rules.MessageState(
+            body=message.body, edited_at=message.edited_at, edited_by=message.edited_by,
+            deleted_at=message.deleted_at, deleted_by=message.deleted_by,
+        )
+        merged, outcome = rules.merge(state, change)
+        return (
+            replace(message, body=merged.body, edited_at=merged.edited_at,
+                    edited_by=merged.edited_by, deleted_at=merged.deleted_at,
+                    deleted_by=merged.deleted_by),
+            outcome,
+        )
+
+    # --- moderation -------------------------------------------------------------------------
+
+    async def sanction(
+        self,
+        principal: Principal,
+        stream_id: str,
+        user_id: str,
+        kind: rules.SanctionKind,
+        duration_seconds: int | None,
+        reason: str | None,
+    ) -> SanctionRow:
+        assert principal.user_id is not None
+        if kind == "mute" and duration_seconds is None:
+            raise Problem(422, "mute-needs-duration", "A mute needs duration_seconds",
+                          "use a ban for a sanction without an end")
+        if duration_seconds is not None and not (
+            1 <= duration_seconds <= self.settings.chat_sanction_max_seconds
+        ):
+            raise Problem(422, "invalid-duration", "duration_seconds is out of range",
+                          f"between 1 and {self.settings.chat_sanction_max_seconds}")
+        now = self.clock.now()
+        until = now + timedelta(seconds=duration_seconds) if duration_seconds is not None else None
+        row = SanctionRow(
+            id=uuid7(now), stream_id=stream_id, user_id=user_id, kind=kind, until=until,
+            reason=reason, created_by=principal.user_id, created_at=now, lifted_at=None,
+        )
+        async with self.db.write() as conn:
+            stream = await self._moderated_stream(conn, principal, stream_id)
+            if user_id == stream.seller_id:
+                raise Problem(409, "cannot-sanction-seller", "The seller cannot be muted or banned")
+            await store.insert_sanction(conn, row)
+        await self.events.publish(
+            stream_id,
+            broadcast_event(stream_id, "chat_sanction",
+                            {"user_id": user_id, "kind": kind, "until": until, "lifted": False}),
+        )
+        return row
+
+    async def lift(
+        self, principal: Principal, stream_id: str, user_id: str, kind: str | None
+    ) -> int:
+        now = self.clock.now()
+        async with self.db.write() as conn:
+            await self._moderated_stream(conn, principal, stream_id)
+            lifted = await store.lift_sanctions(conn, stream_id, user_id, kind, now)
+        if lifted:
+            await self.events.publish(
+                stream_id,
+                broadcast_event(stream_id, "chat_sanction",
+                                {"user_id": user_id, "kind": kind, "until": None, "lifted": True}),
+            )
+        return lifted
+
+    async def sanctions(self, principal: Principal, stream_id: str) -> list[SanctionRow]:
+        async with self.db.read() as conn:
+            await self._moderated_stream(conn, principal, stream_id)
+            return await store.list_active_sanctions(conn, stream_id, self.clock.now())
+
+    async def set_slow_mode(self, principal: Principal, stream_id: str, seconds: int) -> int:
+        if not 0 <= seconds <= self.settings.chat_slow_mode_max_seconds:
+            raise Problem(422, "invalid-slow-mode", "slow_mode_seconds is out of range",
+                          f"between 0 (off) and {self.settings.chat_slow_mode_max_seconds}")
+        async with self.db.write() as conn:
+            await self._moderated_stream(conn, principal, stream_id)
+            await store.set_slow_mode(conn, stream_id, seconds)
+        await self.events.publish(
+            stream_id, broadcast_event(stream_id, "chat_settings", {"slow_mode_seconds": seconds})
+        )
+        return seconds
+
+    async def chat_settings(self, stream_id: str) -> store.ChatStream:
+        if not is_uuid(stream_id):
+            raise stream_not_found(stream_id)
+        async with self.db.read() as conn:
+            stream = await store.get_stream(conn, stream_id)
+        if stream is None:
+            raise stream_not_found(stream_id)
+        return stream
+
+    async def _moderated_stream(
+        self, conn: Any, principal: Principal, stream_id: str
+    ) -> store.ChatStream:
+        stream = await store.get_stream(conn, stream_id) if is_uuid(stream_id) else None
+        if stream is None:
+            raise stream_not_found(stream_id)
+        if not rules.is_moderator(actor_id=principal.user_id, actor_is_staff=principal.is_staff,
+                                  seller_id=stream.seller_id):
+            raise refusal_problem(rules.Refusal.NOT_MODERATOR, None, 0)
+        return stream
+
+
+def sanction_problem(block: rules.SendBlock) -> Problem:
+    until = "until lifted" if block.until is None else f"until {block.until.isoformat()}"
+    return Problem(
+        403, f"chat-{'banned' if block.kind == 'ban' else 'muted'}",
+        "You are banned from this chat" if block.kind == "ban" else "You are muted in this chat",
+        f"{block.reason or 'no reason given'} ({until})",
+        reason=block.reason, until=block.until,
+    )
+
+
+_REFUSALS = {
+    rules.Refusal.NOT_SENDER: (403, "Only the sender can edit a message"),
+    rules.Refusal.EDIT_WINDOW_CLOSED: (403, "The edit window has closed"),
+    rules.Refusal.MESSAGE_DELETED: (409, "The message was deleted"),
+    rules.Refusal.NOT_MODERATOR: (403, "Only the seller or a moderator can do this"),
+}
+
+
+def refusal_problem(refusal: rules.Refusal, message: Message | None, window: float) -> Problem:
+    status, title = _REFUSALS[refusal]
+    detail = None
+    if refusal is rules.Refusal.EDIT_WINDOW_CLOSED:
+        detail = f"messages can be edited for {window:g} s after they were sent"
+    return Problem(status, refusal.value, title, detail)
