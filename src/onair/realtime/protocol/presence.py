@@ -18,21 +18,21 @@ class PresenceMeta:
     meta: dict[str, Any]
     prev_ref: str | None = None
 
-    def wire(self) -> dict[str, Any]:
+    def wire(self, with_prev: bool = True) -> dict[str, Any]:
         out = {"phx_ref": self.ref, **self.meta}
-        if self.prev_ref is not None:
+        if with_prev and self.prev_ref is not None:
             out["phx_ref_prev"] = self.prev_ref
         return out
 
 
-def state(entries: list[PresenceMeta]) -> dict[str, Any]:
+def state(entries: list[PresenceMeta], with_prev: bool = False) -> dict[str, Any]:
     """``presence_state`` payload: ``{key: {"metas": [...]}}``."""
     out: dict[str, Any] = {}
     for e in entries:
-        out.setdefault(e.key, {"metas": []})["metas"].append(e.wire())
+        out.setdefault(e.key, {"metas": []})["metas"].append(e.wire(with_prev))
     return out
 
 
 def diff(joins: list[PresenceMeta], leaves: list[PresenceMeta]) -> dict[str, Any]:
-    """``presence_diff`` payload."""
-    return {"joins": state(joins), "leaves": state(leaves)}
+    """``presence_diff`` payload; only joins carry ``phx_ref_prev``."""
+    return {"joins": state(joins, with_prev=True), "leaves": state(leaves)}
