@@ -29,7 +29,7 @@ class FakeTransport:
         self.high_water = high_water
         self.paused = False
         self.client: Client | None = None
-        self.fail_on: bytes | None = None
+        self.observer: Callable[[bytes], None] | None = None  # sees every write as it happens
 
     def write(self, data: bytes) -> None:
         assert not self.closed, "write after close"
@@ -39,6 +39,9 @@ class FakeTransport:
             if not self.paused and self.buffered > self.high_water and self.client is not None:
                 self.paused = True
                 self.client.pause_writing()
+            return
+        if self.observer is not None:
+            self.observer(data)
             return
         self.data += data
 
@@ -59,7 +62,19 @@ class FakeTransport:
         self.closed = self.aborted = True
 
     def frames(self) -> list[tuple[bool, bytes]]:
-        out, buf, pos = [], bytes(self.data), 0
+        return parse_frames(bytes(self.data))
+
+    def messages(self) -> list[Any]:
+        return [orjson.loads(body) for binary, body in self.frames() if not binary]
+
+    def take(self) -> list[Any]:
+        msgs = self.messages()
+        self.data.clear()
+        return msgs
+
+
+def parse_frames(buf: bytes) -> list[tuple[bool, bytes]]:
+        out, pos = [], 0
         while pos < len(buf):
             head, n = buf[pos], buf[pos + 1]
             pos += 2
@@ -72,14 +87,6 @@ class FakeTransport:
             out.append((head == 0x82, buf[pos:pos + n]))
             pos += n
         return out
-
-    def messages(self) -> list[Any]:
-        return [orjson.loads(body) for binary, body in self.frames() if not binary]
-
-    def take(self) -> list[Any]:
-        msgs = self.messages()
-        self.data.clear()
-        return msgs
 
 
 class Principal:
