@@ -21,6 +21,9 @@ from onair.context import AppContext, BrokerFanIn
 from onair.domain.clock import Clock, SystemClock
 from onair.errors import install_problem_handlers
 from onair.metrics import Metrics
+from onair.realtime import rest as realtime_rest
+from onair.realtime.service import STATE_KEY as REALTIME
+from onair.realtime.wiring import build_realtime
 from onair.services.events import EventPublisher
 from onair.services.reaper import Reaper
 from onair.services.streams import StreamService
@@ -49,7 +52,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
     broker = broker or create_broker(settings.broker_url)
     events = EventPublisher(broker)
     streams = StreamService(db, events, clock, settings)
-    return AppContext(
+    ctx = AppContext(
         settings=settings, db=db, broker=broker, broker_fan_in=BrokerFanIn(), events=events,
         clock=clock,
         jwt=JwtVerifier(secret, audience=settings.jwt_audience,
@@ -62,18 +65,22 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
         reaper=Reaper(db, streams, clock, interval=settings.reaper_interval,
                       lease_seconds=settings.reaper_lease),
     )
+    build_realtime(ctx)
+    return ctx
 
 
 async def start_context(ctx: AppContext, *, migrate: bool = True, reaper: bool = True) -> None:
     if migrate:
         await upgrade(ctx.db.engine)
     await ctx.broker.start(ctx.broker_fan_in)
+    await ctx.extras[REALTIME].start()
     if reaper:
         ctx.reaper.start()
 
 
 async def stop_context(ctx: AppContext) -> None:
     await ctx.reaper.stop()
+    await ctx.extras[REALTIME].stop()
     await ctx.broker.close()
     await ctx.db.close()
 
@@ -88,7 +95,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         await start_context(context, reaper=run_reaper)
         try:
-            yield {}
+            yield {REALTIME: context.extras[REALTIME]}  # uvicorn hands it to the ws protocol
         finally:
             await stop_context(context)
 
@@ -105,4 +112,5 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     api.include_router(health_api.config_router)
     app.include_router(api)
     app.include_router(health_api.router)
+    app.include_router(realtime_rest.router)
     return app
