@@ -4,7 +4,7 @@ from typing import Any
 
 import orjson
 import pytest
-from realtime_fakes import FakeTransport, Harness
+from tests.realtime.realtime_fakes import FakeTransport, Harness
 
 from onair.realtime.hub import Hub
 from onair.realtime.changes import RowChange

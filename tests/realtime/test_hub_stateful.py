@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, precondition, rule
 import orjson
-from realtime_fakes import FakeTransport, Harness, parse_frames
+from tests.realtime.realtime_fakes import FakeTransport, Harness, parse_frames
 
 from onair.realtime.client import Client
 from onair.realtime.hub import Hub
