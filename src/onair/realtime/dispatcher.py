@@ -108,7 +108,11 @@ class Dispatcher:
             return
         sub = m.sub_topic(req.topic) or ""
         if not self.authorizer.allowed(member.principal, sub, "broadcast", "write", private=config.private, event=req.event):
-            return  # silently dropped, even with ack (spec §4.2)
+            # Supabase drops these silently even with ack (spec §4.2); with ack on we say so,
+            # which spares the client a 10 s timeout and changes nothing for the others
+            if config.broadcast_ack:
+                client.protocol.send(m.reply(join_ref, req.ref, req.topic, "error", {"reason": "Unauthorized"}))
+            return
         self.hub.broadcast(req.topic, req.event, req.payload, raw=req.raw, sender=client)
         if self.relay is not None:
             self.relay(req.topic, req.event, req.payload, req.raw, client)
