@@ -23,6 +23,9 @@ from onair.context import AppContext, BrokerFanIn
 from onair.domain.clock import Clock, SystemClock
 from onair.errors import install_problem_handlers
 from onair.metrics import Metrics
+from onair.realtime import rest as realtime_rest
+from onair.realtime.service import STATE_KEY as REALTIME
+from onair.realtime.wiring import build_realtime
 from onair.services.chat import ChatService
 from onair.services.events import EventPublisher
 from onair.services.reaper import Reaper
@@ -68,6 +71,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
         chat=ChatService(settings, db, events, clock),
     )
     context.extras["tokens"] = TokenService(db, events, clock, settings)
+    build_realtime(context)
     return context
 
 
@@ -76,12 +80,14 @@ async def start_context(ctx: AppContext, *, migrate: bool = True, reaper: bool =
         await upgrade(ctx.db.engine)
     await ctx.broker.start(ctx.broker_fan_in)
     await ctx.chat.start()
+    await ctx.extras[REALTIME].start()
     if reaper:
         ctx.reaper.start()
 
 
 async def stop_context(ctx: AppContext) -> None:
     await ctx.reaper.stop()
+    await ctx.extras[REALTIME].stop()
     await ctx.extras["tokens"].close()
     await ctx.chat.close()
     await ctx.broker.close()
@@ -98,7 +104,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         await start_context(context, reaper=run_reaper)
         try:
-            yield {}
+            yield {REALTIME: context.extras[REALTIME]}  # uvicorn hands it to the ws protocol
         finally:
             await stop_context(context)
 
@@ -118,4 +124,5 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     api.include_router(health_api.config_router)
     app.include_router(api)
     app.include_router(health_api.router)
+    app.include_router(realtime_rest.router)
     return app

@@ -49,7 +49,7 @@ def serve(
         typer.echo(f"  dev auth  POST {base}/api/v1/auth/dev-sign-in (on)", err=True)
     config = uvicorn.Config(web, host=settings.host, port=settings.port, log_level="warning",
                             access_log=False, lifespan="on", timeout_graceful_shutdown=5,
-                            **_server_options())
+                            **_server_options(settings))
     _GracefulServer(config).run()
     typer.echo("onair stopped", err=True)
 
@@ -71,9 +71,11 @@ class _GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def _server_options() -> dict[str, object]:
+def _server_options(settings: Settings) -> dict[str, object]:
     """Hook for the realtime layer's WebSocket protocol class (kept in one place)."""
-    return {"loop": "uvloop" if sys.platform != "win32" else "asyncio"}
+    from onair.realtime.wiring import server_options
+
+    return {"loop": "uvloop" if sys.platform != "win32" else "asyncio", **server_options(settings)}
 
 
 async def _migrate_and_close(settings: Settings, upgrade_fn: object) -> None:

@@ -205,6 +205,36 @@ class Settings(BaseSettings):
     heartbeat_timeout: float = Field(
         60.0, gt=0, description="Seconds of silence after which a realtime socket is closed."
     )
+    realtime_max_channels_per_connection: int = Field(
+        100, ge=1, description="Channels one realtime socket may join (`ChannelRateLimitReached`)."
+    )
+    realtime_max_messages_per_second: int = Field(
+        100, ge=1, description="Frames per second per socket; over it the channel is closed "
+        "(`Too many messages per second`), over twice it the socket."
+    )
+    realtime_max_payload_bytes: int = Field(
+        262_144, ge=1024, description="Largest broadcast / presence payload (bytes); also bounds "
+        "frames and REST broadcasts."
+    )
+    realtime_max_connections_per_user: int = Field(
+        20, ge=1, description="Concurrent realtime sockets per user (HTTP 429 "
+        "`Too many connected users` at the upgrade)."
+    )
+    realtime_max_pending_bytes: int = Field(
+        1_048_576, ge=65_536, description="Bytes queued for a socket that stopped reading before "
+        "it is cut off as a slow consumer."
+    )
+    realtime_write_buffer_bytes: int = Field(
+        262_144, ge=16_384, description="Kernel-side write buffer per socket after which the hub "
+        "starts queueing and coalescing (transport high-water mark)."
+    )
+    realtime_sweep_interval: float = Field(
+        1.0, gt=0, description="Seconds between checks for silent sockets and expired tokens."
+    )
+    realtime_unsubscribe_delay: float = Field(
+        5.0, ge=0, description="Seconds a broker topic stays subscribed after its last local "
+        "member left."
+    )
 
     # --- web ---
     ice_servers: list[dict[str, Any]] = Field(

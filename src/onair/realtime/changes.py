@@ -1,0 +1,189 @@
+"""postgres_changes: which bindings a committed row change reaches, and the message it becomes.
+
+Matching is indexed (issue 5 §5): bindings are kept per table, and those with a ``col=eq.value``
+condition sit in a hash index on (column, value). A change for stream X therefore touches only the
+bindings filtered on X (plus the few unindexable ones), never every subscription.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from onair.realtime.protocol.join import Binding
+
+if TYPE_CHECKING:
+    from onair.realtime.client import Client
+
+# Postgres type names the clients use to convert values (realtime-js convertChangeData).
+COLUMN_TYPES: dict[str, dict[str, str]] = {
+    "chat_messages": {
+        "id": "text", "stream_id": "text", "seq": "int8", "sender_id": "text", "client_msg_id": "text",
+        "body": "text", "client_sent_at": "timestamptz", "created_at": "timestamptz", "edited_at": "timestamptz",
+        "edited_by": "text", "deleted_at": "timestamptz", "deleted_by": "text",
+    },
+    "stream_sessions": {
+        "id": "text", "seller_id": "text", "title": "text", "status": "text", "version": "int8",
+        "created_at": "timestamptz", "started_at": "timestamptz", "paused_at": "timestamptz", "ended_at": "timestamptz",
+        "end_reason": "text", "pause_reason": "text", "last_host_heartbeat_at": "timestamptz",
+        "viewer_count": "int4", "peak_viewers": "int4", "slow_mode_seconds": "int4",
+    },
+    "stream_viewers": {
+        "stream_id": "text", "user_id": "text", "joined_at": "timestamptz", "last_heartbeat_at": "timestamptz",
+        "left_at": "timestamptz",
+    },
+}
+
+
+class Sub:
+    """One binding of one channel join."""
+
+    __slots__ = ("client", "topic", "binding")
+
+    def __init__(self, client: Client, topic: str, binding: Binding) -> None:
+        self.client = client
+        self.topic = topic
+        self.binding = binding
+
+
+def _key(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int)):
+        return str(value)
+    return None
+
+
+class _TableSubs:
+    __slots__ = ("eq", "scan")
+
+    def __init__(self) -> None:
+        self.eq: dict[str, dict[str, dict[Sub, None]]] = {}
+        self.scan: dict[Sub, None] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.eq or self.scan)
+
+
+class ChangeIndex:
+    def __init__(self) -> None:
+        self._tables: dict[str, _TableSubs] = {}
+
+    def add(self, sub: Sub) -> None:
+        table = self._tables.setdefault(sub.binding.table, _TableSubs())
+        key = sub.binding.filter.eq_key()
+        if key is None:
+            table.scan[sub] = None
+        else:
+            table.eq.setdefault(key[0], {}).setdefault(key[1], {})[sub] = None
+
+    def remove(self, sub: Sub) -> None:
+        table = self._tables.get(sub.binding.table)
+        if table is None:
+            return
+        key = sub.binding.filter.eq_key()
+        if key is None:
+            table.scan.pop(sub, None)
+        else:
+            column = table.eq.get(key[0], {})
+            bucket = column.get(key[1])
+            if bucket is not None:
+                bucket.pop(sub, None)
+                if not bucket:
+                    del column[key[1]]
+                if not column:
+                    del table.eq[key[0]]
+        if not table:
+            del self._tables[sub.binding.table]
+
+    def match(self, schema: str, table: str, change_type: str, record: dict[str, Any] | None) -> dict[tuple[Client, str], list[int]]:
+        """``{(client, channel topic): [binding ids]}`` for every binding the change satisfies."""
+        out: dict[tuple[Client, str], list[int]] = {}
+        for name in (table, "*"):
+            subs = self._tables.get(name)
+            if subs is None:
+                continue
+            candidates: list[dict[Sub, None]] = [subs.scan]
+            if record:
+                for column, buckets in subs.eq.items():
+                    key = _key(record.get(column))
+                    if key is not None and key in buckets:
+                        candidates.append(buckets[key])
+            for bucket in candidates:
+                for sub in bucket:
+                    b = sub.binding
+                    if b.error is None and b.wants(change_type) and b.schema in (schema, "*") and b.filter.matches(record):
+                        ids = out.setdefault((sub.client, sub.topic), [])
+                        if b.id not in ids:
+                            ids.append(b.id)
+        return out
+
+    def __len__(self) -> int:
+        return sum(len(t.scan) + sum(len(b) for c in t.eq.values() for b in c.values()) for t in self._tables.values())
+
+
+def _pg_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int8"
+    if isinstance(value, float):
+        return "float8"
+    if isinstance(value, (dict, list)):
+        return "jsonb"
+    return "text"
+
+
+def commit_timestamp(value: Any) -> str:
+    """UTC ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (spec §6.2) from whatever ISO form the event carries."""
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.astimezone(timezone.utc)
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return "1970-01-01T00:00:00.000Z"
+
+
+@dataclass(frozen=True, slots=True)
+class RowChange:
+    schema: str
+    table: str
+    type: str
+    record: dict[str, Any] | None
+    old_record: dict[str, Any] | None
+    commit_timestamp: str
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> RowChange | None:
+        table, kind = event.get("table"), event.get("type")
+        if not isinstance(table, str) or kind not in ("INSERT", "UPDATE", "DELETE"):
+            return None
+        record = event.get("record") if isinstance(event.get("record"), dict) else None
+        old = event.get("old_record") if isinstance(event.get("old_record"), dict) else None
+        schema = event.get("schema") if isinstance(event.get("schema"), str) else "public"
+        return cls(schema, table, kind, record, old, commit_timestamp(event.get("commit_timestamp")))
+
+    @property
+    def matched_record(self) -> dict[str, Any] | None:
+        """Filters apply to the new row, or to the old one for deletes."""
+        return self.old_record if self.type == "DELETE" else self.record
+
+    def data(self) -> dict[str, Any]:
+        row = self.record or self.old_record or {}
+        types = COLUMN_TYPES.get(self.table, {})
+        columns = [{"name": k, "type": types.get(k) or _pg_type(v)} for k, v in row.items()]
+        out: dict[str, Any] = {
+            "schema": self.schema, "table": self.table, "commit_timestamp": self.commit_timestamp,
+            "type": self.type, "columns": columns,
+        }
+        if self.type != "DELETE":
+            out["record"] = self.record or {}
+        if self.type != "INSERT":
+            out["old_record"] = self.old_record or {}
+        out["errors"] = None
+        return out

@@ -1,0 +1,408 @@
+"""The hub: topics, their members, and fan-out of shared bytes.
+
+Rules that make it fast (DESIGN "Performance notes", STYLE §7–§9):
+* Messages published to a topic within one event-loop turn are framed once per serializer into one
+  buffer at the end of the turn (``flush``), and that buffer is written to every member: one write
+  per member per turn, however many messages, and no per-member encoding or objects.
+* Fan-out never awaits: a member whose transport is full gets the bytes queued on its
+  :class:`Client`, and past its bound it is cut off as a slow consumer after the loop.
+* Membership changes and direct sends flush the topic's pending batch first, so every message
+  reaches exactly the members present when it was published, in publish order.
+
+The hub is synchronous and owns no sockets, timers or database: the shell calls it, a scheduler
+given at construction runs ``flush`` (``loop.call_soon`` in the server, by hand in tests).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from onair.realtime.changes import ChangeIndex, RowChange, Sub
+from onair.realtime.client import Client
+from onair.realtime.protocol import messages as m
+from onair.realtime.protocol import presence as p
+from onair.realtime.protocol.errors import SLOW_CONSUMER, Disconnect
+from onair.realtime.protocol.join import JoinConfig
+from onair.realtime.protocol.messages import Message
+from onair.realtime.protocol.serializer import SERIALIZERS
+from onair.realtime.protocol.wsframe import frame
+
+_SERIALIZERS = (SERIALIZERS["1.0.0"], SERIALIZERS["2.0.0"])
+BrokerTopics = Callable[[str, JoinConfig], Iterable[str]]
+
+
+def no_broker_topics(topic: str, config: JoinConfig) -> Iterable[str]:
+    return ()
+
+
+@dataclass(slots=True, eq=False)
+class Member:
+    client: Client
+    topic: str
+    join_ref: str | None
+    config: JoinConfig
+    reads_broadcast: bool = True
+    reads_presence: bool = True
+    presence_key: str = ""
+    presence: p.PresenceMeta | None = None
+    subs: list[Sub] = field(default_factory=list)
+    broker_topics: tuple[str, ...] = ()
+    principal: Any = None
+
+
+class _Item:
+    """One pending fan-out message; frames are built lazily, once per serializer."""
+
+    __slots__ = ("msg", "raw", "exclude", "presence", "frames")
+
+    def __init__(self, msg: Message | None, raw: tuple[str, str, dict[str, Any], bytes] | None,
+                 exclude: Client | None, presence: bool) -> None:
+        self.msg = msg
+        self.raw = raw
+        self.exclude = exclude
+        self.presence = presence
+        self.frames: list[bytes | None | bool] = [False, False]
+
+    def frame(self, vsn: int) -> bytes | None:
+        f = self.frames[vsn]
+        if f is False:
+            serializer = _SERIALIZERS[vsn]
+            if self.msg is not None:
+                f = frame(serializer.encode(self.msg))
+            else:
+                assert self.raw is not None
+                body = serializer.encode_raw_broadcast(*self.raw)
+                f = None if body is None else frame(body, binary=True)
+            self.frames[vsn] = f
+        return f  # type: ignore[return-value]
+
+
+class Topic:
+    __slots__ = ("name", "members", "full", "partial", "pending", "presence")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.members: dict[Client, Member] = {}
+        self.full: tuple[dict[Client, None], dict[Client, None]] = ({}, {})  # read everything
+        self.partial: dict[Client, Member] = {}  # private-channel members lacking a read right
+        self.pending: list[_Item] = []
+        self.presence: dict[str, p.PresenceMeta] = {}  # phx_ref -> entry
+
+    def receives(self, member: Member, item: _Item) -> bool:
+        return member.reads_presence if item.presence else member.reads_broadcast
+
+
+@dataclass(slots=True)
+class HubStats:
+    published: int = 0
+    deliveries: int = 0
+    writes: int = 0
+    slow_consumers: int = 0
+
+
+class Hub:
+    def __init__(
+        self,
+        schedule: Callable[[Callable[[], None]], Any],
+        *,
+        node_id: str = "n",
+        broker_topics: BrokerTopics = no_broker_topics,
+        on_broker_retain: Callable[[str], None] = lambda topic: None,
+        on_broker_release: Callable[[str], None] = lambda topic: None,
+    ) -> None:
+        self._schedule = schedule
+        self._scheduled = False
+        self._dirty: list[Topic] = []
+        self._doomed: list[tuple[Client, Disconnect]] = []
+        self.node_id = node_id
+        self.topics: dict[str, Topic] = {}
+        self.clients: dict[Client, None] = {}
+        self.users: dict[str, int] = {}
+        self.changes = ChangeIndex()
+        self.broker_refs: dict[str, int] = {}
+        self._broker_topics = broker_topics
+        self._on_retain = on_broker_retain
+        self._on_release = on_broker_release
+        self._refs = itertools.count(1)
+        self.stats = HubStats()
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def connect(self, client: Client) -> None:
+        self.clients[client] = None
+        if client.user_id is not None:
+            self.users[client.user_id] = self.users.get(client.user_id, 0) + 1
+
+    def connections_of(self, user_id: str) -> int:
+        return self.users.get(user_id, 0)
+
+    def disconnect(self, client: Client, reason: Disconnect | None = None) -> None:
+        """Drop every membership of ``client`` (presence leaves at once) and close its socket."""
+        if client not in self.clients:
+            return
+        del self.clients[client]
+        if client.user_id is not None:
+            left = self.users.get(client.user_id, 1) - 1
+            if left:
+                self.users[client.user_id] = left
+            else:
+                self.users.pop(client.user_id, None)
+        for topic in client.protocol.channels.topics():
+            self._remove(client, topic)
+        client.mark_closed()
+        if reason is not None and not client.transport.is_closing():
+            client.close(reason.code, reason.reason)
+
+    def overflow(self, client: Client) -> None:
+        """Called by a client past its pending bound, possibly in the middle of a fan-out loop."""
+        self.stats.slow_consumers += 1
+        self._doomed.append((client, SLOW_CONSUMER))
+        self._request_flush()
+
+    # -- membership -----------------------------------------------------------------------------
+
+    def join(self, client: Client, topic_name: str, join_ref: str | None, config: JoinConfig, *,
+             reads_broadcast: bool = True, reads_presence: bool = True, presence_key: str = "",
+             principal: Any = None) -> Member:
+        """Add a member (replacing an older join of the same client and topic)."""
+        self._remove(client, topic_name)
+        topic = self.topics.get(topic_name)
+        if topic is None:
+            topic = self.topics[topic_name] = Topic(topic_name)
+        elif topic.pending:
+            self._flush_topic(topic)
+        member = Member(client, topic_name, join_ref, config, reads_broadcast, reads_presence,
+                        presence_key or f"{self.node_id}-{next(self._refs)}", principal=principal)
+        topic.members[client] = member
+        if reads_broadcast and reads_presence:
+            topic.full[client.vsn_index][client] = None
+        else:
+            topic.partial[client] = member
+        for binding in config.bindings:
+            if binding.error is None:
+                sub = Sub(client, topic_name, binding)
+                member.subs.append(sub)
+                self.changes.add(sub)
+        member.broker_topics = tuple(dict.fromkeys(self._broker_topics(topic_name, config)))
+        for name in member.broker_topics:
+            self._retain(name)
+        return member
+
+    def leave(self, client: Client, topic_name: str) -> None:
+        self._remove(client, topic_name)
+
+    def member(self, client: Client, topic_name: str) -> Member | None:
+        topic = self.topics.get(topic_name)
+        return topic.members.get(client) if topic else None
+
+    def _remove(self, client: Client, topic_name: str) -> None:
+        topic = self.topics.get(topic_name)
+        if topic is None or client not in topic.members:
+            return
+        if topic.pending:
+            self._flush_topic(topic)
+        member = topic.members.pop(client)
+        topic.full[client.vsn_index].pop(client, None)
+        topic.partial.pop(client, None)
+        for sub in member.subs:
+            self.changes.remove(sub)
+        if member.presence is not None:
+            entry = member.presence
+            member.presence = None
+            del topic.presence[entry.ref]
+            self._publish(topic, Message(None, None, topic_name, m.PRESENCE_DIFF, p.diff([], [entry])), presence=True)
+        for name in member.broker_topics:
+            self._release(name)
+        if not topic.members:
+            if topic.pending:
+                self._flush_topic(topic)
+            del self.topics[topic_name]
+
+    def _retain(self, name: str) -> None:
+        count = self.broker_refs.get(name, 0)
+        self.broker_refs[name] = count + 1
+        if count == 0:
+            self._on_retain(name)
+
+    def _release(self, name: str) -> None:
+        count = self.broker_refs.get(name, 0) - 1
+        if count > 0:
+            self.broker_refs[name] = count
+        else:
+            self.broker_refs.pop(name, None)
+            self._on_release(name)
+
+    # -- fan-out --------------------------------------------------------------------------------
+
+    def broadcast(self, topic_name: str, event: str, payload: Any, *, raw: bytes | None = None,
+                  sender: Client | None = None, meta: dict[str, Any] | None = None) -> None:
+        """Fan a user broadcast out to the topic; the sender is skipped unless it joined with
+        ``broadcast.self``. ``raw`` carries raw-byte payloads (binary encoding 0)."""
+        topic = self.topics.get(topic_name)
+        if topic is None:
+            return
+        exclude = None
+        if sender is not None:
+            member = topic.members.get(sender)
+            if member is None or not member.config.broadcast_self:
+                exclude = sender
+        if raw is not None:
+            self._publish_item(topic, _Item(None, (topic_name, event, meta or {}, raw), exclude, False))
+        else:
+            body = m.broadcast_payload(event, payload, meta)
+            self._publish_item(topic, _Item(Message(None, None, topic_name, m.BROADCAST, body), None, exclude, False))
+
+    def _publish(self, topic: Topic, msg: Message, presence: bool = False) -> None:
+        self._publish_item(topic, _Item(msg, None, None, presence))
+
+    def _publish_item(self, topic: Topic, item: _Item) -> None:
+        self.stats.published += 1
+        if not topic.pending:
+            self._dirty.append(topic)
+        topic.pending.append(item)
+        self._request_flush()
+
+    def _request_flush(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self._schedule(self.flush)
+
+    def flush(self) -> None:
+        """Write every pending batch; then cut off the slow consumers found while writing."""
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for topic in dirty:
+            if topic.pending:
+                self._flush_topic(topic)
+        while self._doomed:
+            doomed, self._doomed = self._doomed, []
+            for client, reason in doomed:
+                self.disconnect(client, reason)
+            for topic in self._dirty:  # leave diffs of the disconnected
+                if topic.pending:
+                    self._flush_topic(topic)
+            self._dirty = []
+
+    def _flush_topic(self, topic: Topic) -> None:
+        items, topic.pending = topic.pending, []
+        stats = self.stats
+        for vsn, group in enumerate(topic.full):
+            if not group:
+                continue
+            frames = [it.frame(vsn) for it in items]
+            blob = b"".join(f for f in frames if f)
+            if not blob:
+                continue
+            senders = {it.exclude for it in items if it.exclude is not None}
+            stats.deliveries += len(group) * len(items)
+            stats.writes += len(group)
+            if not senders:
+                for c in group:
+                    if c.direct:
+                        c.write(blob)
+                    else:
+                        c.enqueue(blob)
+            else:
+                for c in group:
+                    if c in senders:
+                        own = b"".join(f for it, f in zip(items, frames) if f and it.exclude is not c)
+                        if own:
+                            c.send(own)
+                    elif c.direct:
+                        c.write(blob)
+                    else:
+                        c.enqueue(blob)
+        for client, member in topic.partial.items():
+            own = b"".join(
+                f for it in items
+                if it.exclude is not client and topic.receives(member, it) and (f := it.frame(client.vsn_index))
+            )
+            if own:
+                stats.writes += 1
+                client.send(own)
+
+    def send(self, client: Client, msg: Message) -> None:
+        """A direct push to one member (presence_state, system), ordered after pending fan-out."""
+        topic = self.topics.get(msg.topic)
+        if topic is not None and topic.pending:
+            self._flush_topic(topic)
+        client.send(frame(client.protocol.serializer.encode(msg)))
+
+    def send_protocol_output(self, client: Client, topic_name: str | None = None) -> None:
+        if topic_name is not None:
+            topic = self.topics.get(topic_name)
+            if topic is not None and topic.pending:
+                self._flush_topic(topic)
+        client.flush_protocol()
+
+    # -- presence -------------------------------------------------------------------------------
+
+    def track(self, client: Client, topic_name: str, meta: dict[str, Any]) -> None:
+        topic = self.topics.get(topic_name)
+        member = topic.members.get(client) if topic else None
+        if topic is None or member is None:
+            return
+        old = member.presence
+        if old is not None and old.meta == meta:
+            return  # the same payload again is a no-op (spec §5.1)
+        entry = p.PresenceMeta(member.presence_key, f"{self.node_id}{next(self._refs):x}", meta,
+                               old.ref if old else None)
+        if old is not None:
+            del topic.presence[old.ref]
+        topic.presence[entry.ref] = entry
+        member.presence = entry
+        self._publish(topic, Message(None, None, topic_name, m.PRESENCE_DIFF,
+                                     p.diff([entry], [old] if old else [])), presence=True)
+
+    def untrack(self, client: Client, topic_name: str) -> None:
+        topic = self.topics.get(topic_name)
+        member = topic.members.get(client) if topic else None
+        if topic is None or member is None or member.presence is None:
+            return
+        entry = member.presence
+        member.presence = None
+        del topic.presence[entry.ref]
+        self._publish(topic, Message(None, None, topic_name, m.PRESENCE_DIFF, p.diff([], [entry])), presence=True)
+
+    def presence_state(self, topic_name: str) -> dict[str, Any]:
+        topic = self.topics.get(topic_name)
+        if topic is None:
+            return {}
+        return p.state(list(topic.presence.values()))
+
+    # -- postgres_changes -----------------------------------------------------------------------
+
+    def change(self, change: RowChange) -> int:
+        """Deliver a committed row change to the matching bindings; returns how many channels."""
+        matched = self.changes.match(change.schema, change.table, change.type, change.matched_record)
+        if not matched:
+            return 0
+        data = change.data()
+        groups: dict[tuple[str, int, tuple[int, ...]], list[Client]] = {}
+        for (client, topic_name), ids in matched.items():
+            groups.setdefault((topic_name, client.vsn_index, tuple(ids)), []).append(client)
+        stats = self.stats
+        for (topic_name, vsn, ids), clients in groups.items():
+            topic = self.topics.get(topic_name)
+            if topic is not None and topic.pending:
+                self._flush_topic(topic)
+            msg = Message(None, None, topic_name, m.POSTGRES_CHANGES, {"ids": list(ids), "data": data})
+            blob = frame(_SERIALIZERS[vsn].encode(msg))
+            stats.deliveries += len(clients)
+            stats.writes += len(clients)
+            for c in clients:
+                if c.direct:
+                    c.write(blob)
+                else:
+                    c.enqueue(blob)
+        if self._doomed:
+            self._request_flush()
+        return len(matched)
+
+    # -- introspection ----------------------------------------------------------------------------
+
+    def members_of(self, topic_name: str) -> list[Member]:
+        topic = self.topics.get(topic_name)
+        return list(topic.members.values()) if topic else []

@@ -1,0 +1,97 @@
+"""REST broadcast for server-side senders (spec §4.4): ``POST /realtime/v1/api/broadcast`` (batch)
+and ``POST /realtime/v1/api/broadcast/{topic}/events/{event}``. Both answer 202 with no body.
+
+The caller's token (Bearer, else ``apikey``) is checked like a socket token; messages to private
+topics the caller may not write are skipped silently, as Supabase does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+
+from onair.realtime.dispatcher import TokenRejected
+from onair.realtime.service import STATE_KEY, RealtimeService
+
+router = APIRouter(prefix="/realtime/v1/api", tags=["realtime"])
+
+
+class BroadcastMessage(BaseModel):
+    topic: str = Field(min_length=1, max_length=255)
+    event: str = Field(min_length=1, max_length=255)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    private: bool = False
+
+
+class BroadcastBatch(BaseModel):
+    messages: list[BroadcastMessage] = Field(max_length=100)
+
+
+def _service(request: Request) -> RealtimeService:
+    return request.app.state.ctx.extras[STATE_KEY]  # type: ignore[no-any-return]
+
+
+def _principal(request: Request, service: RealtimeService) -> Any:
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("apikey")
+    if not token:
+        return None
+    try:
+        return service.verify(token).principal
+    except TokenRejected:
+        return None
+
+
+def _unauthorized() -> JSONResponse:
+    return JSONResponse({"message": "Unauthorized"}, status_code=401)
+
+
+def _send(service: RealtimeService, principal: Any, msg: BroadcastMessage) -> None:
+    if service.authorizer.allowed(principal, msg.topic, "broadcast", "write", private=msg.private, event=msg.event):
+        service.broadcast(f"realtime:{msg.topic}", msg.event, msg.payload)
+
+
+@router.post("/broadcast", status_code=202, response_class=Response)
+async def broadcast(request: Request) -> Response:
+    service = _service(request)
+    principal = _principal(request, service)
+    if principal is None:
+        return _unauthorized()
+    body = await request.body()
+    if len(body) > service.limits.max_payload_bytes:
+        return JSONResponse({"errors": {"payload": ["Payload size exceeds tenant limit"]}}, status_code=422)
+    try:
+        batch = BroadcastBatch.model_validate_json(body or b"{}")
+    except ValidationError as err:
+        errors = {".".join(str(p) for p in e["loc"]): [e["msg"]] for e in err.errors()}
+        return JSONResponse({"errors": errors}, status_code=422)
+    for msg in batch.messages:
+        await service.authorizer.prepare(principal, msg.topic)
+        _send(service, principal, msg)
+    return Response(status_code=202)
+
+
+@router.post("/broadcast/{topic}/events/{event}", status_code=202, response_class=Response)
+async def broadcast_one(request: Request, topic: str, event: str, private: bool = False) -> Response:
+    service = _service(request)
+    principal = _principal(request, service)
+    if principal is None:
+        return _unauthorized()
+    if request.headers.get("content-type", "application/json").split(";")[0].strip() != "application/json":
+        return JSONResponse({"error": "Unsupported Media Type. Use application/json or application/octet-stream"},
+                            status_code=415)
+    body = await request.body()
+    if len(body) > service.limits.max_payload_bytes:
+        return JSONResponse({"errors": {"payload": ["Payload size exceeds tenant limit"]}}, status_code=422)
+    try:
+        msg = BroadcastMessage.model_validate({"topic": topic, "event": event, "private": private,
+                                               "payload": orjson.loads(body or b"{}")})
+    except (ValidationError, ValueError):
+        return JSONResponse({"errors": {"payload": ["must be a JSON object"]}}, status_code=422)
+    await service.authorizer.prepare(principal, msg.topic)
+    _send(service, principal, msg)
+    return Response(status_code=202)

@@ -1,0 +1,56 @@
+"""Which broker topics a channel join needs, and which stream a change binding is scoped to.
+
+Services publish every committed event of stream X on broker topic ``stream:{X}`` (one topic per
+stream keeps per-stream order). A node subscribes to it while any local channel needs it: a member
+of ``realtime:stream:{X}`` (server broadcasts) or a postgres_changes binding filtered on stream X.
+Channel broadcasts and presence between nodes travel on ``realtime:{sub-topic}``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from onair.realtime.policies import stream_id_of
+from onair.realtime.protocol.join import Binding, JoinConfig
+from onair.realtime.protocol.messages import sub_topic
+
+# table -> the column that names the stream a row belongs to
+STREAM_COLUMN = {"chat_messages": "stream_id", "stream_viewers": "stream_id", "stream_sessions": "id"}
+
+
+def binding_stream(binding: Binding) -> str | None:
+    """The stream a binding on one of our tables is scoped to (its ``<col>=eq.<id>`` filter)."""
+    column = STREAM_COLUMN.get(binding.table)
+    if column is None:
+        return None
+    for c in binding.filter.conditions:
+        if c.column == column and c.op == "eq" and not c.negate and isinstance(c.value, str):
+            return c.value
+    return None
+
+
+def scope_error(binding: Binding) -> str | None:
+    column = STREAM_COLUMN.get(binding.table)
+    if binding.table == "*" or (column is not None and binding_stream(binding) is None):
+        table = binding.table if binding.table != "*" else "chat_messages"
+        col = column or "stream_id"
+        return f"postgres_changes on {table} need a filter {col}=eq.<stream id>"
+    return None
+
+
+def relay_topic(topic: str) -> str:
+    return topic  # "realtime:<sub>" doubles as the broker topic for cross-node relay
+
+
+def broker_topics(distributed: bool):  # type: ignore[no-untyped-def]
+    def topics(topic: str, config: JoinConfig) -> Iterable[str]:
+        sub = sub_topic(topic) or ""
+        stream = stream_id_of(sub)
+        if stream is not None:
+            yield f"stream:{stream}"
+        for b in config.bindings:
+            if b.error is None and (sid := binding_stream(b)) is not None:
+                yield f"stream:{sid}"
+        if distributed:
+            yield relay_topic(topic)
+    return topics

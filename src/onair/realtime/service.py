@@ -1,0 +1,255 @@
+"""The realtime service of one process: hub + dispatcher + broker wiring + periodic sweep.
+
+It is the broker consumer for realtime: committed events of stream X arrive on broker topic
+``stream:{X}`` and become postgres_changes messages and server broadcasts on ``realtime:stream:{X}``;
+channel broadcasts from other nodes arrive on ``realtime:{sub-topic}`` and are fanned out locally.
+Broker subscriptions follow local demand (the hub counts references); unsubscribing waits a moment
+so a topic that empties and refills does not churn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any, Callable
+
+import orjson
+
+from onair.broker.base import Broker
+from onair.realtime.changes import RowChange
+from onair.realtime.client import Client
+from onair.realtime.dispatcher import Dispatcher, TokenInfo, Verify
+from onair.realtime.hub import Hub
+from onair.realtime.limits import RealtimeLimits
+from onair.realtime.policies import AllowAll, Authorizer, StreamPolicy, stream_id_of
+from onair.realtime.protocol.connection import ConnectionProtocol, JoinRequested, TokenRefreshed
+from onair.realtime.protocol.errors import Disconnect
+from onair.realtime.protocol.serializer import Serializer
+from onair.realtime.routing import broker_topics
+
+log = logging.getLogger("onair.realtime")
+STATE_KEY = "onair.realtime"
+PATH = "/realtime/v1/websocket"
+
+
+class RealtimeService:
+    def __init__(self, verify: Verify, broker: Broker | None = None, *, limits: RealtimeLimits = RealtimeLimits(),
+                 authorizer: Authorizer | None = None, distributed: bool = False, sweep_interval: float = 1.0,
+                 unsubscribe_delay: float = 5.0, wall_clock: Callable[[], float] = time.time) -> None:
+        self.node_id = uuid.uuid4().hex[:8]
+        self.broker = broker
+        self.distributed = distributed
+        self.limits = limits
+        self.authorizer = authorizer or AllowAll()
+        self.sweep_interval = sweep_interval
+        self.unsubscribe_delay = unsubscribe_delay
+        self.wall_clock = wall_clock
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.hub = Hub(self._call_soon, node_id=self.node_id, broker_topics=broker_topics(distributed),
+                       on_broker_retain=self._retain, on_broker_release=self._release)
+        self.dispatcher = Dispatcher(self.hub, verify, authorizer=self.authorizer, limits=limits,
+                                     relay=self._relay if distributed else None)
+        self.verify = verify
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._outbox: asyncio.Queue[tuple[str, bytes]] | None = None
+        self._publisher: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stream_versions: dict[str, int] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._outbox = asyncio.Queue()
+        self._publisher = self.loop.create_task(self._publish_loop())
+        self._schedule_sweep()
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for client in list(self.hub.clients):
+            self.hub.disconnect(client, _GOING_AWAY)
+        if self._publisher is not None:
+            self._publisher.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _call_soon(self, callback: Callable[[], None]) -> None:
+        assert self.loop is not None
+        self.loop.call_soon(callback)
+
+    def _schedule_sweep(self) -> None:
+        assert self.loop is not None
+        self._sweeper = self.loop.call_later(self.sweep_interval, self._sweep)
+
+    def _sweep(self) -> None:
+        try:
+            assert self.loop is not None
+            self.dispatcher.sweep(self.loop.time(), self.wall_clock())
+        except Exception:
+            log.exception("realtime: sweep failed")
+        self._schedule_sweep()
+
+    def _spawn(self, coro: Any) -> None:
+        assert self.loop is not None
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- connections (called by the WebSocket shell) ----------------------------------------------
+
+    def authenticate(self, apikey: str | None) -> TokenInfo:
+        """Connect-time check of the apikey; raises TokenRejected (HTTP 401 at the upgrade)."""
+        from onair.realtime.dispatcher import TokenRejected
+
+        if not apikey:
+            raise TokenRejected("API key is missing", "")
+        info = self.verify(apikey)
+        if info.exp is not None and info.exp <= self.wall_clock():
+            raise TokenRejected("Token has expired", "")
+        user = getattr(info.principal, "user_id", None)
+        if user is not None and self.hub.connections_of(user) >= self.limits.max_connections_per_user:
+            raise TokenRejected("Too many connected users", "ConnectionRateLimitReached")
+        return info
+
+    def attach(self, transport: Any, serializer: Serializer, apikey: TokenInfo,
+               closer: Callable[[int, str], None]) -> Client:
+        assert self.loop is not None
+        protocol = ConnectionProtocol(serializer, self.loop.time())
+        client = Client(protocol, transport, apikey.principal, self.limits.max_pending_bytes, self.hub.overflow, closer)
+        client.apikey = apikey
+        self.hub.connect(client)
+        return client
+
+    def detach(self, client: Client) -> None:
+        self.hub.disconnect(client)
+
+    def receive(self, client: Client, data: bytes, binary: bool) -> Any:
+        """One complete frame. Returns a coroutine when the request needs I/O (join, token
+        refresh): the shell must not feed this client more frames until it has finished."""
+        assert self.loop is not None
+        now = self.loop.time()
+        if client.closed or not self.dispatcher.admit(client, now):
+            return None
+        try:
+            req = client.protocol.receive(data, binary, now)
+            if isinstance(req, JoinRequested):
+                return self.dispatcher.join(client, req, client.apikey, self.wall_clock())
+            if isinstance(req, TokenRefreshed):
+                return self.dispatcher.refresh(client, req, self.wall_clock())
+            if req is not None:
+                self.dispatcher.handle(client, req, now)
+        except Exception:
+            log.exception("realtime: request failed")
+            topic = getattr(locals().get("req"), "topic", None)
+            if topic is not None:
+                client.protocol.crash(topic)
+                self.hub.leave(client, topic)
+        self.hub.send_protocol_output(client)
+        return None
+
+    # -- broker -------------------------------------------------------------------------------------
+
+    def _retain(self, topic: str) -> None:
+        if self.broker is not None and self.loop is not None:
+            self._spawn(self._subscribe(topic))
+
+    async def _subscribe(self, topic: str) -> None:
+        assert self.broker is not None
+        try:
+            await self.broker.subscribe(topic)
+        except Exception:
+            log.exception("realtime: broker subscribe %s failed", topic)
+
+    def _release(self, topic: str) -> None:
+        if self.broker is not None and self.loop is not None:
+            self.loop.call_later(self.unsubscribe_delay, self._maybe_unsubscribe, topic)
+
+    def _maybe_unsubscribe(self, topic: str) -> None:
+        if topic not in self.hub.broker_refs and self.broker is not None:
+            self._spawn(self.broker.unsubscribe(topic))
+
+    def _relay(self, topic: str, event: str, payload: Any, raw: bytes | None, sender: Client | None) -> None:
+        if self._outbox is None:
+            return
+        envelope = {"kind": "broadcast", "origin": self.node_id, "event": event,
+                    "payload": payload, "raw": raw.hex() if raw is not None else None}
+        self._outbox.put_nowait((topic, orjson.dumps(envelope)))
+
+    async def _publish_loop(self) -> None:
+        assert self._outbox is not None and self.broker is not None
+        while True:
+            topic, data = await self._outbox.get()
+            try:
+                await self.broker.publish(topic, data)
+            except Exception:
+                log.warning("realtime: relay publish on %s failed", topic)
+
+    def broadcast(self, topic: str, event: str, payload: Any) -> None:
+        """A server-side broadcast (REST endpoint): local fan-out plus relay to other nodes."""
+        self.hub.broadcast(topic, event, payload)
+        if self.distributed:
+            self._relay(topic, event, payload, None, None)
+
+    def on_message(self, topic: str, data: bytes) -> None:
+        """Broker handler (via the app's fan-in). Never raises."""
+        try:
+            event = orjson.loads(data)
+            if not isinstance(event, dict):
+                return
+            if topic.startswith("stream:"):
+                self._stream_event(topic[len("stream:"):], event)
+            elif topic.startswith("realtime:") and event.get("origin") != self.node_id:
+                if event.get("kind") == "broadcast" and isinstance(event.get("event"), str):
+                    raw = bytes.fromhex(event["raw"]) if isinstance(event.get("raw"), str) else None
+                    self.hub.broadcast(topic, event["event"], event.get("payload"), raw=raw)
+        except Exception:
+            log.exception("realtime: bad broker message on %s", topic)
+
+    def _stream_event(self, stream_id: str, event: dict[str, Any]) -> None:
+        kind = event.get("kind")
+        channel = f"realtime:stream:{stream_id}"
+        if kind == "row":
+            change = RowChange.from_event(event)
+            if change is not None:
+                self._maybe_revoke(stream_id, change)
+                self.hub.change(change)
+        elif kind == "stream_state":
+            version = event.get("version")
+            if isinstance(version, int):
+                if version <= self._stream_versions.get(stream_id, -1):
+                    return  # an older state published late (see services/events.py)
+                self._stream_versions[stream_id] = version
+            payload = {k: v for k, v in event.items() if k != "kind"}
+            self.hub.broadcast(channel, "stream_state", payload)
+        elif kind == "viewer_count":
+            self.hub.broadcast(channel, "viewer_count", {k: v for k, v in event.items() if k != "kind"})
+        elif kind == "broadcast" and isinstance(event.get("event"), str):
+            self.hub.broadcast(channel, event["event"], event.get("payload", {}))
+
+    def _maybe_revoke(self, stream_id: str, change: RowChange) -> None:
+        """A new ban cuts the banned user off the stream at once (issue 5 §6)."""
+        if change.table != "chat_sanctions" or change.type == "DELETE" or not change.record:
+            return
+        record = change.record
+        if record.get("kind") != "ban" or record.get("lifted_at"):
+            return
+        user = record.get("user_id")
+        if isinstance(self.authorizer, StreamPolicy) and isinstance(user, str):
+            self.authorizer.ban(stream_id, user)
+        topic_sub = f"stream:{stream_id}"
+        for client in [c for c in self.hub.clients if c.user_id == user]:
+            for channel in [ch.topic for ch in client.protocol.channels.joined()]:
+                member = self.hub.member(client, channel)
+                if member is None:
+                    continue
+                on_stream = stream_id_of(channel[len("realtime:"):]) == stream_id or any(
+                    s.binding.filter.eq_key() == ("stream_id", stream_id) for s in member.subs)
+                if on_stream:
+                    self.dispatcher.shutdown(client, channel,
+                                             f"You no longer have permission to read from this Channel topic: {topic_sub}")
+
+
+_GOING_AWAY = Disconnect(1001, "server shutting down")

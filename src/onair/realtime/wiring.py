@@ -1,0 +1,48 @@
+"""Builds the realtime service of an app context from its settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from onair.broker.memory import MemoryBroker
+from onair.realtime.auth import jwt_verify
+from onair.realtime.facts import StreamFactsLoader
+from onair.realtime.limits import RealtimeLimits
+from onair.realtime.policies import StreamPolicy
+from onair.realtime.service import STATE_KEY, RealtimeService
+
+
+def limits_from(settings: Any) -> RealtimeLimits:
+    return RealtimeLimits(
+        max_channels_per_connection=settings.realtime_max_channels_per_connection,
+        max_messages_per_second=settings.realtime_max_messages_per_second,
+        max_payload_bytes=settings.realtime_max_payload_bytes,
+        max_connections_per_user=settings.realtime_max_connections_per_user,
+        heartbeat_timeout=settings.heartbeat_timeout,
+        max_pending_bytes=settings.realtime_max_pending_bytes,
+        write_buffer_high_water=settings.realtime_write_buffer_bytes,
+    )
+
+
+def build_realtime(ctx: Any) -> RealtimeService:
+    """Create the service, register it as a broker consumer and in ``ctx.extras``."""
+    def wall_clock() -> float:
+        return float(ctx.clock.now().timestamp())
+
+    service = RealtimeService(
+        jwt_verify(ctx.jwt, now=wall_clock), ctx.broker, limits=limits_from(ctx.settings),
+        authorizer=StreamPolicy(StreamFactsLoader(ctx)),
+        distributed=not isinstance(ctx.broker, MemoryBroker),
+        sweep_interval=ctx.settings.realtime_sweep_interval,
+        unsubscribe_delay=ctx.settings.realtime_unsubscribe_delay, wall_clock=wall_clock,
+    )
+    ctx.broker_fan_in.consumers.append(service)
+    ctx.extras[STATE_KEY] = service
+    return service
+
+
+def server_options(settings: Any) -> dict[str, Any]:
+    """uvicorn options for the realtime endpoint (see realtime/server.py)."""
+    from onair.realtime.server import RealtimeWebSocketProtocol
+
+    return {"ws": RealtimeWebSocketProtocol, "ws_max_size": settings.realtime_max_payload_bytes + 65_536}
