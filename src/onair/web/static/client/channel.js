@@ -238,15 +238,17 @@ export class Channel extends Emitter {
 
   _push(event, payload, ref = this.socket.makeRef()) {
     return new Promise((resolve, reject) => {
-      if (!this.socket.send(this._message(event, payload, ref))) {
+      if (!this.socket.isOpen()) {
         reject("not connected");
         return;
       }
+      // registered before sending: a reply may come back before send() returns
       const timer = this.socket.timers.setTimeout(() => {
         this._pending.delete(ref);
         reject("timed out");
       }, this.socket.pushTimeoutMs);
       this._pending.set(ref, { resolve, reject, timer });
+      this.socket.send(this._message(event, payload, ref));
     });
   }
 

@@ -1,10 +1,11 @@
 // The client's copy of one stream's chat, ordered by the server's `seq` (never by time).
 //
-// Rows arrive from three places — the history page, resync pages (`after_seq`) and live
-// postgres_changes events — in any order and possibly twice. The log keeps one row per seq
-// (the newest version of it: a tombstone beats an edit, a later edit beats an earlier one) and
-// shows only the contiguous run floor..contiguous, so the user never sees a gap or a duplicate.
-// Rows beyond a gap are held until a resync fills it.
+// Rows arrive from four places — the newest history page, older pages, resync pages
+// (`after_seq`) and live postgres_changes events or send replies — in any order and possibly
+// twice. The log keeps one row per seq (the newest version of it: a tombstone beats an edit, a
+// later edit beats an earlier one) and shows only the contiguous run floor..contiguous, so the user
+// never sees a gap or a duplicate. The window starts with the newest history page (anchor());
+// rows seen before that, or beyond a gap, are held until the gap is filled.
 
 import { Emitter } from "./emitter.js";
 
@@ -12,7 +13,7 @@ export class ChatLog extends Emitter {
   constructor() {
     super();
     this.bySeq = new Map();
-    this.floor = null; // lowest seq loaded (older pages extend it downwards)
+    this.floor = null; // lowest visible seq; null until the newest history page anchored the window
     this.contiguous = 0; // every seq in floor..contiguous is present
   }
 
@@ -26,32 +27,30 @@ export class ChatLog extends Emitter {
       this.bySeq.set(row.seq, row);
       changed = true;
     }
-    if (this.floor === null && this.bySeq.size) {
-      // the first rows ever seen: the lowest one starts the window
-      this.floor = Math.min(...this.bySeq.keys());
-      this.contiguous = this.floor - 1;
-    }
     if (this.floor !== null) {
-      const lowest = Math.min(...this.bySeq.keys());
-      if (lowest < this.floor) this.floor = lowest;
       while (this.bySeq.has(this.contiguous + 1)) this.contiguous += 1;
-      // an older page may close the hole below the window
-      if (this.contiguous < this.floor - 1) this.contiguous = this.floor - 1;
     }
     if (changed) this.emit("change");
     return this.hasGap();
   }
 
-  /** Start an empty stream's log at seq 0 (history was empty), so seq 1 is contiguous. */
-  markEmpty() {
-    if (this.floor === null) {
-      this.floor = 1;
-      this.contiguous = 0;
-      while (this.bySeq.has(this.contiguous + 1)) this.contiguous += 1;
-    }
+  /** Start the window with the newest history page (empty: the chat starts at seq 1). */
+  anchor(rows) {
+    const seqs = rows.map((r) => r?.seq).filter((s) => Number.isInteger(s) && s >= 1);
+    this.floor = seqs.length ? Math.min(...seqs) : 1;
+    this.contiguous = this.floor - 1;
+    return this.applyRows(rows);
+  }
+
+  /** Extend the window downwards with an older page (fetched with `before_seq` = floor). */
+  extendBack(rows) {
+    const seqs = rows.map((r) => r?.seq).filter((s) => Number.isInteger(s) && s >= 1 && s < this.floor);
+    if (seqs.length) this.floor = Math.min(...seqs);
+    return this.applyRows(rows);
   }
 
   hasGap() {
+    if (this.floor === null) return false;
     for (const seq of this.bySeq.keys()) if (seq > this.contiguous + 1) return true;
     return false;
   }

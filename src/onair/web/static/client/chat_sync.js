@@ -4,18 +4,21 @@
 // arrives while one runs makes it run once more, never twice in parallel.
 //
 // While the realtime socket is down, chat is polled over REST (`pollMs`): chat keeps working under
-// partial connectivity, it just arrives a little later.
+// partial connectivity, it just arrives a little later. While it is up, a cheap check every
+// `verifyMs` catches a lost *last* event (a gap is only visible once a later row arrives, and a
+// broker such as Redis pub/sub may drop events without the client's socket noticing).
 
 export const CHAT_TABLE = "chat_messages";
 
 export class ChatSync {
-  constructor({ api, streamId, log, timers, pageSize = 100, pollMs = 3000, onError = () => {} }) {
+  constructor({ api, streamId, log, timers, pageSize = 100, pollMs = 3000, verifyMs = 30000, onError = () => {} }) {
     this.api = api;
     this.streamId = streamId;
     this.log = log;
     this.timers = timers;
     this.pageSize = pageSize;
     this.pollMs = pollMs;
+    this.verifyMs = verifyMs;
     this.onError = onError;
     this._running = null;
     this._again = false;
@@ -67,9 +70,7 @@ export class ChatSync {
     this.resyncs += 1;
     if (!this.log.loaded) {
       const page = await this.api.chatPage(this.streamId, { limit: this.pageSize });
-      if (page.items.length === 0) this.log.markEmpty();
-      this.log.applyRows(page.items);
-      if (!this.log.loaded) this.log.markEmpty();
+      this.log.anchor(page.items);
     }
     // forward from the contiguous cursor until the server has nothing newer
     for (;;) {
@@ -84,28 +85,32 @@ export class ChatSync {
   async loadOlder() {
     if (!this.log.loaded || this.log.floor <= 1) return 0;
     const page = await this.api.chatPage(this.streamId, { before_seq: this.log.floor, limit: this.pageSize });
-    this.log.applyRows(page.items);
+    this.log.extendBack(page.items);
     return page.items.length;
   }
 
-  /** Poll over REST while the realtime link is down; stop when it is back. */
+  /** Poll over REST every pollMs while the realtime link is down, verify every verifyMs while up. */
   setRealtimeAvailable(available) {
-    if (available) {
-      if (this._pollTimer !== null) this.timers.clearTimeout(this._pollTimer);
-      this._pollTimer = null;
-      return;
-    }
-    if (this._pollTimer !== null) return;
+    const period = available ? this.verifyMs : this.pollMs;
+    if (this._pollTimer !== null && this._period === period) return;
+    if (this._pollTimer !== null) this.timers.clearTimeout(this._pollTimer);
+    this._pollTimer = null;
+    this._period = period;
+    const generation = (this._generation = (this._generation ?? 0) + 1);
+    if (!(period > 0)) return;
     const tick = () => {
       this._pollTimer = this.timers.setTimeout(async () => {
         await this.resync();
-        if (this._pollTimer !== null) tick();
-      }, this.pollMs);
+        if (generation === this._generation) tick();
+      }, period);
     };
     tick();
   }
 
   stop() {
-    this.setRealtimeAvailable(true);
+    if (this._pollTimer !== null) this.timers.clearTimeout(this._pollTimer);
+    this._pollTimer = null;
+    this._period = null;
+    this._generation = (this._generation ?? 0) + 1;
   }
 }

@@ -98,15 +98,17 @@ export class RealtimeSocket extends Emitter {
     const ref = this.makeRef();
     const sentAt = this.now();
     return new Promise((resolve, reject) => {
-      if (!this.send({ join_ref: null, ref, topic: "phoenix", event: "heartbeat", payload: {} })) {
+      if (!this.isOpen()) {
         reject(new Error("not connected"));
         return;
       }
+      // registered before sending: a reply may come back before send() returns
       const timer = this.timers.setTimeout(() => {
         this._heartbeats.delete(ref);
         reject(new Error("heartbeat timeout"));
       }, timeoutMs);
       this._heartbeats.set(ref, { sentAt, resolve, reject, timer });
+      this.send({ join_ref: null, ref, topic: "phoenix", event: "heartbeat", payload: {} });
     });
   }
 
