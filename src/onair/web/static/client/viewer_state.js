@@ -41,7 +41,7 @@ export function reduce(facts, event) {
       if (!MEDIA_STATUSES.includes(event.status)) return facts;
       return { ...facts, media: event.status, mediaWasPlaying: facts.mediaWasPlaying || event.status === "playing" };
     case "error":
-      return { ...facts, error: String(event.message ?? "error") };
+      return { ...facts, error: String(event.message || "error") };
     case "retry":
       return { ...initialFacts };
     default:
