@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 from onair import __version__
 from onair.api import auth as auth_api
 from onair.api import health as health_api
+from onair.api import pages as pages_api
 from onair.api import streams as streams_api
 from onair.api.middleware import RequestContextMiddleware
 from onair.auth.jwt import JwtVerifier, mint_key
@@ -105,4 +106,6 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     api.include_router(health_api.config_router)
     app.include_router(api)
     app.include_router(health_api.router)
+    app.include_router(pages_api.router)
+    app.mount("/static", pages_api.static_files(), name="static")
     return app

@@ -59,7 +59,7 @@ test("signalling messages of another stream, or for another peer, never reach a 
       fc.array(
         fc.record({
           stream_id: fc.constantFrom("s1", "s2"),
-          from: fc.constantFrom("v1", "v2", "host:a"),
+          from: fc.constantFrom("v1", "v2", "h1"),
           to: fc.constantFrom("v1", "v2", HOST, EVERYONE),
           kind: fc.constantFrom("offer", "answer", "ice", "hello", "bye"),
         }),
@@ -67,8 +67,10 @@ test("signalling messages of another stream, or for another peer, never reach a 
       ),
       (messages) => {
         let listener = null;
-        const channel = { listen: (_t, _f, cb) => (listener = cb), send: () => Promise.resolve("ok") };
+        let listenedTo = null;
+        const channel = { listen: (_t, f, cb) => ((listener = cb), (listenedTo = f.event)), send: () => Promise.resolve("ok") };
         const viewer = new Signaller({ channel, streamId: "s1", peerId: "v1" });
+        assert.equal(listenedTo, "webrtc:signal", "viewers take signals only from the host event");
         const got = [];
         viewer.onMessage((m) => got.push(m));
         for (const m of messages) listener({ event: "signal", payload: m });

@@ -97,8 +97,12 @@ export class Api {
     const data = await this.request("GET", `/api/v1/streams/${encodeURIComponent(id)}/chat?${query}`);
     return normalizePage(data);
   }
-  moderate(id, path, body) {
-    return this.request("POST", `/api/v1/streams/${encodeURIComponent(id)}/${path}`, body);
+  /** Mute (with duration_seconds) or ban a user from the stream's chat. */
+  sanction(id, { user_id, kind, duration_seconds, reason }) {
+    return this.request("POST", `/api/v1/streams/${encodeURIComponent(id)}/chat/sanctions`, { user_id, kind, duration_seconds, reason });
+  }
+  inviteCohost(id, userId) {
+    return this.request("POST", `/api/v1/streams/${encodeURIComponent(id)}/cohosts`, { user_id: userId });
   }
   deleteChat(id, messageId) {
     return this.request("DELETE", `/api/v1/streams/${encodeURIComponent(id)}/chat/${encodeURIComponent(messageId)}`);
