@@ -9,6 +9,8 @@ import { Outbox } from "../client/outbox.js";
 import { realTimers } from "../client/emitter.js";
 import { streamFromEvent } from "./common.js";
 
+export const SELLER_STATE_EVENT = "seller:state";
+
 export function streamChannel({ socket, manager, api, config, session, streamId, onStream, onViewerCount, onTokenRenew }) {
   const topic = (config.web?.stream_topic ?? "stream:{id}").replace("{id}", streamId);
   const channel = socket.channel(topic, { private: true, accessToken: session.token, presence: { key: session.userId ?? "" } });
@@ -39,6 +41,11 @@ export function streamChannel({ socket, manager, api, config, session, streamId,
     if (Number.isInteger(n)) onViewerCount?.(n);
   });
   channel.listen("broadcast", { event: "token_renew" }, (message) => onTokenRenew?.(message.payload));
+  // The studio announces its own transitions ("seller:state", an event only the seller and
+  // co-hosts may send). It is only a hint: the page re-reads the stream from the server.
+  channel.listen("broadcast", { event: SELLER_STATE_EVENT }, () => {
+    api.getStream(streamId).then((stream) => onStream?.(stream), () => {});
+  });
   manager.on("state", () => sync.setRealtimeAvailable(manager.online));
   manager.on("restored", () => outbox.flush());
   sync.setRealtimeAvailable(false); // until the first connect: poll

@@ -8,7 +8,7 @@ import { LocalWebRtcHost } from "../client/media/local_webrtc.js";
 import { Signaller } from "../client/media/signalling.js";
 import { ChatPanel } from "./chat_panel.js";
 import { connectRealtime, every, makeApi, readConfig, renderSession, Session, showError } from "./common.js";
-import { streamChannel } from "./stream_channel.js";
+import { SELLER_STATE_EVENT, streamChannel } from "./stream_channel.js";
 
 const config = readConfig();
 const streamId = config.stream_id;
@@ -21,6 +21,7 @@ let stream = null; // the stream row as last seen
 let localStream = null;
 let publisher = null; // LocalWebRtcHost or AgoraPublisher
 let stopHeartbeat = null;
+let channel = null;
 
 function onStream(next) {
   if (String(next.id ?? streamId) !== String(streamId)) return;
@@ -94,7 +95,9 @@ function stopMedia() {
 async function act(action) {
   showError(errorBox, null);
   try {
-    onStream(await api.transition(streamId, action));
+    const next = await api.transition(streamId, action);
+    onStream(next);
+    channel?.send(SELLER_STATE_EVENT, { id: streamId, status: next.status, version: next.version });
     if (action === "start" || action === "resume") await startSending();
   } catch (err) {
     showError(errorBox, err);
@@ -119,10 +122,12 @@ async function main() {
   }
 
   const { socket, manager } = connectRealtime(config, session);
-  const { channel, log, sync, outbox } = streamChannel({
+  const parts = streamChannel({
     socket, manager, api, config, session, streamId, onStream,
     onViewerCount: (n) => ($("viewers").textContent = String(n)),
   });
+  const { log, sync, outbox } = parts;
+  channel = parts.channel;
   new ChatPanel({
     root: $("chat"), log, outbox, sync, me: session.userId, maxChars: config.web?.chat_max_chars,
     moderation: {
