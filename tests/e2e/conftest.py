@@ -53,11 +53,13 @@ class OnairServer:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "ONAIR_DATA_DIR": str(self.data_dir),
                "ONAIR_HOST": "127.0.0.1", "ONAIR_PORT": str(self.port), "ONAIR_DEV_AUTH": "true",
                "ONAIR_LOG_LEVEL": "warning", "ONAIR_WEB_RECONNECT_CAP": "2",
-               "ONAIR_WEB_RECONNECT_BASE": "0.25", "ONAIR_WEB_RECONNECT_ATTEMPTS": "30"}
+               "ONAIR_WEB_RECONNECT_BASE": "0.25", "ONAIR_WEB_RECONNECT_ATTEMPTS": "30",
+               "ONAIR_HEARTBEAT_INTERVAL": "3"}
         env.pop("ONAIR_DATABASE_URL", None)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "onair", "serve"], cwd=self.data_dir.parent,
-                                     env=env, stdout=log, stderr=subprocess.STDOUT)
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen([sys.executable, "-m", "onair", "serve"],
+                                         cwd=self.data_dir.parent, env=env, stdout=log,
+                                         stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -107,11 +109,14 @@ class OnairServer:
             return False
 
 
-@pytest.fixture
-def onair_server(tmp_path: Path) -> Iterator[OnairServer]:
-    data = tmp_path / "data"
+@pytest.fixture(scope="module")
+def onair_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnairServer]:
+    """One server per test module (it takes seconds to start); tests use their own streams, and
+    a test that restarts it leaves it running."""
+    tmp = tmp_path_factory.mktemp("onair")
+    data = tmp / "data"
     data.mkdir()
-    server = OnairServer(data, tmp_path / "onair.log")
+    server = OnairServer(data, tmp / "onair.log")
     server.start()
     try:
         yield server
