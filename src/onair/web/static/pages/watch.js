@@ -107,9 +107,12 @@ async function main() {
       return;
     }
     playMutedFirst(video, new MediaStream([...current.values()])).then((result) => {
+      if (!current.size) return;
       if (userUnmuted) video.muted = false;
-      else $("unmute").hidden = !current.has("audio");
-      if (result === "blocked") $("overlay-text").textContent = "Tap to play";
+      const button = $("unmute");
+      // autoplay refused even muted (low-power iOS, in-app browsers): the user has to tap
+      button.textContent = result === "blocked" ? "Tap to play" : "Tap for sound";
+      button.hidden = result !== "blocked" && (userUnmuted || !current.has("audio"));
     });
   };
   const router = new TrackRouter({
