@@ -8,7 +8,23 @@
 export function createStubAgora({ publishersInChannel = [] } = {}) {
   const calls = [];
   const clients = [];
-  const makeTrack = (uid, kind) => ({ kind, uid, played: [], play(...args) { this.played.push(args); calls.push(["play", uid, kind, ...args]); }, close() {} });
+  // play(element) notes whether the element was in the DOM with a non-zero size, as the SDK needs
+  // (a detached or 0-size container shows black, spec B.2 #2).
+  const placement = (el) =>
+    typeof Element !== "undefined" && el instanceof Element
+      ? { connected: el.isConnected, width: el.getBoundingClientRect().width, height: el.getBoundingClientRect().height }
+      : null;
+  const makeTrack = (uid, kind) => ({
+    kind,
+    uid,
+    played: [],
+    play(...args) {
+      this.played.push(args);
+      calls.push(["play", uid, kind, ...args]);
+      if (args[0]) calls.push(["placement", uid, placement(args[0])]);
+    },
+    close() {},
+  });
   const AgoraRTC = {
     onAutoplayFailed: null,
     calls,

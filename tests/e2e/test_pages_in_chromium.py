@@ -170,3 +170,62 @@ def test_seller_goes_live_viewers_watch_chat_pause_restart_end(
     studio.wait_for_selector("#status[data-status=ended]")
     for i, page in enumerate(pages):
         shot(page, shots, f"e2e-5-ended-{'studio' if i == 0 else f'viewer{i}'}")
+
+
+AGORA_SCENARIO = """async () => {
+  const { createStubAgora } = await import('/__stub__/agora.mjs');
+  const { AgoraViewer } = await import('/static/client/media/agora.js');
+  const { TrackRouter } = await import('/static/client/media/track_router.js');
+  const player = document.createElement('div');
+  player.className = 'player';
+  document.body.prepend(player);
+  const container = document.createElement('div');
+  container.dataset.agora = '';
+  player.append(container);
+  const host = { uid: 7 };
+  const AgoraRTC = createStubAgora({ publishersInChannel: [{ user: host, mediaType: 'video' }] });
+  let n = 1;
+  const creds = { token: 't1', app_id: 'app', channel: 'onair_s1', uid: 42, expires_at: '2030-01-01T00:00:00Z' };
+  const api = { rtcToken: async () => creds, refreshRtcToken: async () => ({ ...creds, token: `t${++n}` }) };
+  const router = new TrackRouter({ streamId: 's1' });
+  const viewer = new AgoraViewer({ AgoraRTC, api, streamId: 's1', container, router });
+  const statuses = [];
+  viewer.on('status', (s) => statuses.push(s));
+  let autoplayBlocked = 0;
+  viewer.on('autoplay-blocked', () => autoplayBlocked++);
+  await viewer.start();
+  const client = AgoraRTC.clients[0];
+  AgoraRTC.onAutoplayFailed();
+  await client.fire('token-privilege-will-expire');
+  for (let i = 0; i < 2; i++) await client.fire('network-quality', { downlinkNetworkQuality: 5 });
+  await viewer.stop();
+  return { calls: JSON.parse(JSON.stringify(AgoraRTC.calls.map((c) => c.map((x) => (x instanceof Element ? 'ELEMENT' : x))))), statuses, autoplayBlocked };
+}"""
+
+
+def test_agora_adapter_in_chromium_with_a_stub_sdk(browser: Any, onair_server: OnairServer) -> None:
+    """The Agora adapter as the browser loads it (ES modules served by onair), against a stub of
+    the SDK's documented interface injected into the page: handlers before join, subscribe then
+    play into an attached, non-zero container with fit contain, autoplay fallback, renewToken,
+    low stream under a poor network, leave."""
+    root = Path(__file__).resolve().parents[2]
+    stub = (root / "tests" / "web" / "support" / "stub_agora.mjs").read_text()
+    page = new_page(browser)
+    page.route("**/__stub__/agora.mjs",
+               lambda route: route.fulfill(body=stub, content_type="text/javascript"))
+    page.goto(f"{onair_server.url}/")
+    result = page.evaluate(AGORA_SCENARIO)
+    calls = [c[0] for c in result["calls"]]
+    join = calls.index("join")
+    assert calls.index("createClient") < join
+    assert all(calls.index(name) < join for name in ("on", "setRemoteDefaultVideoStreamType"))
+    play = result["calls"][calls.index("play")]
+    assert play[3] == "ELEMENT" and play[4] == {"fit": "contain"}
+    placement = result["calls"][calls.index("placement")][2]
+    assert placement["connected"] and placement["width"] > 0 and placement["height"] > 0, placement
+    assert calls.index("subscribe") < calls.index("play")
+    assert ["renewToken", "t2"] in result["calls"]
+    assert ["setRemoteVideoStreamType", 7, 1] in result["calls"]
+    assert result["autoplayBlocked"] == 1
+    assert result["statuses"][-1] == "playing"
+    assert calls[-1] == "leave"
