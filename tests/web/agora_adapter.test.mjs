@@ -176,3 +176,25 @@ test("the publisher joins as host, enables the low stream and publishes camera a
   const buyer = new AgoraPublisher({ AgoraRTC, api: { rtcToken: async () => ({ ...CREDS, role: "subscriber" }) }, streamId: "s1" });
   await assert.rejects(buyer.start(), /may not publish/);
 });
+
+test("the viewer renews at the server's refresh_after, before the SDK's warning, and again after each renewal", async () => {
+  const { FakeTimers } = await import("./support/fake_timers.mjs");
+  const timers = new FakeTimers(Date.parse("2030-01-01T00:00:00Z"));
+  const AgoraRTC = createStubAgora();
+  const issued = (at, n) => ({ ...CREDS, token: `t${n}`, expires_at: new Date(at + 3600_000).toISOString(), refresh_after: new Date(at + 2880_000).toISOString() });
+  let n = 1;
+  const api = { rtcToken: async () => issued(timers.now(), 1), refreshRtcToken: async () => issued(timers.now(), ++n) };
+  const viewer = new AgoraViewer({ AgoraRTC, api, streamId: "s1", container: {}, router: new TrackRouter({ streamId: "s1" }), timers, now: timers.now });
+  await viewer.start();
+  const renewals = () => AgoraRTC.calls.filter((c) => c[0] === "renewToken").map((c) => c[1]);
+  await timers.advance(2880_000 - 1000);
+  assert.deepEqual(renewals(), []);
+  await timers.advance(2000);
+  assert.deepEqual(renewals(), ["t2"]);
+  await timers.advance(2880_000);
+  assert.deepEqual(renewals(), ["t2", "t3"]);
+  await viewer.renewNow(); // the server's "token_renew" event after a role change
+  assert.deepEqual(renewals(), ["t2", "t3", "t4"]);
+  await viewer.stop();
+  assert.equal(timers.pending, 0, "stop() leaves no refresh timer behind");
+});

@@ -84,6 +84,7 @@ async function main() {
   const { channel, log, sync, outbox } = streamChannel({
     socket, manager, api, config, session, streamId, onStream,
     onViewerCount: (n) => ($("viewers").textContent = String(n)),
+    onTokenRenew: () => media?.renewNow?.().catch(() => {}),
   });
   new ChatPanel({ root: $("chat"), log, outbox, sync, me: session.userId, maxChars: config.web?.chat_max_chars });
 
@@ -132,7 +133,7 @@ async function main() {
     player.prepend(container);
     video.hidden = true;
     const AgoraRTC = await loadAgoraSdk();
-    media = new AgoraViewer({ AgoraRTC, api, streamId, container, router, quality });
+    media = new AgoraViewer({ AgoraRTC, api, streamId, container, router, quality, timers: realTimers });
     media.on("autoplay-blocked", () => ($("unmute").hidden = false));
   } else {
     const signaller = new Signaller({ channel, streamId, peerId: `viewer:${session.userId}:${crypto.randomUUID().slice(0, 8)}` });

@@ -15,6 +15,7 @@
 import { Emitter } from "../emitter.js";
 import { MediaStatus } from "./interface.js";
 import { VideoQuality } from "../video_quality.js";
+import { RefreshTimer } from "../token_refresh.js";
 
 export const AGORA_SDK_URL = "https://download.agora.io/sdk/release/AgoraRTC_N-4.24.8.js";
 
@@ -46,8 +47,14 @@ export class AgoraViewer extends Emitter {
    * @param api        {rtcToken(streamId), refreshRtcToken(streamId)} → {token, app_id, channel, uid, expires_at, refresh_after}
    * @param container  the HTMLElement the SDK creates its <video> in (must be in the DOM and sized)
    */
-  constructor({ AgoraRTC, api, streamId, container, router, quality = new VideoQuality() }) {
+  constructor({ AgoraRTC, api, streamId, container, router, quality = new VideoQuality(), timers = null, now = () => Date.now() }) {
     super();
+    // Besides the SDK's 30-second warning, renew at the server's `refresh_after` (80 % of the
+    // lifetime, issue 3) so a slow network still has time; `renewNow()` serves the server's
+    // "token_renew" event (a co-host was demoted: new privileges now).
+    this.refresher = timers
+      ? new RefreshTimer({ name: "rtc", timers, now, refresh: () => this.renewNow(), onExpired: () => this._rejoin() })
+      : null;
     this.AgoraRTC = AgoraRTC;
     this.api = api;
     this.streamId = String(streamId);
@@ -72,12 +79,30 @@ export class AgoraViewer extends Emitter {
     client.setRemoteDefaultVideoStreamType?.(STREAM_HIGH);
     this._setStatus(MediaStatus.CONNECTING);
     await client.join(credentials.app_id, credentials.channel, credentials.token, credentials.uid ?? null);
+    this._scheduleRefresh(credentials);
     if (this.publishers.size === 0) this._setStatus(MediaStatus.NO_PUBLISHER);
+  }
+
+  /** Fetch a fresh token for the same channel and uid and hand it to the SDK (B.4). */
+  async renewNow() {
+    const client = this.client;
+    if (!client) throw new Error("not started");
+    const fresh = await this.api.refreshRtcToken(this.streamId);
+    this.credentials = { ...this.credentials, ...fresh };
+    await client.renewToken(fresh.token);
+    this.emit("token-renewed", expiryOf(fresh));
+    return expiryOf(fresh);
+  }
+
+  _scheduleRefresh(credentials) {
+    const expiry = expiryOf(credentials);
+    if (this.refresher && Number.isFinite(expiry.expiresAt)) this.refresher.schedule(expiry);
   }
 
   async stop() {
     const client = this.client;
     this.client = null;
+    this.refresher?.stop();
     this.router.clear();
     if (client) {
       client.removeAllListeners?.();
@@ -144,10 +169,8 @@ export class AgoraViewer extends Emitter {
     client.on("token-privilege-will-expire", async () => {
       if (!mine()) return;
       try {
-        const fresh = await this.api.refreshRtcToken(this.streamId);
-        this.credentials = { ...this.credentials, ...fresh };
-        await client.renewToken(fresh.token);
-        this.emit("token-renewed", expiryOf(fresh));
+        const next = await this.renewNow();
+        if (this.refresher && Number.isFinite(next.expiresAt)) this.refresher.schedule(next);
       } catch (err) {
         this.emit("warning", err);
       }
@@ -234,6 +257,19 @@ export class AgoraPublisher extends Emitter {
     }
     await client.publish(this.tracks);
     return this.tracks;
+  }
+
+  /** The server says our privileges changed (e.g. a co-host was demoted): renew now, and stop
+   * publishing if the new token no longer allows it. */
+  async renewNow() {
+    if (!this.client) return;
+    const fresh = await this.api.refreshRtcToken(this.streamId);
+    if (fresh.role && fresh.role !== "publisher") {
+      await this.stop();
+      this.emit("demoted");
+      return;
+    }
+    await this.client.renewToken(fresh.token);
   }
 
   async stop() {
