@@ -125,6 +125,7 @@ async function main() {
   const parts = streamChannel({
     socket, manager, api, config, session, streamId, onStream,
     onViewerCount: (n) => ($("viewers").textContent = String(n)),
+    onTokenRenew: () => publisher?.renewNow?.().catch((err) => showError(errorBox, err)),
   });
   const { log, sync, outbox } = parts;
   channel = parts.channel;
