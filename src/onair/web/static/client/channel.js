@@ -5,6 +5,7 @@
 // schedule 1 s, 2 s, 5 s, 10 s when the join itself failed). Every rejoin uses a new join_ref,
 // and messages carrying an older join_ref are dropped (§2.4).
 
+import { convertRecord } from "./change_values.js";
 import { Emitter } from "./emitter.js";
 
 export const REJOIN_DELAYS_MS = [1000, 2000, 5000, 10000];
@@ -284,8 +285,8 @@ export class Channel extends Emitter {
         table: data.table,
         commit_timestamp: data.commit_timestamp,
         eventType: data.type,
-        new: data.record ?? {},
-        old: data.old_record ?? {},
+        new: convertRecord(data.columns, data.record),
+        old: convertRecord(data.columns, data.old_record),
         errors: data.errors ?? null,
       });
     }
