@@ -147,3 +147,20 @@ test("a heartbeat that is not answered closes the link and reconnects; slow repl
   assert.ok(server.connectAttempts > before);
   manager.stop();
 });
+
+test("a WebSocket constructor that throws counts as a failed attempt, not a crash", async () => {
+  const timers = new FakeTimers();
+  let tries = 0;
+  class Refusing {
+    constructor() {
+      tries += 1;
+      throw new SyntaxError("The URL is invalid");
+    }
+  }
+  const socket = new RealtimeSocket({ url: "ws://x/realtime/v1", apikey: "anon", WebSocket: Refusing, timers, now: timers.now });
+  const manager = new ConnectionManager({ socket, timers, random: () => 0.5, policy: { baseMs: 10, capMs: 20, maxAttempts: 3 } });
+  manager.start();
+  await timers.advance(1000);
+  assert.equal(manager.state, ConnState.FAILED);
+  assert.equal(tries, 4);
+});

@@ -50,7 +50,15 @@ export class RealtimeSocket extends Emitter {
   /** Open a new connection unless one is open or opening. */
   connect() {
     if (this._conn && (this._conn.readyState === 0 || this._conn.readyState === 1)) return;
-    const conn = new this.WebSocket(this.endpointUrl());
+    let conn;
+    try {
+      conn = new this.WebSocket(this.endpointUrl());
+    } catch (err) {
+      // e.g. a URL the browser refuses: report it like a failed connection, after this call returns
+      this._conn = null;
+      this.timers.setTimeout(() => this.emit("close", { code: 1006, requested: false, error: err }), 0);
+      return;
+    }
     conn.binaryType = "arraybuffer";
     this._conn = conn;
     conn.onopen = () => {
