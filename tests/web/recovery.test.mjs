@@ -1,5 +1,6 @@
 // Property 10: connection recovery and state restoration — for any schedule of disconnects,
-// server restarts, lost and duplicated live events and chat inserts, the client ends with the same
+// server restarts, channel crashes and shutdowns, refused joins, stale replies, lost and
+// duplicated live events and chat inserts, the client ends with the same
 // channel subscriptions it wanted and exactly the chat sequence the server holds (no gap, no
 // duplicate), and at every step the visible chat is a gap-free run of the server's rows.
 import { test } from "node:test";
@@ -24,6 +25,8 @@ const action = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("revive") }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("cut") }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("silence"), on: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("fault"), fault: fc.constantFrom("error", "close", "stale-close") }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("failJoins"), count: fc.integer({ min: 1, max: 3 }) }) },
   { weight: 4, arbitrary: fc.record({ kind: fc.constant("wait"), ms: fc.integer({ min: 0, max: 5000 }) }) },
 );
 
@@ -101,6 +104,18 @@ test("Property 10: connection recovery and state restoration", async () => {
             case "silence":
               server.answerHeartbeats = !step.on;
               break;
+            case "fault": {
+              const before = STREAMS.map((id) => [channels[id].state, channels[id].joinRef]);
+              server.channelFault(step.fault);
+              if (step.fault === "stale-close") {
+                // a message for an earlier join must not touch the current one (spec §2.4)
+                assert.deepEqual(STREAMS.map((id) => [channels[id].state, channels[id].joinRef]), before);
+              }
+              break;
+            }
+            case "failJoins":
+              server.failJoins += step.count;
+              break;
             case "wait":
               await timers.advance(step.ms);
               break;
@@ -112,6 +127,7 @@ test("Property 10: connection recovery and state restoration", async () => {
         server.revive();
         server.answerHeartbeats = true;
         server.dropLive = 0;
+        server.failJoins = 0;
         await timers.advance(5000);
         if (manager.state === ConnState.FAILED) manager.retry();
         await timers.advance(30000);

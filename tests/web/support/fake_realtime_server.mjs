@@ -18,6 +18,7 @@ export class FakeRealtimeServer {
     this.dropLive = 0; // live events to lose
     this.duplicateLive = 0; // live events to deliver twice
     this.answerHeartbeats = true;
+    this.failJoins = 0; // joins to refuse with an error reply
     this.heartbeatDelayMs = 0;
     this.frames = [];
     const server = this;
@@ -73,6 +74,24 @@ export class FakeRealtimeServer {
     const conn = [...this.connections][0];
     if (conn) conn._closed(1006);
   }
+  /** The channel process crashes (phx_error) or shuts down (system error + phx_close) on every
+   * connection; a stale phx_close carries a join_ref no client uses any more. */
+  channelFault(kind) {
+    for (const conn of this.connections) {
+      for (const [topic, sub] of [...conn.topics]) {
+        if (kind === "stale-close") {
+          conn._push({ join_ref: "stale-0", ref: "stale-0", topic, event: "phx_close", payload: {} });
+          continue;
+        }
+        conn.topics.delete(topic);
+        if (kind === "error") conn._push({ join_ref: sub.joinRef, ref: sub.joinRef, topic, event: "phx_error", payload: {} });
+        if (kind === "close") {
+          conn._push({ join_ref: sub.joinRef, ref: null, topic, event: "system", payload: { extension: "system", status: "error", message: "Token has expired 0 seconds ago", channel: topic.slice(9) } });
+          conn._push({ join_ref: sub.joinRef, ref: sub.joinRef, topic, event: "phx_close", payload: {} });
+        }
+      }
+    }
+  }
   subscriptions(topic) {
     return [...this.connections].filter((c) => c.topics.has(topic)).length;
   }
@@ -122,6 +141,11 @@ export class FakeRealtimeServer {
     }
     switch (msg.event) {
       case "phx_join": {
+        if (this.failJoins > 0) {
+          this.failJoins -= 1;
+          reply("error", { reason: "ClientJoinRateLimitReached: Too many joins per second" });
+          return;
+        }
         const bindings = (msg.payload?.config?.postgres_changes ?? []).map((b, i) => ({ ...b, id: 1000 + i }));
         conn.topics.set(msg.topic, { joinRef: msg.join_ref, bindings, accessToken: msg.payload?.access_token ?? null });
         reply("ok", { postgres_changes: bindings });
