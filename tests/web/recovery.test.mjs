@@ -179,3 +179,32 @@ test("resync after a reconnect asks only for what is missing (after_seq = last c
   assert.equal(calls[0].after_seq, 3);
   manager.stop();
 });
+
+test("partial connectivity: with WebSockets blocked but REST up, chat still flows both ways (polling + outbox)", async () => {
+  const timers = new FakeTimers();
+  const server = new FakeRealtimeServer(timers);
+  server.refuseSockets = true;
+  const socket = new RealtimeSocket({ url: "ws://x/realtime/v1", apikey: "anon", WebSocket: server.WebSocket, timers, now: timers.now });
+  const manager = new ConnectionManager({ socket, timers, random: () => 0.5, policy: { baseMs: 200, capMs: 2000, maxAttempts: 3 } });
+  const api = server.api();
+  const log = new ChatLog();
+  const sync = new ChatSync({ api, streamId: "s1", log, timers, pollMs: 1000 });
+  const channel = socket.channel("stream:s1");
+  sync.bind(channel);
+  channel.subscribe();
+  const outbox = new Outbox({ api, streamId: "s1", timers, now: timers.now, newId: (() => { let n = 0; return () => `c${++n}`; })() });
+  outbox.on("delivered", (_e, row) => log.applyRows([row]));
+  manager.on("state", () => sync.setRealtimeAvailable(manager.online));
+  sync.setRealtimeAvailable(false);
+  manager.start();
+  server.insertChat("s1", "from someone else");
+  outbox.send("mine");
+  await timers.advance(4000);
+  assert.notEqual(manager.online, true);
+  assert.deepEqual(log.messages().map((r) => r.body), ["from someone else", "mine"]);
+  server.insertChat("s1", "later");
+  await timers.advance(1500);
+  assert.deepEqual(log.messages().map((r) => r.body), ["from someone else", "mine", "later"]);
+  manager.stop();
+  sync.stop();
+});

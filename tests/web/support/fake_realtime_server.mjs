@@ -19,6 +19,7 @@ export class FakeRealtimeServer {
     this.duplicateLive = 0; // live events to deliver twice
     this.answerHeartbeats = true;
     this.failJoins = 0; // joins to refuse with an error reply
+    this.refuseSockets = false; // WebSockets blocked (e.g. a proxy), REST still fine
     this.heartbeatDelayMs = 0;
     this.frames = [];
     const server = this;
@@ -33,7 +34,7 @@ export class FakeRealtimeServer {
         server.connectAttempts += 1;
         timers.setTimeout(() => {
           if (this.readyState !== 0) return;
-          if (!server.up) return this._closed(1006);
+          if (!server.up || server.refuseSockets) return this._closed(1006);
           this.readyState = 1;
           server.connections.add(this);
           this.onopen?.({});
