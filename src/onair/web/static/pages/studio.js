@@ -18,6 +18,10 @@ const $ = (id) => document.getElementById(id);
 const errorBox = $("studio-error");
 
 let stream = null; // the stream row as last seen
+
+// The server's transition table (domain/streams.py); realtime events carry the row without
+// `allowed_actions`, so the buttons follow the status itself.
+const ALLOWED = { scheduled: ["start", "end"], live: ["pause", "end"], paused: ["resume", "end"], ended: [] };
 let localStream = null;
 let publisher = null; // LocalWebRtcHost or AgoraPublisher
 let stopHeartbeat = null;
@@ -31,7 +35,7 @@ function onStream(next) {
   $("status").textContent = stream.status;
   $("status").dataset.status = stream.status;
   if (Number.isInteger(stream.viewer_count)) $("viewers").textContent = String(stream.viewer_count);
-  const allowed = new Set(stream.allowed_actions ?? []);
+  const allowed = new Set(ALLOWED[stream.status] ?? []);
   for (const action of ["start", "pause", "resume", "end"]) $(action).disabled = !allowed.has(action);
   $("preview-box").dataset.view = stream.status === "live" ? "preview-live" : "preview";
   const hosting = stream.status === "live" || stream.status === "paused";
