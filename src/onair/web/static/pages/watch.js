@@ -43,8 +43,15 @@ let media = null;
 let stopHeartbeat = () => {};
 let ended = false;
 
+let lastVersion = -1;
+
 function onStream(stream) {
   if (String(stream.id ?? streamId) !== String(streamId)) return;
+  // replies and events can cross: never let an older row undo a newer one
+  if (Number.isInteger(stream.version)) {
+    if (stream.version < lastVersion) return;
+    lastVersion = stream.version;
+  }
   $("title").textContent = stream.title ?? $("title").textContent;
   if (Number.isInteger(stream.viewer_count)) $("viewers").textContent = String(stream.viewer_count);
   machine.dispatch({ type: "stream", status: stream.status });
