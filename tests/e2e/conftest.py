@@ -52,7 +52,7 @@ class OnairServer:
     def start(self, timeout: float = 30.0) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "ONAIR_DATA_DIR": str(self.data_dir),
                "ONAIR_HOST": "127.0.0.1", "ONAIR_PORT": str(self.port), "ONAIR_DEV_AUTH": "true",
-               "ONAIR_LOG_LEVEL": "warning", "ONAIR_WEB_RECONNECT_CAP": "2",
+               "ONAIR_LOG_LEVEL": "info", "ONAIR_WEB_RECONNECT_CAP": "2",
                "ONAIR_WEB_RECONNECT_BASE": "0.25", "ONAIR_WEB_RECONNECT_ATTEMPTS": "30",
                "ONAIR_HEARTBEAT_INTERVAL": "3"}
         env.pop("ONAIR_DATABASE_URL", None)
@@ -122,6 +122,8 @@ def onair_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnairServ
         yield server
     finally:
         server.stop()
+        OUTPUT.mkdir(exist_ok=True)  # keep the server's log next to the screenshots
+        shutil.copyfile(server.log_path, OUTPUT / f"onair-{Path(str(tmp)).name}.log")
 
 
 @pytest.fixture(scope="session")

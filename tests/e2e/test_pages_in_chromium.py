@@ -23,9 +23,21 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHAT_PATH = "/api/v1/streams/{stream_id}/chat"
 
 
+PAGE_ERRORS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def no_uncaught_errors() -> Any:
+    """Any uncaught exception in any page fails the test."""
+    PAGE_ERRORS.clear()
+    yield
+    assert not PAGE_ERRORS, PAGE_ERRORS
+
+
 def new_page(browser: Any, **options: Any) -> Any:
     page = browser.new_context(**options).new_page()
     page.set_default_timeout(20_000)
+    page.on("pageerror", lambda err: PAGE_ERRORS.append(f"{page.url}: {err}"))
     return page
 
 
