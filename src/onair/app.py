@@ -12,6 +12,7 @@ from onair import __version__
 from onair.api import auth as auth_api
 from onair.api import chat as chat_api
 from onair.api import health as health_api
+from onair.api import pages as pages_api
 from onair.api import streams as streams_api
 from onair.api import tokens as tokens_api
 from onair.api.middleware import RequestContextMiddleware
@@ -125,4 +126,6 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     app.include_router(api)
     app.include_router(health_api.router)
     app.include_router(realtime_rest.router)
+    app.include_router(pages_api.router)
+    app.mount("/static", pages_api.static_files(), name="static")
     return app

@@ -242,6 +242,44 @@ class Settings(BaseSettings):
         description="JSON list of RTCIceServer objects for the local WebRTC mode (none needed "
         "on one host).",
     )
+    web_reconnect_base: float = Field(
+        0.5, gt=0, description="Browser clients: first reconnect backoff ceiling (s); retry n "
+        "waits a random time in [0, min(cap, base·2^n)) (full jitter).",
+    )
+    web_reconnect_cap: float = Field(
+        15.0, gt=0, description="Browser clients: largest reconnect backoff ceiling (s).",
+    )
+    web_reconnect_attempts: int = Field(
+        8, ge=1, description="Browser clients: failed reconnects before the page shows a "
+        "'can't reach the server' notice with a retry button.",
+    )
+    web_rtt_degraded: float = Field(
+        0.3, gt=0, description="Browser clients: realtime heartbeat round trip (s) from which "
+        "the link counts as degraded.",
+    )
+    web_rtt_poor: float = Field(
+        1.0, gt=0, description="Browser clients: heartbeat round trip (s) from which the link "
+        "counts as poor (video drops to the low layer first).",
+    )
+    web_realtime_heartbeat: float = Field(
+        15.0, gt=0, description="Browser clients: seconds between realtime heartbeats.",
+    )
+    web_realtime_heartbeat_timeout: float = Field(
+        10.0, gt=0, description="Browser clients: an unanswered realtime heartbeat after this "
+        "many seconds means the socket is dead (reconnect).",
+    )
+    web_chat_poll: float = Field(
+        3.0, gt=0, description="Browser clients: chat polling interval (s) over REST while the "
+        "realtime socket is down.",
+    )
+    web_chat_verify: float = Field(
+        30.0, gt=0, description="Browser clients: interval (s) of the cheap chat check that "
+        "catches a lost last event while connected.",
+    )
+    web_local_max_viewers: int = Field(
+        8, ge=1, description="Local WebRTC mode: most viewers one studio browser sends video to "
+        "(each costs the seller's upload bandwidth).",
+    )
 
     # --- broker ---
     broker_key_prefix: str = Field(

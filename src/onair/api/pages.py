@@ -1,0 +1,83 @@
+"""The pages: `/` (streams, go live), `/studio/{id}` (the seller), `/watch/{id}` (the buyer).
+
+Each page is a static HTML shell plus ES modules under `/static`; the shell carries the client
+configuration (the public `/api/v1/config` plus the browser policy settings of the `web` section)
+as JSON, so a page needs no extra round trip before connecting.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Path
+from starlette.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
+
+from onair.api.deps import Ctx
+from onair.api.health import client_config
+from onair.context import AppContext
+from onair.web import STATIC_DIR, TEMPLATES_DIR
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+CONFIG_MARK = "<!--ONAIR_CONFIG-->"
+StreamId = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+
+# Realtime topics the pages use (the hub authorizes them; see the realtime issue).
+STREAM_TOPIC = "stream:{id}"
+SIGNAL_TOPIC = "stream:{id}:signal"
+
+
+def static_files() -> StaticFiles:
+    return StaticFiles(directory=STATIC_DIR)
+
+
+@lru_cache(maxsize=8)
+def _shell(name: str) -> str:
+    return (TEMPLATES_DIR / f"{name}.html").read_text(encoding="utf-8")
+
+
+def web_policy(ctx: AppContext) -> dict[str, Any]:
+    """The browser clients' timing and limits, from the `web` settings (ms for JS timers)."""
+    s = ctx.settings
+    ms = lambda seconds: int(seconds * 1000)  # noqa: E731
+    return {
+        "reconnect": {"baseMs": ms(s.web_reconnect_base), "capMs": ms(s.web_reconnect_cap),
+                      "maxAttempts": s.web_reconnect_attempts,
+                      "heartbeatMs": ms(s.web_realtime_heartbeat),
+                      "heartbeatTimeoutMs": ms(s.web_realtime_heartbeat_timeout),
+                      "connectTimeoutMs": ms(s.web_realtime_heartbeat_timeout),
+                      "rtt": {"degradedMs": ms(s.web_rtt_degraded), "poorMs": ms(s.web_rtt_poor)}},
+        "chat_poll_ms": ms(s.web_chat_poll),
+        "chat_verify_ms": ms(s.web_chat_verify),
+        "chat_max_chars": s.chat_max_chars,
+        "presence_heartbeat_ms": ms(s.heartbeat_interval),
+        "local_max_viewers": s.web_local_max_viewers,
+        "stream_topic": STREAM_TOPIC,
+        "signal_topic": SIGNAL_TOPIC,
+    }
+
+
+async def _render(name: str, ctx: AppContext, **extra: Any) -> HTMLResponse:
+    config = {**(await client_config(ctx)), "web": web_policy(ctx), **extra}
+    # JSON inside <script type="application/json">: escape "<" so no value can close the tag.
+    payload = orjson.dumps(config).decode().replace("<", "\\u003c")
+    html = _shell(name).replace(CONFIG_MARK, payload)
+    return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(ctx: Ctx) -> HTMLResponse:
+    return await _render("home", ctx, page="home")
+
+
+@router.get("/studio/{stream_id}", response_class=HTMLResponse)
+async def studio(ctx: Ctx, stream_id: str = StreamId) -> HTMLResponse:
+    return await _render("studio", ctx, page="studio", stream_id=stream_id)
+
+
+@router.get("/watch/{stream_id}", response_class=HTMLResponse)
+async def watch(ctx: Ctx, stream_id: str = StreamId) -> HTMLResponse:
+    return await _render("watch", ctx, page="watch", stream_id=stream_id)

@@ -1,0 +1,281 @@
+// Agora mode: the Web SDK (agora-rtc-sdk-ng 4.x), loaded from Agora's CDN only in this mode.
+// Follows spec agora.md part B:
+//   * every handler is registered BEFORE join() — publishers already in the channel are reported
+//     through "user-published" while join() runs (B.1, B.2 #1);
+//   * subscribe in "user-published", and play only after subscribe filled user.videoTrack;
+//   * play into a sized container with fit "contain" (letterbox, B.6), never a 0-size parent (B.2 #2);
+//   * autoplay fallback: AgoraRTC.onAutoplayFailed → "tap for sound" (B.2 #3);
+//   * live mode, vp8, audience role for viewers; host role only for the publisher (B.2 #4, #5);
+//   * renewToken on "token-privilege-will-expire", re-join on "token-privilege-did-expire" (B.4);
+//   * dual stream: the publisher enables the low stream; the viewer picks high/low through the
+//     hysteresis in video_quality.js and sets a fallback option (low, then audio only) (B.5).
+// The SDK object is injected (`AgoraRTC`), so tests drive this file with a stub of the documented
+// interface.
+
+import { Emitter } from "../emitter.js";
+import { MediaStatus } from "./interface.js";
+import { VideoQuality } from "../video_quality.js";
+import { RefreshTimer } from "../token_refresh.js";
+
+export const AGORA_SDK_URL = "https://download.agora.io/sdk/release/AgoraRTC_N-4.24.8.js";
+
+/** Load the SDK from Agora's CDN (Agora mode only); resolves the global AgoraRTC. */
+export function loadAgoraSdk(doc = globalThis.document, url = AGORA_SDK_URL) {
+  if (globalThis.AgoraRTC) return Promise.resolve(globalThis.AgoraRTC);
+  return new Promise((resolve, reject) => {
+    const script = doc.createElement("script");
+    script.src = url;
+    script.async = true;
+    script.onload = () => (globalThis.AgoraRTC ? resolve(globalThis.AgoraRTC) : reject(new Error("Agora SDK did not load")));
+    script.onerror = () => reject(new Error("Agora SDK could not be loaded"));
+    doc.head.appendChild(script);
+  });
+}
+
+export const STREAM_HIGH = 0;
+export const STREAM_LOW = 1;
+export const FALLBACK_LOW_THEN_AUDIO = 2;
+
+/** Seconds-or-ISO expiry fields of a token response, as ms epoch. */
+function expiryOf(token) {
+  const toMs = (v) => (v === undefined || v === null ? undefined : typeof v === "number" ? v * 1000 : Date.parse(v));
+  return { expiresAt: toMs(token.expires_at), refreshAfter: toMs(token.refresh_after) };
+}
+
+export class AgoraViewer extends Emitter {
+  /**
+   * @param api        {rtcToken(streamId), refreshRtcToken(streamId)} → {token, app_id, channel, uid, expires_at, refresh_after}
+   * @param container  the HTMLElement the SDK creates its <video> in (must be in the DOM and sized)
+   */
+  constructor({ AgoraRTC, api, streamId, container, router, quality = new VideoQuality(), timers = null, now = () => Date.now() }) {
+    super();
+    // Besides the SDK's 30-second warning, renew at the server's `refresh_after` (80 % of the
+    // lifetime, issue 3) so a slow network still has time; `renewNow()` serves the server's
+    // "token_renew" event (a co-host was demoted: new privileges now).
+    this.refresher = timers
+      ? new RefreshTimer({ name: "rtc", timers, now, refresh: () => this.renewNow(), onExpired: () => this._rejoin() })
+      : null;
+    this.AgoraRTC = AgoraRTC;
+    this.api = api;
+    this.streamId = String(streamId);
+    this.container = container;
+    this.router = router;
+    this.quality = quality;
+    this.client = null;
+    this.credentials = null;
+    this.status = MediaStatus.CONNECTING;
+    this.layer = "high";
+    this.publishers = new Set();
+  }
+
+  async start() {
+    const credentials = await this.api.rtcToken(this.streamId);
+    this.credentials = credentials;
+    this.AgoraRTC.onAutoplayFailed = () => this.emit("autoplay-blocked");
+    const client = this.AgoraRTC.createClient({ mode: "live", codec: "vp8", role: "audience" });
+    this.client = client;
+    this._register(client);
+    // The default stream type must be set before join (B.5).
+    client.setRemoteDefaultVideoStreamType?.(STREAM_HIGH);
+    this._setStatus(MediaStatus.CONNECTING);
+    await client.join(credentials.app_id, credentials.channel, credentials.token, credentials.uid ?? null);
+    this._scheduleRefresh(credentials);
+    if (this.publishers.size === 0) this._setStatus(MediaStatus.NO_PUBLISHER);
+  }
+
+  /** Fetch a fresh token for the same channel and uid and hand it to the SDK (B.4). */
+  async renewNow() {
+    const client = this.client;
+    if (!client) throw new Error("not started");
+    const fresh = await this.api.refreshRtcToken(this.streamId);
+    this.credentials = { ...this.credentials, ...fresh };
+    await client.renewToken(fresh.token);
+    this.emit("token-renewed", expiryOf(fresh));
+    return expiryOf(fresh);
+  }
+
+  _scheduleRefresh(credentials) {
+    const expiry = expiryOf(credentials);
+    if (this.refresher && Number.isFinite(expiry.expiresAt)) this.refresher.schedule(expiry);
+  }
+
+  async stop() {
+    const client = this.client;
+    this.client = null;
+    this.refresher?.stop();
+    this.router.clear();
+    if (client) {
+      client.removeAllListeners?.();
+      await client.leave();
+    }
+  }
+
+  /** Feed a quality decision from outside (the realtime link going poor also lowers video). */
+  setLayer(layer) {
+    if (layer === this.layer || !this.client) return;
+    this.layer = layer;
+    for (const uid of this.publishers) {
+      this.client.setRemoteVideoStreamType(uid, layer === "high" ? STREAM_HIGH : STREAM_LOW);
+    }
+    this.emit("layer", layer);
+  }
+
+  _register(client) {
+    const mine = () => client === this.client;
+    client.on("user-published", async (user, mediaType) => {
+      if (!mine() || (mediaType !== "video" && mediaType !== "audio")) return;
+      try {
+        await client.subscribe(user, mediaType);
+      } catch (err) {
+        // TRACK_IS_NOT_PUBLISHED: it went away meanwhile; "user-unpublished" follows
+        this.emit("warning", err);
+        return;
+      }
+      if (!mine()) return;
+      this.publishers.add(user.uid);
+      const track = mediaType === "video" ? user.videoTrack : user.audioTrack;
+      if (mediaType === "video") {
+        client.setStreamFallbackOption?.(user.uid, FALLBACK_LOW_THEN_AUDIO);
+        if (this.layer !== "high") client.setRemoteVideoStreamType(user.uid, STREAM_LOW);
+      }
+      this.router.publish({ streamId: this.streamId, publisherId: user.uid, kind: mediaType, track });
+      if (mediaType === "video") {
+        track.play(this.container, { fit: "contain" });
+        this._setStatus(MediaStatus.PLAYING);
+      } else {
+        track.play();
+      }
+    });
+    client.on("user-unpublished", (user, mediaType) => {
+      if (!mine()) return;
+      this.router.unpublish({ streamId: this.streamId, publisherId: user.uid, kind: mediaType });
+      if (mediaType === "video" && !this.router.has("video")) this._setStatus(MediaStatus.NO_PUBLISHER);
+    });
+    client.on("user-left", (user) => {
+      if (!mine()) return;
+      this.publishers.delete(user.uid);
+      this.router.unpublish({ streamId: this.streamId, publisherId: user.uid });
+      if (!this.router.has("video")) this._setStatus(MediaStatus.NO_PUBLISHER);
+    });
+    client.on("connection-state-change", (current, previous, reason) => {
+      if (!mine()) return;
+      if (current === "RECONNECTING") this._setStatus(MediaStatus.FAILED, { reason: "reconnecting" });
+      else if (current === "CONNECTED") this._setStatus(this.router.has("video") ? MediaStatus.PLAYING : MediaStatus.NO_PUBLISHER);
+      else if (current === "DISCONNECTED" && reason && reason !== "LEAVE") {
+        if (reason === "TOKEN_EXPIRE") this._rejoin();
+        else this._setStatus(MediaStatus.FAILED, { reason });
+      }
+    });
+    client.on("token-privilege-will-expire", async () => {
+      if (!mine()) return;
+      try {
+        const next = await this.renewNow();
+        if (this.refresher && Number.isFinite(next.expiresAt)) this.refresher.schedule(next);
+      } catch (err) {
+        this.emit("warning", err);
+      }
+    });
+    client.on("token-privilege-did-expire", () => {
+      if (mine()) this._rejoin();
+    });
+    client.on("network-quality", (stats) => {
+      if (!mine()) return;
+      this.setLayer(this.quality.recordNetworkQuality(stats?.downlinkNetworkQuality));
+    });
+    client.on("stream-fallback", (uid, kind) => {
+      if (!mine()) return;
+      this.emit("layer", kind === "fallback" ? "audio" : this.layer);
+    });
+    client.on("stream-type-changed", (uid, type) => {
+      if (mine()) this.emit("stream-type", uid, type === STREAM_LOW ? "low" : "high");
+    });
+    client.on("exception", (event) => {
+      if (mine()) this.emit("warning", event);
+    });
+  }
+
+  /** Token expired: fetch a new one and join again (B.4). */
+  async _rejoin() {
+    const client = this.client;
+    if (!client) return;
+    this._setStatus(MediaStatus.FAILED, { reason: "token expired" });
+    try {
+      const fresh = await this.api.refreshRtcToken(this.streamId);
+      this.credentials = { ...this.credentials, ...fresh };
+      await client.leave();
+      if (client !== this.client) return;
+      this.router.clear();
+      this.publishers.clear();
+      await client.join(this.credentials.app_id, this.credentials.channel, fresh.token, this.credentials.uid ?? null);
+    } catch (err) {
+      this._setStatus(MediaStatus.FAILED, { reason: String(err?.message ?? err) });
+    }
+  }
+
+  _setStatus(status, info = {}) {
+    this.status = status;
+    this.emit("status", status, info);
+  }
+}
+
+export class AgoraPublisher extends Emitter {
+  constructor({ AgoraRTC, api, streamId }) {
+    super();
+    this.AgoraRTC = AgoraRTC;
+    this.api = api;
+    this.streamId = String(streamId);
+    this.client = null;
+    this.tracks = [];
+  }
+
+  /** Join as host, publish camera + microphone with the low stream enabled. */
+  async start({ cameraId, microphoneId } = {}) {
+    const credentials = await this.api.rtcToken(this.streamId);
+    if (credentials.role && credentials.role !== "publisher") throw new Error("this account may not publish to the stream");
+    const client = this.AgoraRTC.createClient({ mode: "live", codec: "vp8", role: "host" });
+    this.client = client;
+    client.on("token-privilege-will-expire", async () => {
+      const fresh = await this.api.refreshRtcToken(this.streamId);
+      await client.renewToken(fresh.token);
+    });
+    client.on("token-privilege-did-expire", async () => {
+      const fresh = await this.api.refreshRtcToken(this.streamId);
+      await client.leave();
+      await client.join(credentials.app_id, credentials.channel, fresh.token, credentials.uid ?? null);
+      await client.publish(this.tracks);
+    });
+    await client.setClientRole?.("host");
+    await client.join(credentials.app_id, credentials.channel, credentials.token, credentials.uid ?? null);
+    this.tracks = await this.AgoraRTC.createMicrophoneAndCameraTracks(
+      microphoneId ? { microphoneId } : {},
+      { ...(cameraId ? { cameraId } : {}), encoderConfig: "720p_2" },
+    );
+    try {
+      await client.enableDualStream();
+    } catch (err) {
+      this.emit("warning", err); // iOS Safari cannot; viewers then keep the one stream
+    }
+    await client.publish(this.tracks);
+    return this.tracks;
+  }
+
+  /** The server says our privileges changed (e.g. a co-host was demoted): renew now, and stop
+   * publishing if the new token no longer allows it. */
+  async renewNow() {
+    if (!this.client) return;
+    const fresh = await this.api.refreshRtcToken(this.streamId);
+    if (fresh.role && fresh.role !== "publisher") {
+      await this.stop();
+      this.emit("demoted");
+      return;
+    }
+    await this.client.renewToken(fresh.token);
+  }
+
+  async stop() {
+    for (const track of this.tracks) track.close?.();
+    this.tracks = [];
+    if (this.client) await this.client.leave();
+    this.client = null;
+  }
+}

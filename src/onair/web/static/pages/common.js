@@ -1,0 +1,162 @@
+// What every page needs: its configuration, the signed-in session, the REST client, the realtime
+// socket with its connection manager, and the connection badge / notice in the header.
+
+import { Api } from "../client/api.js";
+import { ConnectionManager } from "../client/connection_manager.js";
+import { realTimers } from "../client/emitter.js";
+import { RealtimeSocket } from "../client/realtime_socket.js";
+import { RefreshTimer, jwtExpiry } from "../client/token_refresh.js";
+
+export function readConfig() {
+  return JSON.parse(document.getElementById("onair-config").textContent);
+}
+
+const SESSION_KEY = "onair.session";
+
+/** The signed-in user, kept in localStorage: {access_token, user_id, role}. */
+export class Session {
+  constructor(storage = globalThis.localStorage) {
+    this.storage = storage;
+    this.data = null;
+    try {
+      this.data = JSON.parse(storage.getItem(SESSION_KEY) ?? "null");
+    } catch {
+      this.data = null;
+    }
+    const exp = this.data ? jwtExpiry(this.data.access_token) : null;
+    if (exp !== null && exp <= Date.now()) this.data = null;
+  }
+
+  get token() {
+    return this.data?.access_token ?? null;
+  }
+  get userId() {
+    return this.data?.user_id ?? null;
+  }
+  get role() {
+    return this.data?.role ?? "anon";
+  }
+  get signedIn() {
+    return Boolean(this.data);
+  }
+
+  save(data) {
+    this.data = { access_token: data.access_token, user_id: data.user_id, role: data.role };
+    this.storage.setItem(SESSION_KEY, JSON.stringify(this.data));
+  }
+
+  clear() {
+    this.data = null;
+    this.storage.removeItem(SESSION_KEY);
+  }
+}
+
+export function makeApi(session) {
+  return new Api({ baseUrl: "", getToken: () => session.token });
+}
+
+/** Sign in through the dev endpoint (only offered when the server has dev auth on). */
+export async function devSignIn(api, session, user, role) {
+  const data = await api.devSignIn(user, role);
+  session.save(data);
+  return data;
+}
+
+/** Pages that need a user (watching counts viewers): sign in as a guest buyer under dev auth. */
+export async function ensureSignedIn(api, session, config) {
+  if (session.signedIn) return true;
+  if (!config.dev_auth) return false;
+  const guest = `guest-${Math.random().toString(36).slice(2, 8)}`;
+  await devSignIn(api, session, guest, "buyer");
+  return true;
+}
+
+export function renderSession(session) {
+  const el = document.getElementById("session");
+  if (!el) return;
+  el.replaceChildren();
+  if (session.signedIn) {
+    el.append(`${session.userId} (${session.role}) `);
+    const out = document.createElement("button");
+    out.type = "button";
+    out.textContent = "Sign out";
+    out.addEventListener("click", () => {
+      session.clear();
+      location.href = "/";
+    });
+    el.append(out);
+  } else {
+    el.textContent = "not signed in";
+  }
+}
+
+/** The realtime socket + connection manager, with the header badge and the retry notice wired. */
+export function connectRealtime(config, session) {
+  const realtimeUrl = new URL(config.realtime_url ?? "/realtime/v1", location.href).toString();
+  const socket = new RealtimeSocket({ url: realtimeUrl, apikey: config.anon_key, vsn: "2.0.0", timers: realTimers });
+  const manager = new ConnectionManager({ socket, timers: realTimers, policy: config.web?.reconnect ?? {}, env: globalThis });
+  const badge = document.getElementById("conn");
+  const notice = document.getElementById("notice");
+  const noticeText = document.getElementById("notice-text");
+  manager.on("state", (state) => {
+    if (badge) {
+      badge.dataset.conn = state;
+      badge.textContent = state;
+    }
+  });
+  manager.on("notice", (n) => {
+    if (!notice) return;
+    notice.hidden = !n;
+    if (n) noticeText.textContent = `${n.message} (${n.attempts} attempts)`;
+  });
+  document.getElementById("notice-retry")?.addEventListener("click", () => manager.retry());
+  // The user's JWT expires: get a new one before it does (dev auth signs in again) and hand it
+  // to every channel (spec §7.2 access_token).
+  const exp = jwtExpiry(session.token ?? "");
+  if (exp !== null && config.dev_auth) {
+    const timer = new RefreshTimer({
+      name: "jwt",
+      timers: realTimers,
+      marginMs: 60_000,
+      refresh: async () => {
+        const api = makeApi(session);
+        await devSignIn(api, session, session.userId, session.role);
+        for (const channel of socket.channels.values()) channel.setAccessToken(session.token);
+        return { expiresAt: jwtExpiry(session.token) };
+      },
+    });
+    timer.schedule({ expiresAt: exp });
+  }
+  return { socket, manager };
+}
+
+/** Keep calling `beat` every `intervalMs` (host or viewer heartbeats for the reaper and counts). */
+export function every(intervalMs, beat) {
+  let stopped = false;
+  const loop = async () => {
+    if (stopped) return;
+    try {
+      await beat();
+    } catch {
+      // a missed beat is retried on the next tick; the reaper tolerates a few
+    }
+    if (!stopped) setTimeout(loop, intervalMs);
+  };
+  loop();
+  return () => {
+    stopped = true;
+  };
+}
+
+export function showError(el, err) {
+  if (!el) return;
+  el.hidden = !err;
+  el.textContent = err ? String(err.message ?? err) : "";
+}
+
+/** The stream carried by a realtime message: a stream_state broadcast or a stream_sessions row. */
+export function streamFromEvent(payload) {
+  if (!payload || typeof payload !== "object") return null;
+  const stream = payload.stream ?? payload.record ?? payload.new ?? payload;
+  return stream && typeof stream.status === "string" ? stream : null;
+}

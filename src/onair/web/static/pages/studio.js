@@ -1,0 +1,184 @@
+// /studio/{id}: the seller. Camera and microphone preview with device pickers, start / pause /
+// resume / end, live viewer count, chat with moderation, co-host invite, connection status.
+// The studio heartbeats while the stream is live or paused, so the reaper's auto-pause only
+// fires when the seller's browser is really gone.
+
+import { AgoraPublisher, loadAgoraSdk } from "../client/media/agora.js";
+import { LocalWebRtcHost } from "../client/media/local_webrtc.js";
+import { Signaller } from "../client/media/signalling.js";
+import { ChatPanel } from "./chat_panel.js";
+import { connectRealtime, every, makeApi, readConfig, renderSession, Session, showError } from "./common.js";
+import { SELLER_STATE_EVENT, streamChannel } from "./stream_channel.js";
+
+const config = readConfig();
+const streamId = config.stream_id;
+const session = new Session();
+const api = makeApi(session);
+const $ = (id) => document.getElementById(id);
+const errorBox = $("studio-error");
+
+let stream = null; // the stream row as last seen
+
+// The server's transition table (domain/streams.py); realtime events carry the row without
+// `allowed_actions`, so the buttons follow the status itself.
+const ALLOWED = { scheduled: ["start", "end"], live: ["pause", "end"], paused: ["resume", "end"], ended: [] };
+let localStream = null;
+let publisher = null; // LocalWebRtcHost or AgoraPublisher
+let stopHeartbeat = null;
+let channel = null;
+
+function onStream(next) {
+  if (String(next.id ?? streamId) !== String(streamId)) return;
+  if (stream && Number.isInteger(next.version) && Number.isInteger(stream.version) && next.version < stream.version) return; // stale
+  stream = { ...(stream ?? {}), ...next };
+  $("title").textContent = stream.title ?? "Studio";
+  $("status").textContent = stream.status;
+  $("status").dataset.status = stream.status;
+  if (Number.isInteger(stream.viewer_count)) $("viewers").textContent = String(stream.viewer_count);
+  const allowed = new Set(ALLOWED[stream.status] ?? []);
+  for (const action of ["start", "pause", "resume", "end"]) $(action).disabled = !allowed.has(action);
+  $("preview-box").dataset.view = stream.status === "live" ? "preview-live" : "preview";
+  const hosting = stream.status === "live" || stream.status === "paused";
+  if (hosting && !stopHeartbeat) {
+    stopHeartbeat = every((config.heartbeat_interval ?? 10) * 1000, async () => onStream((await api.heartbeat(streamId)).stream));
+  } else if (!hosting && stopHeartbeat) {
+    stopHeartbeat();
+    stopHeartbeat = null;
+  }
+  for (const track of localStream?.getTracks() ?? []) track.enabled = stream.status !== "paused";
+  if (stream.status === "ended") stopMedia();
+}
+
+async function openCamera() {
+  const cameraId = $("camera").value || undefined;
+  const microphoneId = $("microphone").value || undefined;
+  const next = await navigator.mediaDevices.getUserMedia({
+    video: cameraId ? { deviceId: { exact: cameraId } } : { width: { ideal: 1280 }, height: { ideal: 720 } },
+    audio: microphoneId ? { deviceId: { exact: microphoneId } } : true,
+  });
+  const previous = localStream;
+  localStream = next;
+  $("preview").srcObject = next;
+  $("preview-overlay").hidden = true;
+  if (publisher instanceof LocalWebRtcHost) await publisher.setTracks(next);
+  for (const track of previous?.getTracks() ?? []) track.stop();
+  await fillDevices();
+}
+
+async function fillDevices() {
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  for (const [kind, select] of [["videoinput", $("camera")], ["audioinput", $("microphone")]]) {
+    const chosen = localStream?.getTracks().find((t) => `${t.kind}input` === kind)?.getSettings().deviceId;
+    select.replaceChildren(
+      ...devices.filter((d) => d.kind === kind).map((d, i) => {
+        const option = new Option(d.label || `${kind} ${i + 1}`, d.deviceId);
+        option.selected = d.deviceId === chosen;
+        return option;
+      }),
+    );
+  }
+}
+
+async function startSending() {
+  if (config.media_mode === "agora") {
+    if (publisher) return;
+    const AgoraRTC = await loadAgoraSdk();
+    publisher = new AgoraPublisher({ AgoraRTC, api, streamId });
+    await publisher.start({ cameraId: $("camera").value || undefined, microphoneId: $("microphone").value || undefined });
+  } else if (localStream) {
+    publisher.start(localStream);
+  }
+}
+
+function stopMedia() {
+  publisher?.stop();
+  for (const track of localStream?.getTracks() ?? []) track.stop();
+  $("preview-overlay").hidden = false;
+}
+
+async function act(action) {
+  showError(errorBox, null);
+  try {
+    const next = await api.transition(streamId, action);
+    onStream(next);
+    channel?.send(SELLER_STATE_EVENT, { id: streamId, status: next.status, version: next.version });
+    if (action === "start" || action === "resume") await startSending();
+  } catch (err) {
+    showError(errorBox, err);
+  }
+}
+
+async function main() {
+  renderSession(session);
+  $("watch-link").href = `/watch/${encodeURIComponent(streamId)}`;
+  if (!session.signedIn) {
+    showError(errorBox, "Sign in as the stream's seller on the home page first.");
+    return;
+  }
+  try {
+    onStream(await api.getStream(streamId));
+  } catch (err) {
+    showError(errorBox, err.status === 404 ? "This stream does not exist." : err);
+    return;
+  }
+  if (stream.seller_id !== session.userId && !["moderator", "admin"].includes(session.role)) {
+    showError(errorBox, "Only the stream's seller can use its studio.");
+  }
+
+  const { socket, manager } = connectRealtime(config, session);
+  const parts = streamChannel({
+    socket, manager, api, config, session, streamId, onStream,
+    onViewerCount: (n) => ($("viewers").textContent = String(n)),
+    onTokenRenew: () => publisher?.renewNow?.().catch((err) => showError(errorBox, err)),
+  });
+  const { log, sync, outbox } = parts;
+  channel = parts.channel;
+  new ChatPanel({
+    root: $("chat"), log, outbox, sync, me: session.userId, maxChars: config.web?.chat_max_chars,
+    moderation: {
+      remove: async (message) => log.applyRows([await api.deleteChat(streamId, message.id)]),
+      mute: (userId) => api.sanction(streamId, { user_id: userId, kind: "mute", duration_seconds: 300, reason: "muted by the seller" }),
+    },
+  });
+  if (config.media_mode !== "agora") {
+    const signaller = new Signaller({ channel, streamId, peerId: `host:${session.userId}:${crypto.randomUUID().slice(0, 8)}`, isHost: true });
+    publisher = new LocalWebRtcHost({ signaller, iceServers: config.ice_servers ?? [], maxViewers: config.web?.local_max_viewers ?? 8 });
+    publisher.on("viewers", (n) => ($("peers").textContent = String(n)));
+    channel.on("state", (state) => {
+      if (state === "joined") publisher.announce(); // viewers waiting since a restart say hello again
+    });
+  }
+  channel.subscribe();
+  manager.start();
+
+  for (const action of ["start", "pause", "resume"]) $(action).addEventListener("click", () => act(action));
+  $("end").addEventListener("click", () => {
+    if (confirm("End the stream for everyone?")) act("end");
+  });
+  $("camera").addEventListener("change", () => openCamera().catch((err) => showError(errorBox, err)));
+  $("microphone").addEventListener("change", () => openCamera().catch((err) => showError(errorBox, err)));
+  $("cohost-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const user = event.target.elements.user.value.trim();
+    try {
+      await api.inviteCohost(streamId, user);
+      event.target.reset();
+      showError(errorBox, null);
+    } catch (err) {
+      showError(errorBox, err);
+    }
+  });
+
+  if (config.media_mode !== "agora") {
+    try {
+      await openCamera();
+    } catch (err) {
+      showError(errorBox, `Camera or microphone unavailable: ${err.message}`);
+    }
+    // a reload of a running studio keeps sending
+    if (stream.status === "live" || stream.status === "paused") await startSending();
+  }
+  globalThis.onair = { manager, log, outbox, publisher, socket, onStream };
+}
+
+main();

@@ -1,0 +1,188 @@
+// /watch/{id}: the buyer. Explicit player states (viewer_state.js), chat with history and live
+// messages, a network-quality indicator, fullscreen, and video that letterboxes on rotation.
+
+import { realTimers } from "../client/emitter.js";
+import { ViewerMachine, View } from "../client/viewer_state.js";
+import { VideoQuality } from "../client/video_quality.js";
+import { TrackRouter } from "../client/media/track_router.js";
+import { Signaller } from "../client/media/signalling.js";
+import { LocalWebRtcViewer } from "../client/media/local_webrtc.js";
+import { AgoraViewer, loadAgoraSdk } from "../client/media/agora.js";
+import { playMutedFirst } from "../client/media/interface.js";
+import { ChatPanel } from "./chat_panel.js";
+import { connectRealtime, ensureSignedIn, every, makeApi, readConfig, renderSession, Session } from "./common.js";
+import { streamChannel } from "./stream_channel.js";
+
+const OVERLAY_TEXT = {
+  [View.CONNECTING]: "Connecting…",
+  [View.WAITING]: "Waiting for the host…",
+  [View.PLAYING]: "",
+  [View.PAUSED]: "Paused by the host",
+  [View.RECONNECTING]: "Reconnecting…",
+  [View.ENDED]: "The stream has ended",
+  [View.ERROR]: "Something went wrong",
+};
+
+const config = readConfig();
+const streamId = config.stream_id;
+const session = new Session();
+const api = makeApi(session);
+const $ = (id) => document.getElementById(id);
+const player = $("player");
+const video = $("video");
+
+const machine = new ViewerMachine((view, _previous, facts) => {
+  player.dataset.view = view;
+  $("overlay-text").textContent = view === View.ERROR ? `${OVERLAY_TEXT[view]}: ${facts.error}` : OVERLAY_TEXT[view];
+  $("retry").hidden = view !== View.ERROR;
+  if (view === View.ENDED) teardown();
+});
+player.dataset.view = machine.view;
+
+let media = null;
+let stopHeartbeat = () => {};
+let ended = false;
+
+let lastVersion = -1;
+
+function onStream(stream) {
+  if (String(stream.id ?? streamId) !== String(streamId)) return;
+  // replies and events can cross: never let an older row undo a newer one
+  if (Number.isInteger(stream.version)) {
+    if (stream.version < lastVersion) return;
+    lastVersion = stream.version;
+  }
+  $("title").textContent = stream.title ?? $("title").textContent;
+  if (Number.isInteger(stream.viewer_count)) $("viewers").textContent = String(stream.viewer_count);
+  machine.dispatch({ type: "stream", status: stream.status });
+}
+
+async function teardown() {
+  if (ended) return;
+  ended = true;
+  stopHeartbeat();
+  await media?.stop().catch(() => {});
+  api.leaveAsViewer(streamId).catch(() => {});
+}
+
+async function main() {
+  $("retry").addEventListener("click", () => location.reload());
+  try {
+    await ensureSignedIn(api, session, config);
+  } catch (err) {
+    machine.dispatch({ type: "error", message: `sign-in failed: ${err.message}` });
+    return;
+  }
+  renderSession(session);
+  if (!session.signedIn) {
+    machine.dispatch({ type: "error", message: "please sign in on the home page" });
+    return;
+  }
+  try {
+    onStream(await api.getStream(streamId));
+  } catch (err) {
+    machine.dispatch({ type: "error", message: err.status === 404 ? "this stream does not exist" : err.message });
+    return;
+  }
+  if (machine.view === View.ENDED) return;
+
+  const { socket, manager } = connectRealtime(config, session);
+  const quality = new VideoQuality();
+  const { channel, log, sync, outbox } = streamChannel({
+    socket, manager, api, config, session, streamId, onStream,
+    onViewerCount: (n) => ($("viewers").textContent = String(n)),
+    onTokenRenew: () => media?.renewNow?.().catch(() => {}),
+  });
+  new ChatPanel({ root: $("chat"), log, outbox, sync, me: session.userId, maxChars: config.web?.chat_max_chars });
+
+  // Connection → view, and link quality → indicator and video layer (video degrades first).
+  manager.on("state", () => machine.dispatch({ type: "connection", online: manager.online || manager.state === "connecting" }));
+  manager.on("rtt", () => {
+    $("quality").dataset.quality = manager.quality;
+    $("quality").title = `Network quality: ${manager.quality}`;
+    media?.setLayer(quality.recordLinkQuality(manager.quality));
+  });
+
+  // Media: tracks reach the <video> only through the router for this stream.
+  // A new MediaStream per change makes the <video> reload and fire "playing" again after a
+  // reconnect, which is what moves the view back to playing.
+  const current = new Map(); // kind -> track
+  let userUnmuted = false;
+  const show = () => {
+    if (config.media_mode === "agora") return; // the SDK plays into the container itself
+    if (!current.size) {
+      video.srcObject = null;
+      return;
+    }
+    playMutedFirst(video, new MediaStream([...current.values()])).then((result) => {
+      if (!current.size) return;
+      if (userUnmuted) video.muted = false;
+      const button = $("unmute");
+      // autoplay refused even muted (low-power iOS, in-app browsers): the user has to tap
+      button.textContent = result === "blocked" ? "Tap to play" : "Tap for sound";
+      button.hidden = result !== "blocked" && (userUnmuted || !current.has("audio"));
+    });
+  };
+  const router = new TrackRouter({
+    streamId,
+    attach: (slot) => {
+      current.set(slot.kind, slot.track);
+      show();
+    },
+    detach: (slot) => {
+      if (current.get(slot.kind) === slot.track) current.delete(slot.kind);
+      show();
+    },
+  });
+  if (config.media_mode === "agora") {
+    const container = document.createElement("div");
+    container.dataset.agora = "";
+    player.prepend(container);
+    video.hidden = true;
+    const AgoraRTC = await loadAgoraSdk();
+    media = new AgoraViewer({ AgoraRTC, api, streamId, container, router, quality, timers: realTimers });
+    media.on("autoplay-blocked", () => ($("unmute").hidden = false));
+  } else {
+    const signaller = new Signaller({ channel, streamId, peerId: `viewer:${session.userId}:${crypto.randomUUID().slice(0, 8)}` });
+    media = new LocalWebRtcViewer({ signaller, router, streamId, timers: realTimers, iceServers: config.ice_servers ?? [] });
+    channel.on("state", (state) => {
+      if (state === "joined") media.channelJoined();
+    });
+  }
+  media.on("status", (status) => {
+    // local mode: "playing" means frames are being decoded, not just that a track exists
+    if (status === "playing" && config.media_mode !== "agora" && !(video.videoWidth > 0)) return;
+    machine.dispatch({ type: "media", status });
+  });
+  media.on("layer", (layer) => ($("layer").textContent = layer));
+  video.addEventListener("playing", () => machine.dispatch({ type: "media", status: "playing" }));
+  video.addEventListener("resize", () => {
+    if (video.videoWidth > 0 && video.videoHeight > 0) player.style.aspectRatio = `${video.videoWidth} / ${video.videoHeight}`;
+    if (video.videoWidth > 0) machine.dispatch({ type: "media", status: "playing" });
+  });
+  $("unmute").addEventListener("click", () => {
+    userUnmuted = true;
+    video.muted = false;
+    video.play().catch(() => {});
+    $("unmute").hidden = true;
+  });
+  $("fullscreen").addEventListener("click", () => {
+    if (document.fullscreenElement) document.exitFullscreen();
+    else player.requestFullscreen?.().catch(() => {});
+  });
+
+  channel.subscribe();
+  manager.start();
+  await media.start().catch((err) => machine.dispatch({ type: "media", status: "failed", info: err }));
+
+  // Count us as a viewer; heartbeats keep us counted and carry the stream's state too (so state
+  // stays right even while the realtime socket is down).
+  await api.joinAsViewer(streamId).then(onStream).catch(() => {});
+  stopHeartbeat = every((config.heartbeat_interval ?? 10) * 1000, async () => onStream((await api.heartbeat(streamId)).stream));
+  addEventListener("pagehide", () => {
+    fetch(`/api/v1/streams/${encodeURIComponent(streamId)}/viewers/me`, { method: "DELETE", keepalive: true, headers: { Authorization: `Bearer ${session.token}` } }).catch(() => {});
+  });
+  globalThis.onair = { machine, manager, log, outbox, media, socket }; // for debugging and tests
+}
+
+main();

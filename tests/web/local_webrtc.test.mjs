@@ -1,0 +1,185 @@
+// Local WebRTC mode: signalling between the studio (host) and viewers over a realtime channel,
+// with a fake RTCPeerConnection that "connects" when offer and answer have been exchanged.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { RealtimeSocket } from "../../src/onair/web/static/client/realtime_socket.js";
+import { Signaller } from "../../src/onair/web/static/client/media/signalling.js";
+import { LocalWebRtcHost, LocalWebRtcViewer } from "../../src/onair/web/static/client/media/local_webrtc.js";
+import { TrackRouter } from "../../src/onair/web/static/client/media/track_router.js";
+import { FakeTimers } from "./support/fake_timers.mjs";
+import { FakeRealtimeServer } from "./support/fake_realtime_server.mjs";
+
+function fakeRtc() {
+  const offers = new Map(); // sdp -> host pc
+  let n = 0;
+  class FakePeerConnection {
+    constructor(config) {
+      this.config = config;
+      this.tracks = [];
+      this.connectionState = "new";
+      this.remoteDescription = null;
+      this.closed = false;
+    }
+    addTrack(track) {
+      this.tracks.push(track);
+      return { track };
+    }
+    getSenders() {
+      return this.tracks.map((track) => ({ track, replaceTrack: async (t) => (this.tracks[this.tracks.indexOf(track)] = t) }));
+    }
+    async createOffer() {
+      const sdp = `offer-${++n}`;
+      offers.set(sdp, this);
+      return { type: "offer", sdp };
+    }
+    async createAnswer() {
+      return { type: "answer", sdp: `answer-to-${this.remoteDescription.sdp}` };
+    }
+    async setLocalDescription(d) {
+      this.localDescription = d;
+      this.onicecandidate?.({ candidate: { candidate: `cand-${d.sdp}`, toJSON() { return { candidate: this.candidate }; } } });
+    }
+    async setRemoteDescription(d) {
+      this.remoteDescription = d;
+      if (d.type === "offer") {
+        this.host = offers.get(d.sdp);
+        for (const track of this.host.tracks) this.ontrack?.({ track, streams: [] });
+      } else {
+        this.peer = [...offers.values()].find((pc) => pc === this);
+        this._connect();
+      }
+    }
+    async addIceCandidate() {}
+    _connect() {
+      for (const pc of [this, ...viewersOf(this)]) {
+        pc.connectionState = "connected";
+        pc.onconnectionstatechange?.();
+      }
+    }
+    close() {
+      this.closed = true;
+      this.connectionState = "closed";
+    }
+  }
+  const all = [];
+  const Tracked = class extends FakePeerConnection {
+    constructor(c) {
+      super(c);
+      all.push(this);
+    }
+  };
+  const viewersOf = (host) => all.filter((pc) => pc.host === host);
+  return { RTCPeerConnection: Tracked, all };
+}
+
+async function setup({ maxViewers = 8, viewers = 2 } = {}) {
+  const timers = new FakeTimers();
+  const server = new FakeRealtimeServer(timers);
+  const rtc = fakeRtc();
+  const make = () => new RealtimeSocket({ url: "ws://x/realtime/v1", apikey: "anon", WebSocket: server.WebSocket, timers, now: timers.now });
+  const hostSocket = make();
+  const hostChannel = hostSocket.channel("stream:s1", { private: true });
+  const host = new LocalWebRtcHost({ signaller: new Signaller({ channel: hostChannel, streamId: "s1", peerId: "host:h", isHost: true }), RTCPeerConnection: rtc.RTCPeerConnection, maxViewers });
+  hostChannel.on("state", (s) => s === "joined" && host.announce());
+  const camera = { getTracks: () => [{ kind: "video", id: "cam" }, { kind: "audio", id: "mic" }] };
+  const peers = [];
+  for (let i = 0; i < viewers; i += 1) {
+    const socket = make();
+    const channel = socket.channel("stream:s1", { private: true });
+    const attached = new Map();
+    const router = new TrackRouter({ streamId: "s1", attach: (s) => attached.set(s.kind, s.track.id), detach: (s) => attached.delete(s.kind) });
+    const viewer = new LocalWebRtcViewer({ signaller: new Signaller({ channel, streamId: "s1", peerId: `v${i}` }), router, streamId: "s1", RTCPeerConnection: rtc.RTCPeerConnection, timers, helloEveryMs: 1000 });
+    channel.on("state", (s) => s === "joined" && viewer.channelJoined());
+    const statuses = [];
+    viewer.on("status", (s) => statuses.push(s));
+    peers.push({ socket, channel, viewer, attached, statuses });
+  }
+  return { timers, server, rtc, hostSocket, hostChannel, host, camera, peers };
+}
+
+test("viewers wait for the host, then receive its tracks; the host counts them", async () => {
+  const { timers, hostSocket, hostChannel, host, camera, peers } = await setup();
+  for (const p of peers) {
+    p.channel.subscribe();
+    p.socket.connect();
+    await p.viewer.start();
+  }
+  await timers.advance(2500);
+  for (const p of peers) assert.equal(p.viewer.status, "no-publisher");
+  hostChannel.subscribe();
+  hostSocket.connect();
+  await timers.advance(50);
+  host.start(camera);
+  await timers.advance(1500);
+  for (const p of peers) {
+    assert.equal(p.viewer.status, "playing");
+    assert.deepEqual(Object.fromEntries(p.attached), { video: "cam", audio: "mic" });
+  }
+  assert.equal(host.viewerCount, 2);
+});
+
+test("the viewer cap answers 'full'; a host 'bye' (pause/end) empties the player", async () => {
+  const { timers, hostSocket, hostChannel, host, camera, peers } = await setup({ maxViewers: 1 });
+  hostChannel.subscribe();
+  hostSocket.connect();
+  await timers.advance(20);
+  host.start(camera);
+  for (const p of peers) {
+    p.channel.subscribe();
+    p.socket.connect();
+    await p.viewer.start();
+    await timers.advance(100);
+  }
+  await timers.advance(500);
+  assert.equal(peers[0].viewer.status, "playing");
+  assert.equal(peers[1].viewer.status, "failed");
+  host.stop();
+  await timers.advance(50);
+  assert.equal(peers[0].viewer.status, "no-publisher");
+  assert.equal(peers[0].attached.size, 0);
+});
+
+test("after the host's socket comes back it announces itself and a viewer that lost media reconnects", async () => {
+  const { timers, server, hostSocket, hostChannel, host, camera, peers } = await setup({ viewers: 1 });
+  const [p] = peers;
+  hostChannel.subscribe();
+  hostSocket.connect();
+  p.channel.subscribe();
+  p.socket.connect();
+  await timers.advance(20);
+  host.start(camera);
+  await p.viewer.start();
+  await timers.advance(200);
+  assert.equal(p.viewer.status, "playing");
+  // the peer connection fails while the realtime server restarts
+  p.viewer.pc.connectionState = "failed";
+  p.viewer.pc.onconnectionstatechange();
+  server.kill();
+  await timers.advance(100);
+  assert.equal(p.viewer.status, "failed");
+  server.revive();
+  hostSocket.connect();
+  p.socket.connect();
+  await timers.advance(3000);
+  assert.equal(p.viewer.status, "playing");
+  assert.deepEqual(Object.fromEntries(p.attached), { video: "cam", audio: "mic" });
+});
+
+test("a viewer ignores an offer sent as a viewer event (only the host event may carry offers)", async () => {
+  const { timers, peers } = await setup({ viewers: 2 });
+  const [a, b] = peers;
+  for (const p of peers) {
+    p.channel.subscribe();
+    p.socket.connect();
+  }
+  await a.viewer.start();
+  await timers.advance(20);
+  await b.channel.send("signal", { stream_id: "s1", from: "host:evil", to: "v0", kind: "offer", data: { type: "offer", sdp: "x" } });
+  await timers.advance(20);
+  assert.equal(a.viewer.pc, null);
+  // the same offer on the host event is accepted (so the check above is not vacuous)
+  const fake = { stream_id: "s1", from: "host:h", to: "v0", kind: "offer", data: { type: "offer", sdp: "x" } };
+  a.viewer._onSignal(fake).catch(() => {});
+  await timers.advance(20);
+  assert.ok(a.viewer.status === "failed" || a.viewer.pc !== null);
+});

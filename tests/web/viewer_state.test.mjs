@@ -1,0 +1,61 @@
+// The viewer's state machine: explicit views for every situation, "ended" final, "error" sticky
+// until retry, "playing" only when everything agrees (part of Property 9's initialization rules).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { initialFacts, reduce, viewOf, View, ViewerMachine, STREAM_STATUSES, MEDIA_STATUSES } from "../../src/onair/web/static/client/viewer_state.js";
+
+const event = fc.oneof(
+  fc.record({ type: fc.constant("stream"), status: fc.constantFrom(...STREAM_STATUSES, "bogus") }),
+  fc.record({ type: fc.constant("media"), status: fc.constantFrom(...MEDIA_STATUSES) }),
+  fc.record({ type: fc.constant("connection"), online: fc.boolean() }),
+  fc.record({ type: fc.constant("error"), message: fc.string() }),
+  fc.record({ type: fc.constant("retry") }),
+);
+
+test("Property 9: viewer initialization and adaptation — the viewer's view follows its rules for any event sequence", () => {
+  fc.assert(
+    fc.property(fc.array(event, { maxLength: 60 }), (events) => {
+      let facts = { ...initialFacts };
+      assert.equal(viewOf(facts), View.CONNECTING, "a fresh viewer starts in connecting");
+      let ended = false;
+      let errored = false;
+      for (const e of events) {
+        facts = reduce(facts, e);
+        const view = viewOf(facts);
+        assert.ok(Object.values(View).includes(view));
+        if (e.type === "stream" && e.status === "ended") ended = true;
+        if (ended) {
+          assert.equal(view, View.ENDED, "ended must be final");
+          continue;
+        }
+        if (e.type === "error") errored = true;
+        if (e.type === "retry") errored = false;
+        if (errored) assert.equal(view, View.ERROR);
+        if (view === View.PLAYING) {
+          assert.ok(facts.stream === "live" && facts.connection === "online" && facts.media === "playing");
+        }
+        if (!errored && facts.stream === "paused" && facts.connection === "online") assert.equal(view, View.PAUSED);
+        if (!errored && facts.connection === "lost") assert.equal(view, View.RECONNECTING);
+      }
+    }),
+  );
+});
+
+test("typical viewer journey", () => {
+  const seen = [];
+  const m = new ViewerMachine((v) => seen.push(v));
+  m.dispatch({ type: "stream", status: "scheduled" });
+  m.dispatch({ type: "stream", status: "live" });
+  m.dispatch({ type: "media", status: "no-publisher" });
+  m.dispatch({ type: "media", status: "playing" });
+  m.dispatch({ type: "stream", status: "paused" });
+  m.dispatch({ type: "stream", status: "live" });
+  m.dispatch({ type: "connection", online: false });
+  m.dispatch({ type: "connection", online: true });
+  m.dispatch({ type: "media", status: "failed" });
+  m.dispatch({ type: "media", status: "playing" });
+  m.dispatch({ type: "stream", status: "ended" });
+  m.dispatch({ type: "stream", status: "live" });
+  assert.deepEqual(seen, ["waiting", "connecting", "waiting", "playing", "paused", "playing", "reconnecting", "playing", "reconnecting", "playing", "ended"]);
+});
