@@ -49,7 +49,8 @@ NODE_B = textwrap.dedent(
             async def retrack():
                 for i in range(3):
                     await store.track("stream:1", "node-b", f"c{i}", f"user-{i}", {"i": i})
-            asyncio.get_running_loop().create_task(run_heartbeat(store, "node-b", interval, retrack))
+            beat = run_heartbeat(store, "node-b", interval, retrack)
+            asyncio.get_running_loop().create_task(beat)
             await asyncio.sleep(interval * 2)
             print("ready", flush=True)
             await asyncio.sleep(3600)
@@ -131,3 +132,45 @@ async def test_killed_node_members_disappear_within_ttl() -> None:
 
 async def _nothing() -> None:
     return None
+
+
+async def test_presence_lost_by_redis_is_restored_by_the_next_heartbeat() -> None:
+    """Redis restarted without persistence (here: this test's keys deleted): the heartbeat
+    reports the loss and the node's re-track brings its members back for everyone."""
+    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        await client.ping()  # type: ignore[misc]
+    except Exception as exc:
+        await client.aclose()
+        reason = f"Redis not reachable at {REDIS_URL}: {exc}"
+        if os.environ.get("ONAIR_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{reason} (ONAIR_REQUIRE_SERVICES=1)")
+        pytest.skip(reason)
+    prefix = f"onair-test:{uuid.uuid4().hex}:"
+    broker = RedisBroker(REDIS_URL, key_prefix=prefix)
+    await broker.start(Diffs())
+    local = {("stream:1", "c1"): ("user-1", {"n": 1}), ("stream:2", "c2"): ("user-2", {"n": 2})}
+    try:
+        presence = open_redis_presence(REDIS_URL, broker.publish, ttl=TTL, key_prefix=prefix)
+        async with presence as store:
+
+            async def retrack() -> None:
+                for (topic, ref), (key, meta) in local.items():
+                    await store.track(topic, "node-a", ref, key, meta)
+
+            assert await store.heartbeat("node-a") is False
+            await retrack()
+            assert await store.heartbeat("node-a") is True
+            before = {t: await store.list(t) for t in ("stream:1", "stream:2")}
+
+            keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+            assert keys
+            await client.delete(*keys)
+            assert await store.list("stream:1") == {}
+
+            assert await store.heartbeat("node-a") is False
+            await retrack()
+            assert {t: await store.list(t) for t in ("stream:1", "stream:2")} == before
+    finally:
+        await client.aclose()
+        await broker.close()
