@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from onair.broker.base import BrokerUnavailable
 from onair.broker.redis import RedisBroker
@@ -184,9 +186,9 @@ def private_redis() -> Iterator[PrivateRedis]:
         server.stop()
 
 
-def fast_broker(url: str) -> RedisBroker:
+def fast_broker(url: str, key_prefix: str = "t:") -> RedisBroker:
     return RedisBroker(
-        url, key_prefix="t:", connect_timeout=0.5, reconnect_min=0.02, reconnect_max=0.1,
+        url, key_prefix=key_prefix, connect_timeout=0.5, reconnect_min=0.02, reconnect_max=0.1,
         health_interval=0.2,
     )
 
@@ -292,6 +294,81 @@ async def test_unresponsive_redis_is_detected(private_redis: PrivateRedis) -> No
         await eventually(lambda: is_up(broker), "the broker reconnected")
         await broker.publish("t", b"awake")
         await got.wait_for("t", b"awake")
+    finally:
+        await client.aclose()
+        await broker.close()
+
+
+# --- property: subscriptions survive link drops ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def module_redis() -> Iterator[PrivateRedis]:
+    if shutil.which("redis-server") is None:
+        _skip_or_fail("redis-server is not installed (needed for a private Redis)")
+    server = PrivateRedis(free_port())
+    server.start()
+    try:
+        asyncio.run(server.wait_ready())
+        yield server
+    finally:
+        server.stop()
+
+
+link_step = st.one_of(
+    st.tuples(st.sampled_from(["subscribe", "unsubscribe"]), st.sampled_from(["a", "b", "c"])),
+    st.just(("drop", "")),
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=st.lists(link_step, max_size=15))
+def test_subscriptions_survive_dropped_links(
+    module_redis: PrivateRedis, steps: list[tuple[str, str]]
+) -> None:
+    """Property 10 (broker part, connection recovery): after any mix of subscribe, unsubscribe
+    and killed pub/sub connections, once the broker is back, Redis holds exactly the topics the
+    broker reports, which are exactly those whose last successful call was a subscribe, and
+    messages flow for those and only those."""
+    asyncio.run(_check_link_steps(module_redis.url, steps))
+
+
+async def _check_link_steps(url: str, steps: list[tuple[str, str]]) -> None:
+    prefix = f"p{uuid.uuid4().hex[:8]}:"
+    broker = fast_broker(url, key_prefix=prefix)  # one private Redis, many examples: apart
+    got = Recorder()
+    await broker.start(got)
+    client = aioredis.Redis.from_url(url)
+    model: set[str] = set()
+    try:
+        for op, topic in steps:
+            if op == "drop":
+                await client.client_kill_filter(_type="pubsub")
+            elif op == "subscribe":
+                try:
+                    await broker.subscribe(topic)
+                    model.add(topic)
+                except BrokerUnavailable:
+                    pass  # refused while reconnecting: nothing changes
+            else:
+                await broker.unsubscribe(topic)
+                model.discard(topic)
+        await eventually(lambda: is_up(broker), "the broker is back")
+        assert broker.topics == model
+
+        async def redis_agrees() -> bool:
+            channels = await client.pubsub_channels(f"{prefix}*")
+            return {c.decode().removeprefix(prefix) for c in channels} == model
+
+        await eventually(redis_agrees, "Redis holds the wanted subscriptions")
+        for topic in ("a", "b", "c"):
+            await broker.publish(topic, b"probe")
+        await broker.subscribe("barrier")
+        await broker.publish("barrier", b"end")
+        await got.wait_for("barrier", b"end")
+        assert {t for t, data in got.got if data == b"probe"} == model
     finally:
         await client.aclose()
         await broker.close()
