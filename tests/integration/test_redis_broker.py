@@ -358,11 +358,17 @@ async def _check_link_steps(url: str, steps: list[tuple[str, str]]) -> None:
         await eventually(lambda: is_up(broker), "the broker is back")
         assert broker.topics == model
 
+        held: set[str] = set()
+
         async def redis_agrees() -> bool:
             channels = await client.pubsub_channels(f"{prefix}*")
-            return {c.decode().removeprefix(prefix) for c in channels} == model
+            held.clear()
+            held.update(c.decode().removeprefix(prefix) for c in channels)
+            return held == model
 
-        await eventually(redis_agrees, "Redis holds the wanted subscriptions")
+        await eventually(
+            redis_agrees, f"Redis holds the wanted subscriptions (model {model}, Redis {held})"
+        )
         for topic in ("a", "b", "c"):
             await broker.publish(topic, b"probe")
         await broker.subscribe("barrier")

@@ -130,7 +130,7 @@ class RedisBroker:
                 if not self._available or sub is None or ack.done():
                     raise BrokerUnavailable(f"redis broker unavailable: {self._last_error}")
                 self._acks.append((channel, ack))
-                await sub.send_command("SUBSCRIBE", channel, check_health=False)
+                await _send(sub, b"SUBSCRIBE", channel)
             await asyncio.shield(ack)
         except BaseException as exc:
             if ack.done() and not ack.cancelled():
@@ -159,7 +159,7 @@ class RedisBroker:
                 return
             self._acks.append((channel, None))
             try:
-                await sub.send_command("UNSUBSCRIBE", channel, check_health=False)
+                await _send(sub, b"UNSUBSCRIBE", channel)
             except (RedisError, OSError) as exc:
                 self._link_broken(exc)
 
@@ -200,7 +200,7 @@ class RedisBroker:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._disconnect()
+        await self._disconnect(wait=True)
         await self._pool.disconnect()
 
     # --- introspection for tests and metrics ----------------------------------------------------
@@ -225,7 +225,8 @@ class RedisBroker:
             except Exception as exc:  # any failure to connect: try again later
                 self._last_error = str(exc) or type(exc).__name__
                 self._live.clear()
-                await self._disconnect()
+                if not self._closed:
+                    await self._disconnect()
                 log.warning("redis broker: connect failed (%s); retrying", self._last_error)
             else:
                 delay = self._reconnect_min
@@ -243,35 +244,39 @@ class RedisBroker:
                     if not self._closed:
                         log.warning("redis broker: link lost (%s); reconnecting", self._last_error)
                     self._mark_down(self._last_error)
-                    await self._disconnect()
+                    if not self._closed:  # close() waits for the sockets itself
+                        await self._disconnect()
             if self._closed:
                 return
             await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(delay * 2, self._reconnect_max)
 
     async def _connect(self) -> None:
-        # socket_connect_timeout covers the TCP connect only; a server that accepts but does not
-        # answer (blocked, paused) must not hang the handshake or the re-subscribe either.
-        async with asyncio.timeout(self._connect_timeout):
-            sub: AbstractConnection = self._pool.make_connection()  # type: ignore[no-untyped-call]
-            self._sub = sub
-            await sub.connect()  # type: ignore[no-untyped-call]
-            pub: AbstractConnection = self._pool.make_connection()  # type: ignore[no-untyped-call]
-            self._pub = pub
-            await pub.connect()  # type: ignore[no-untyped-call]
-            sent = list(self._wanted)
-            for start in range(0, len(sent), _SUBSCRIBE_CHUNK):
-                await sub.send_command("SUBSCRIBE", *sent[start : start + _SUBSCRIBE_CHUNK])
-            confirmed = 0
-            while confirmed < len(sent):  # nobody else reads yet: take the confirmations here
-                reply = await sub.read_response()
-                if reply[0] == b"subscribe":
-                    confirmed += 1
-                    topic = self._wanted.get(reply[1])
-                    if topic is not None:
-                        self._live[reply[1]] = topic
-                else:
-                    self._dispatch(reply)
+        # socket_connect_timeout bounds the TCP connect; socket_timeout bounds every read until
+        # the link is up, so a server that accepts but does not answer (blocked, paused) cannot
+        # hang the handshake or the re-subscribe. Then reads wait as long as it takes (pub/sub is
+        # quiet when nothing happens) and the watchdog PINGs instead.
+        sub: AbstractConnection = self._pool.make_connection()  # type: ignore[no-untyped-call]
+        self._sub = sub
+        pub: AbstractConnection = self._pool.make_connection()  # type: ignore[no-untyped-call]
+        self._pub = pub
+        for conn in (sub, pub):
+            conn.socket_timeout = self._connect_timeout
+            await conn.connect()  # type: ignore[no-untyped-call]
+        sent = list(self._wanted)
+        for start in range(0, len(sent), _SUBSCRIBE_CHUNK):
+            await _send(sub, b"SUBSCRIBE", *sent[start : start + _SUBSCRIBE_CHUNK])
+        confirmed = 0
+        while confirmed < len(sent):  # nobody else reads yet: take the confirmations here
+            reply = await sub.read_response()
+            if reply[0] == b"subscribe":
+                confirmed += 1
+                topic = self._wanted.get(reply[1])
+                if topic is not None:
+                    self._live[reply[1]] = topic
+            else:
+                self._dispatch(reply)
+        sub.socket_timeout = pub.socket_timeout = None
         self._available = True
         self._last_error = ""
         self._up.set()
@@ -279,7 +284,7 @@ class RedisBroker:
         if stale:  # given up while we were re-subscribing
             async with self._command_lock:
                 self._acks.extend((channel, None) for channel in stale)
-                await sub.send_command("UNSUBSCRIBE", *stale, check_health=False)
+                await _send(sub, b"UNSUBSCRIBE", *stale)
         log.info("redis broker: connected, %d topic(s) subscribed", len(sent) - len(stale))
 
     async def _read_loop(self, sub: AbstractConnection) -> None:
@@ -328,7 +333,7 @@ class RedisBroker:
         try:
             while True:
                 self._pong = False
-                await sub.send_command("PING", check_health=False)
+                await _send(sub, b"PING")
                 await asyncio.sleep(self._health_interval)
                 if not self._pong:
                     self._link_broken(TimeoutError("no PONG from redis"))
@@ -349,6 +354,8 @@ class RedisBroker:
             try:
                 if not self._available or pub is None:
                     raise ConnectionError(self._last_error or "not connected")
+                if not pub.is_connected:  # see _send
+                    raise ConnectionError("publish link is closed")
                 await pub.send_packed_command([command for command, _ in batch], check_health=False)
                 for _, done in batch:
                     reply = await pub.read_response()
@@ -389,12 +396,26 @@ class RedisBroker:
             if not done.done():
                 done.set_exception(error)
 
-    async def _disconnect(self) -> None:
+    async def _disconnect(self, *, wait: bool = False) -> None:
+        """Close both links; ``wait`` for the sockets to close (on close(), before the loop may
+        end) rather than only starting to close them (while reconnecting)."""
         for conn in (self._sub, self._pub):
             if conn is not None:
                 with contextlib.suppress(Exception):
-                    await conn.disconnect(nowait=True)
+                    await conn.disconnect(nowait=not wait)
         self._sub = self._pub = None
+
+
+async def _send(conn: AbstractConnection, *args: bytes) -> None:
+    """Send a command on a link that is still connected, else raise ConnectionError.
+
+    redis-py reconnects a closed connection by itself when asked to send; on a link this broker
+    already gave up, that would open a socket nobody reads (holding subscriptions nobody wants).
+    The check and the write happen without an await in between.
+    """
+    if not conn.is_connected:
+        raise ConnectionError("redis link is closed")
+    await conn.send_command(*args, check_health=False)
 
 
 _: type[Broker] = RedisBroker
