@@ -323,10 +323,14 @@ class RedisBroker:
             ack.set_result(None)
 
     def _dispatch(self, reply: list[bytes]) -> None:
+        """A message that arrived while re-subscribing (its channel was confirmed before)."""
         if reply[0] == b"message":
             topic = self._live.get(reply[1])
             if topic is not None and self._handler is not None:
-                self._handler.on_message(topic, reply[2])
+                try:
+                    self._handler.on_message(topic, reply[2])
+                except Exception:
+                    log.exception("broker handler failed on topic %s", topic)
 
     async def _watchdog(self, sub: AbstractConnection) -> None:
         """PING the subscribe link; no answer within one interval means it is dead."""
