@@ -26,6 +26,8 @@ from onair.context import AppContext
 from onair.services.events import viewer_count_event
 from onair.settings import Settings
 
+pytestmark = pytest.mark.redis
+
 WAIT = 5.0
 
 

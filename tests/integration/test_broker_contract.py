@@ -81,7 +81,7 @@ Node = tuple[Broker, Recorder]
 MakeNode = Callable[[], Awaitable[Node]]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def nodes(request: pytest.FixtureRequest) -> AsyncIterator[MakeNode]:
     """``await nodes()`` starts one more node on this test's shared bus."""
     if request.param == "redis":
@@ -271,7 +271,7 @@ operation = st.tuples(
 )
 
 
-@pytest.mark.parametrize("kind", ["memory", "redis"])
+@pytest.mark.parametrize("kind", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -112,7 +112,7 @@ async def _nodes(kind: str, stack: AsyncExitStack) -> MakeNode:
     return make
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def nodes(request: pytest.FixtureRequest) -> AsyncIterator[MakeNode]:
     if request.param == "redis":
         need_redis()
@@ -300,7 +300,7 @@ step = st.one_of(
 )
 
 
-@pytest.mark.parametrize("kind", ["memory", "redis"])
+@pytest.mark.parametrize("kind", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
 @settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

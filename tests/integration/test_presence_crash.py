@@ -25,6 +25,8 @@ from onair.broker.presence_base import run_heartbeat
 from onair.broker.presence_redis import open_redis_presence
 from onair.broker.redis import RedisBroker
 
+pytestmark = pytest.mark.redis
+
 REDIS_URL = os.environ.get("ONAIR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TTL = 1.0
 INTERVAL = 0.2

@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 from onair.broker.base import BrokerUnavailable
 from onair.broker.redis import RedisBroker
 
+pytestmark = pytest.mark.redis
+
 REDIS_URL = os.environ.get("ONAIR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 WAIT = 5.0
 
