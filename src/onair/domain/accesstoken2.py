@@ -236,9 +236,14 @@ def _pack_service(service: Service) -> bytes:
     return b"".join(parts)
 
 
+def is_hex32(value: str | None) -> bool:
+    """The shape of an App ID and an App Certificate."""
+    return value is not None and len(value) == 32 and _HEX.issuperset(value)
+
+
 def _require_hex32(value: str, what: str) -> None:
     # The value itself never goes into the message: it may be the certificate.
-    if len(value) != 32 or not _HEX.issuperset(value):
+    if not is_hex32(value):
         raise ValueError(f"{what} must be 32 hex characters")
 
 
@@ -497,7 +502,7 @@ def parse_content(content: bytes) -> ParsedToken:
 
 
 def signature_valid(parsed: ParsedToken, app_certificate: str) -> bool:
-    if len(app_certificate) != 32 or not _HEX.issuperset(app_certificate):
+    if not is_hex32(app_certificate):
         return False
     t = parsed.token
     expected = sign(parsed.signing_info, app_certificate, t.issue_ts, t.salt)

@@ -34,6 +34,7 @@ from onair.domain.token_policy import (
     MAX_UID,
     Lifetimes,
     SaltSequence,
+    Schedule,
     TokenRole,
     channel_name,
     entitled_role,
@@ -89,14 +90,10 @@ class AgoraCredentials:
         return f"AgoraCredentials(app_id={self.app_id!r}, certificate=***)"
 
 
-def _is_hex32(value: str | None) -> bool:
-    return value is not None and len(value) == 32 and all(c in "0123456789abcdefABCDEF" for c in value)
-
-
 def credentials_of(settings: Settings) -> AgoraCredentials | None:
     cert = settings.agora_app_certificate
     cert_value = cert.get_secret_value() if cert is not None else None
-    if not _is_hex32(settings.agora_app_id) or not _is_hex32(cert_value):
+    if not at2.is_hex32(settings.agora_app_id) or not at2.is_hex32(cert_value):
         return None
     assert settings.agora_app_id is not None and cert_value is not None
     return AgoraCredentials(settings.agora_app_id, cert_value)
@@ -267,7 +264,7 @@ class TokenService:
         return results
 
     def _build(self, credentials: AgoraCredentials, request: IssueRequest,
-               stream: store.StreamFacts, is_cohost: bool, uid: int, plan: Any,
+               stream: store.StreamFacts, is_cohost: bool, uid: int, plan: Schedule,
                previous: TokenRole | None) -> IssuedToken | Exception:
         channel = self.channel(request.stream_id)
         if request.kind == "rtm":

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,10 +34,31 @@ def _shared(query: Any) -> Any:
     return query.with_for_update(read=True)
 
 
+# The issuing path's statements are built once: SQLAlchemy memoizes a statement's cache key on
+# the object, so reusing it skips rebuilding and re-keying the statement on every batch.
+_STREAM_FACTS = _shared(
+    select(stream_sessions.c.id, stream_sessions.c.seller_id, stream_sessions.c.status)
+    .where(stream_sessions.c.id.in_(bindparam("ids", expanding=True)))
+)
+_COHOSTS = _shared(
+    select(stream_cohosts.c.stream_id, stream_cohosts.c.user_id).where(
+        stream_cohosts.c.stream_id.in_(bindparam("streams", expanding=True)),
+        stream_cohosts.c.user_id.in_(bindparam("users", expanding=True)),
+    )
+)
+_UIDS = select(stream_uids).where(
+    stream_uids.c.stream_id.in_(bindparam("streams", expanding=True)),
+    stream_uids.c.user_id.in_(bindparam("users", expanding=True)),
+)
+_INSERT_TOKEN = insert(agora_tokens)
+
+
+def _split(pairs: set[Pair]) -> dict[str, list[str]]:
+    return {"streams": sorted({s for s, _ in pairs}), "users": sorted({u for _, u in pairs})}
+
+
 async def stream_facts(conn: AsyncConnection, stream_ids: Iterable[str]) -> dict[str, StreamFacts]:
-    ids = sorted(set(stream_ids))
-    query = select(stream_sessions.c.id, stream_sessions.c.seller_id, stream_sessions.c.status)
-    rows = await conn.execute(_shared(query.where(stream_sessions.c.id.in_(ids))))
+    rows = await conn.execute(_STREAM_FACTS, {"ids": sorted(set(stream_ids))})
     return {r.id: StreamFacts(r.id, r.seller_id, r.status) for r in rows}
 
 
@@ -45,12 +66,7 @@ async def cohost_pairs(conn: AsyncConnection, pairs: Iterable[Pair]) -> set[Pair
     wanted = set(pairs)
     if not wanted:
         return set()
-    streams = sorted({s for s, _ in wanted})
-    users = sorted({u for _, u in wanted})
-    query = select(stream_cohosts.c.stream_id, stream_cohosts.c.user_id).where(
-        stream_cohosts.c.stream_id.in_(streams), stream_cohosts.c.user_id.in_(users)
-    )
-    rows = await conn.execute(_shared(query))
+    rows = await conn.execute(_COHOSTS, _split(wanted))
     return {(r.stream_id, r.user_id) for r in rows} & wanted
 
 
@@ -58,11 +74,7 @@ async def uids_of(conn: AsyncConnection, pairs: Iterable[Pair]) -> dict[Pair, in
     wanted = set(pairs)
     if not wanted:
         return {}
-    query = select(stream_uids).where(
-        stream_uids.c.stream_id.in_(sorted({s for s, _ in wanted})),
-        stream_uids.c.user_id.in_(sorted({u for _, u in wanted})),
-    )
-    rows = await conn.execute(query)
+    rows = await conn.execute(_UIDS, _split(wanted))
     return {(r.stream_id, r.user_id): int(r.uid) for r in rows if (r.stream_id, r.user_id) in wanted}
 
 
@@ -77,7 +89,7 @@ async def insert_uids_if_absent(conn: AsyncConnection, rows: Sequence[dict[str, 
 
 async def insert_tokens(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await conn.execute(insert(agora_tokens), list(rows))
+        await conn.execute(_INSERT_TOKEN, list(rows))
 
 
 async def latest_role(conn: AsyncConnection, stream_id: str, user_id: str, kind: str) -> str | None:
