@@ -323,6 +323,9 @@ async def read_paths(database_url: str, port: int, stream_id: str) -> dict[str, 
     db = Database(database_url)
     out: dict[str, Any] = {}
     cursors: dict[str, int] = {}
+    if db.dialect == "postgresql":  # what autovacuum does soon after a burst of inserts
+        async with db.write() as conn:
+            await conn.exec_driver_sql("ANALYZE chat_messages")
     try:
         async with db.read() as conn:
             total = (await store.get_stream(conn, stream_id)).last_chat_seq  # type: ignore[union-attr]

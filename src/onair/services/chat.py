@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import DataError, IntegrityError
 
 from onair.domain import chat as rules
 from onair.domain.clock import Clock
@@ -185,19 +186,20 @@ class ChatService:
     async def _commit_and_answer(self, batch: list[_PendingSend]) -> None:
         try:
             outcomes, inserted = await self._commit(batch)
-        except Exception as exc:
+        except (IntegrityError, DataError) as exc:
             if len(batch) > 1:
-                # Do not let one bad message fail its neighbours: store them one by one.
-                log.warning("chat_batch_failed_retrying_singly", size=len(batch),
+                # One message the database refuses must not fail its neighbours: store them
+                # one by one (skipping requests that already gave up; they retry by id).
+                log.warning("chat_batch_refused_retrying_singly", size=len(batch),
                             error=type(exc).__name__)
                 for pending in batch:
-                    await self._commit_and_answer([pending])
+                    if not pending.future.done():
+                        await self._commit_and_answer([pending])
                 return
-            log.error("chat_send_failed", error=type(exc).__name__, exc_info=exc)
-            problem = Problem(503, "chat-unavailable", "The message could not be stored",
-                              "Retry with the same client_msg_id.", headers={"Retry-After": "1"})
-            if not batch[0].future.done():
-                batch[0].future.set_exception(problem)
+            self._fail(batch, exc)
+            return
+        except Exception as exc:  # database unreachable, timeout …: the whole batch is retried
+            self._fail(batch, exc)
             return
         self.batches += 1
         self.batched_messages += len(inserted)
@@ -209,6 +211,16 @@ class ChatService:
             else:
                 pending.future.set_result(outcome)
         await self._publish_inserts(inserted)
+
+    @staticmethod
+    def _fail(batch: list[_PendingSend], exc: Exception) -> None:
+        log.error("chat_send_failed", size=len(batch), error=type(exc).__name__, exc_info=exc)
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(Problem(
+                    503, "chat-unavailable", "The message could not be stored",
+                    "Retry with the same client_msg_id.", headers={"Retry-After": "1"},
+                ))
 
     async def _commit(
         self, batch: list[_PendingSend]

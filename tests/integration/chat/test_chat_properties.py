@@ -256,3 +256,44 @@ async def test_problem_for_overload_is_503_not_a_hang(
     with pytest.raises(Problem) as info:
         await chat_ctx.chat.send(Principal("u", Role.BUYER), stream_id, "hi", "c1")
     assert info.value.status == 503 and info.value.headers["Retry-After"] == "1"
+
+
+async def test_a_refused_message_does_not_fail_its_batch(
+    chat_ctx: AppContext, chat_stream: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the database refuses one message of a group commit, the others are stored one by
+    one and only that send gets 503; a database outage fails the batch with 503 and the writer
+    keeps serving afterwards."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from onair.store import chat as store
+
+    stream_id, _, _ = await chat_stream()
+    real_insert = store.insert_messages
+
+    async def refuse_poison(conn: Any, messages: Any) -> None:
+        if any(m.body == "poison" for m in messages):
+            raise IntegrityError("INSERT", {}, Exception("refused"))
+        await real_insert(conn, messages)
+
+    monkeypatch.setattr(store, "insert_messages", refuse_poison)
+    users = [Principal(f"batch-{i}", Role.BUYER) for i in range(5)]
+    results = await asyncio.gather(
+        *(chat_ctx.chat.send(u, stream_id, "poison" if i == 2 else f"ok {i}", f"c{i}")
+          for i, u in enumerate(users)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[2], Problem) and results[2].status == 503
+    stored = [r for r in results if not isinstance(r, BaseException)]
+    assert sorted(r.message.seq for r in stored) == [1, 2, 3, 4]
+
+    async def outage(conn: Any, stream_ids: Any) -> Any:
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(store, "lock_streams", outage)
+    with pytest.raises(Problem) as info:
+        await chat_ctx.chat.send(users[0], stream_id, "during the outage", "c-out")
+    assert info.value.type == "chat-unavailable"
+    monkeypatch.undo()
+    after = await chat_ctx.chat.send(users[0], stream_id, "during the outage", "c-out")
+    assert after.created and after.message.seq == 5
