@@ -111,6 +111,8 @@ async def test_property_6_chat_delivery_and_ordering(
             stream_sessions.c.id == stream_id))).scalar_one()
     assert [row.seq for row in rows] == list(range(1, n + 1)) and last == n
 
+    await chat_ctx.chat.events_published()
+    await second_process.chat.events_published()
     topic = stream_topic(stream_id)
     delivered: list[int] = []
     for log in logs.values():
