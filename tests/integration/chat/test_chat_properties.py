@@ -27,7 +27,7 @@ from onair.services.events import stream_topic
 from onair.settings import Settings
 from onair.store.tables import chat_messages, stream_sessions
 
-from chat_reference_model import ChatReferenceModel
+from tests.integration.chat.chat_reference_model import ChatReferenceModel
 
 FIXTURES_OK = settings(
     deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
