@@ -6,6 +6,8 @@ For each database it starts real `onair serve` processes (``--workers`` of them 
 with SO_REUSEPORT; each has its own group-committing chat writer), creates a live stream and
 measures over HTTP:
 
+* ``service_in_process``: the same senders calling ChatService.send in this process, no HTTP:
+  what the group commit alone sustains (and its mean batch size).
 * ``throughput``: many concurrent senders (closed loop, keep-alive connections, one user per
   connection) for ``--seconds``; persisted messages/s is counted from the rows in the database
   afterwards (and checked: seqs 1..n, no gaps, one row per 201). Target ≥ 5,000/s.
@@ -323,6 +325,9 @@ async def read_paths(database_url: str, port: int, stream_id: str) -> dict[str, 
     db = Database(database_url)
     out: dict[str, Any] = {}
     cursors: dict[str, int] = {}
+    if db.dialect == "postgresql":  # what autovacuum does soon after a burst of inserts
+        async with db.write() as conn:
+            await conn.exec_driver_sql("ANALYZE chat_messages")
     try:
         async with db.read() as conn:
             total = (await store.get_stream(conn, stream_id)).last_chat_seq  # type: ignore[union-attr]
@@ -340,14 +345,17 @@ async def read_paths(database_url: str, port: int, stream_id: str) -> dict[str, 
                 plan_rows = (await conn.exec_driver_sql(prefix + sql)).all()
                 plan = [" | ".join(str(c) for c in row) for row in plan_rows]
                 timings = []
+                cpu = time.process_time()
                 for _ in range(30):
                     started = time.perf_counter()
                     rows = (await store.page_before(conn, stream_id, cursor, 1000)
                             if backwards else
                             await store.page_after(conn, stream_id, cursor, 1000))
                     timings.append(time.perf_counter() - started)
+                cpu = (time.process_time() - cpu) / 30
                 assert len(rows) == size, (len(rows), size)
-                out[name] = {"query": latency_summary(timings), "plan": plan}
+                out[name] = {"query": latency_summary(timings),
+                             "query_cpu_ms": round(cpu * 1000, 2), "plan": plan}
     finally:
         await db.close()
     conn_http = await connect(port)
@@ -369,11 +377,58 @@ async def read_paths(database_url: str, port: int, stream_id: str) -> dict[str, 
     return out
 
 
+async def service_only(database_url: str, senders: int, seconds: float) -> dict[str, Any]:
+    """The write path without HTTP: concurrent senders calling ChatService.send in-process.
+
+    Separates what the group commit can do from what the web stack costs per request."""
+    from onair.app import build_context, start_context, stop_context
+    from onair.domain.identity import Principal
+    from onair.domain.streams import Action
+    from onair.settings import Settings
+
+    settings = Settings(data_dir=tempfile.mkdtemp(prefix="onair-bench-svc-"),
+                        database_url=database_url, jwt_secret=SECRET, log_level="warning",
+                        chat_rate_burst=1_000_000, chat_rate_per_second=1_000_000)
+    ctx = build_context(settings)
+    await start_context(ctx, reaper=False)
+    try:
+        seller = Principal("bench-seller", Role.SELLER)
+        stream = await ctx.streams.create(seller, "bench")
+        await ctx.streams.act(seller, stream.id, Action.START)
+        deadline = time.perf_counter() + seconds
+        latencies: list[float] = []
+
+        async def sender(index: int) -> None:
+            user = Principal(f"svc{index}", Role.BUYER)
+            n = 0
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                await ctx.chat.send(user, stream.id, "Is the blue one still available?", f"s{n}")
+                latencies.append(time.perf_counter() - started)
+                n += 1
+
+        batches_before = ctx.chat.batches
+        cpu, started = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(sender(i) for i in range(senders)))
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        batches = ctx.chat.batches - batches_before
+        return {"senders": senders, "seconds": round(elapsed, 2),
+                "persisted_per_s": round(len(latencies) / elapsed),
+                "cpu_us_per_message": round(cpu / max(len(latencies), 1) * 1e6),
+                "mean_batch": round(len(latencies) / max(batches, 1), 1),
+                "latency": latency_summary(latencies)}
+    finally:
+        await stop_context(ctx)
+
+
 async def run_backend(name: str, database_url: str, args: argparse.Namespace) -> dict[str, Any]:
-    servers = Servers(database_url, args.workers)
+    result_service = await service_only(database_url, args.connections, args.seconds / 2)
+    workers = args.workers or (1 if name == "sqlite" else 2)
+    servers = Servers(database_url, workers)
     servers.start()
     try:
-        result: dict[str, Any] = {"database": name, "server_workers": args.workers}
+        result: dict[str, Any] = {"database": name, "server_workers": workers,
+                                  "service_in_process": result_service}
         stream_id = await create_live_stream(servers.port)
         cpu_before, load_cpu_before = servers.cpu_seconds(), time.process_time()
         throughput = await closed_loop(servers.port, stream_id, args.connections, args.seconds)
@@ -406,7 +461,9 @@ async def run_backend(name: str, database_url: str, args: argparse.Namespace) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=0,
+                        help="server processes (default: 1 on SQLite, whose writers would "
+                        "queue on the file lock, 2 on PostgreSQL)")
     parser.add_argument("--connections", type=int, default=128)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--latency-seconds", type=float, default=8.0)

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import DataError, IntegrityError
 
 from onair.domain import chat as rules
 from onair.domain.clock import Clock
@@ -91,6 +92,12 @@ class ChatService:
         self._pending: deque[_PendingSend] = deque()
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        # Committed batches waiting to be published, in commit order. A separate task publishes
+        # them so a slow broker (Redis round trips) never holds up the next commit.
+        # Edits, deletes and moderation events go through it as well, so a consumer never sees
+        # an UPDATE before the INSERT of its message.
+        self._outbox: asyncio.Queue[tuple[str, list[dict[str, Any]]] | None] = asyncio.Queue()
+        self._publisher: asyncio.Task[None] | None = None
         self._closing = False
         self.batches = 0
         self.batched_messages = 0
@@ -101,14 +108,19 @@ class ChatService:
         if self._writer is None:
             self._closing = False
             self._writer = asyncio.create_task(self._write_loop(), name="chat-writer")
+            self._publisher = asyncio.create_task(self._publish_loop(), name="chat-publisher")
 
     async def close(self) -> None:
-        """Finish what is queued, then stop the writer."""
+        """Finish what is queued (commits, then their events), then stop."""
         self._closing = True
         self._wakeup.set()
         if self._writer is not None:
             await self._writer
             self._writer = None
+        if self._publisher is not None:
+            self._outbox.put_nowait(None)
+            await self._publisher
+            self._publisher = None
 
     # --- send ---------------------------------------------------------------------------------
 
@@ -185,19 +197,20 @@ class ChatService:
     async def _commit_and_answer(self, batch: list[_PendingSend]) -> None:
         try:
             outcomes, inserted = await self._commit(batch)
-        except Exception as exc:
+        except (IntegrityError, DataError) as exc:
             if len(batch) > 1:
-                # Do not let one bad message fail its neighbours: store them one by one.
-                log.warning("chat_batch_failed_retrying_singly", size=len(batch),
+                # One message the database refuses must not fail its neighbours: store them
+                # one by one (skipping requests that already gave up; they retry by id).
+                log.warning("chat_batch_refused_retrying_singly", size=len(batch),
                             error=type(exc).__name__)
                 for pending in batch:
-                    await self._commit_and_answer([pending])
+                    if not pending.future.done():
+                        await self._commit_and_answer([pending])
                 return
-            log.error("chat_send_failed", error=type(exc).__name__, exc_info=exc)
-            problem = Problem(503, "chat-unavailable", "The message could not be stored",
-                              "Retry with the same client_msg_id.", headers={"Retry-After": "1"})
-            if not batch[0].future.done():
-                batch[0].future.set_exception(problem)
+            self._fail(batch, exc)
+            return
+        except Exception as exc:  # database unreachable, timeout …: the whole batch is retried
+            self._fail(batch, exc)
             return
         self.batches += 1
         self.batched_messages += len(inserted)
@@ -208,7 +221,23 @@ class ChatService:
                 pending.future.set_exception(outcome)
             else:
                 pending.future.set_result(outcome)
-        await self._publish_inserts(inserted)
+        by_stream: dict[str, list[dict[str, Any]]] = {}
+        for message in inserted:  # in seq order per stream
+            by_stream.setdefault(message.stream_id, []).append(
+                row_event(TABLE, "INSERT", message.record(), None, message.created_at)
+            )
+        for stream_id, events in by_stream.items():
+            self._emit(stream_id, *events)
+
+    @staticmethod
+    def _fail(batch: list[_PendingSend], exc: Exception) -> None:
+        log.error("chat_send_failed", size=len(batch), error=type(exc).__name__, exc_info=exc)
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(Problem(
+                    503, "chat-unavailable", "The message could not be stored",
+                    "Retry with the same client_msg_id.", headers={"Retry-After": "1"},
+                ))
 
     async def _commit(
         self, batch: list[_PendingSend]
@@ -296,14 +325,21 @@ class ChatService:
             )
         return None
 
-    async def _publish_inserts(self, inserted: list[Message]) -> None:
-        by_stream: dict[str, list[dict[str, Any]]] = {}
-        for message in inserted:  # already in seq order per stream
-            by_stream.setdefault(message.stream_id, []).append(
-                row_event(TABLE, "INSERT", message.record(), None, message.created_at)
-            )
-        for stream_id, events in by_stream.items():
-            await self.events.publish(stream_id, *events)
+    def _emit(self, stream_id: str, *events: dict[str, Any]) -> None:
+        """Queue events of a committed change for publishing, in commit order."""
+        self._outbox.put_nowait((stream_id, list(events)))
+
+    async def _publish_loop(self) -> None:
+        while (item := await self._outbox.get()) is not None:
+            try:
+                await self.events.publish(item[0], *item[1])  # never raises (best effort)
+            finally:
+                self._outbox.task_done()
+        self._outbox.task_done()
+
+    async def events_published(self) -> None:
+        """Wait until every event of what has committed so far was handed to the broker."""
+        await self._outbox.join()
 
     # --- read ---------------------------------------------------------------------------------
 
@@ -358,9 +394,7 @@ class ChatService:
             if outcome is rules.MergeOutcome.DELETED:
                 raise refusal_problem(rules.Refusal.MESSAGE_DELETED, before, 0)
             await store.update_message(conn, after)
-        await self.events.publish(
-            stream_id, row_event(TABLE, "UPDATE", after.record(), before.record(), now)
-        )
+        self._emit(stream_id, row_event(TABLE, "UPDATE", after.record(), before.record(), now))
         return after
 
     async def delete(self, principal: Principal, stream_id: str, message_id: str) -> Message:
@@ -380,9 +414,7 @@ class ChatService:
             if outcome is not rules.MergeOutcome.APPLIED:
                 return before  # deleting a tombstone again is a no-op, like any retry
             await store.update_message(conn, after)
-        await self.events.publish(
-            stream_id, row_event(TABLE, "UPDATE", after.record(), before.record(), now)
-        )
+        self._emit(stream_id, row_event(TABLE, "UPDATE", after.record(), before.record(), now))
         return after
 
     async def get(self, stream_id: str, message_id: str) -> Message:
@@ -447,11 +479,9 @@ class ChatService:
             if user_id == stream.seller_id:
                 raise Problem(409, "cannot-sanction-seller", "The seller cannot be muted or banned")
             await store.insert_sanction(conn, row)
-        await self.events.publish(
-            stream_id,
-            broadcast_event(stream_id, "chat_sanction",
-                            {"user_id": user_id, "kind": kind, "until": until, "lifted": False}),
-        )
+        self._emit(stream_id, broadcast_event(
+            stream_id, "chat_sanction",
+            {"user_id": user_id, "kind": kind, "until": until, "lifted": False}))
         return row
 
     async def lift(
@@ -462,11 +492,9 @@ class ChatService:
             await self._moderated_stream(conn, principal, stream_id)
             lifted = await store.lift_sanctions(conn, stream_id, user_id, kind, now)
         if lifted:
-            await self.events.publish(
-                stream_id,
-                broadcast_event(stream_id, "chat_sanction",
-                                {"user_id": user_id, "kind": kind, "until": None, "lifted": True}),
-            )
+            self._emit(stream_id, broadcast_event(
+                stream_id, "chat_sanction",
+                {"user_id": user_id, "kind": kind, "until": None, "lifted": True}))
         return lifted
 
     async def sanctions(self, principal: Principal, stream_id: str) -> list[SanctionRow]:
@@ -481,9 +509,8 @@ class ChatService:
         async with self.db.write() as conn:
             await self._moderated_stream(conn, principal, stream_id)
             await store.set_slow_mode(conn, stream_id, seconds)
-        await self.events.publish(
-            stream_id, broadcast_event(stream_id, "chat_settings", {"slow_mode_seconds": seconds})
-        )
+        self._emit(stream_id,
+                   broadcast_event(stream_id, "chat_settings", {"slow_mode_seconds": seconds}))
         return seconds
 
     async def chat_settings(self, stream_id: str) -> store.ChatStream:

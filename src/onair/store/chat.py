@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import Select, and_, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from onair.domain.chat import Sanction
@@ -105,14 +105,14 @@ async def get_stream(conn: AsyncConnection, stream_id: str) -> ChatStream | None
 
 
 async def set_last_seqs(conn: AsyncConnection, last_seqs: dict[str, int]) -> None:
-    if not last_seqs:
-        return
-    await conn.execute(
-        update(stream_sessions)
-        .where(stream_sessions.c.id == bindparam("b_id"))
-        .values(last_chat_seq=bindparam("b_seq")),
-        [{"b_id": stream_id, "b_seq": seq} for stream_id, seq in last_seqs.items()],
-    )
+    # One plain statement per stream (a batch rarely spans more than one): cheaper than the
+    # driver's executemany for a single row.
+    for stream_id, seq in sorted(last_seqs.items()):
+        await conn.execute(
+            update(stream_sessions)
+            .where(stream_sessions.c.id == stream_id)
+            .values(last_chat_seq=seq)
+        )
 
 
 async def find_by_client_ids(

@@ -20,7 +20,7 @@ import pytest
 from onair.auth.jwt import mint_token
 from onair.domain.identity import Role
 
-from conftest import JWT_SECRET
+from tests.integration.chat.conftest import JWT_SECRET
 
 SRC = Path(__file__).resolve().parents[3] / "src"
 SENDERS = 24

@@ -27,7 +27,7 @@ from onair.services.events import stream_topic
 from onair.settings import Settings
 from onair.store.tables import chat_messages, stream_sessions
 
-from chat_reference_model import ChatReferenceModel
+from tests.integration.chat.chat_reference_model import ChatReferenceModel
 
 FIXTURES_OK = settings(
     deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
@@ -111,6 +111,8 @@ async def test_property_6_chat_delivery_and_ordering(
             stream_sessions.c.id == stream_id))).scalar_one()
     assert [row.seq for row in rows] == list(range(1, n + 1)) and last == n
 
+    await chat_ctx.chat.events_published()
+    await second_process.chat.events_published()
     topic = stream_topic(stream_id)
     delivered: list[int] = []
     for log in logs.values():
@@ -256,3 +258,44 @@ async def test_problem_for_overload_is_503_not_a_hang(
     with pytest.raises(Problem) as info:
         await chat_ctx.chat.send(Principal("u", Role.BUYER), stream_id, "hi", "c1")
     assert info.value.status == 503 and info.value.headers["Retry-After"] == "1"
+
+
+async def test_a_refused_message_does_not_fail_its_batch(
+    chat_ctx: AppContext, chat_stream: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the database refuses one message of a group commit, the others are stored one by
+    one and only that send gets 503; a database outage fails the batch with 503 and the writer
+    keeps serving afterwards."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from onair.store import chat as store
+
+    stream_id, _, _ = await chat_stream()
+    real_insert = store.insert_messages
+
+    async def refuse_poison(conn: Any, messages: Any) -> None:
+        if any(m.body == "poison" for m in messages):
+            raise IntegrityError("INSERT", {}, Exception("refused"))
+        await real_insert(conn, messages)
+
+    monkeypatch.setattr(store, "insert_messages", refuse_poison)
+    users = [Principal(f"batch-{i}", Role.BUYER) for i in range(5)]
+    results = await asyncio.gather(
+        *(chat_ctx.chat.send(u, stream_id, "poison" if i == 2 else f"ok {i}", f"c{i}")
+          for i, u in enumerate(users)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[2], Problem) and results[2].status == 503
+    stored = [r for r in results if not isinstance(r, BaseException)]
+    assert sorted(r.message.seq for r in stored) == [1, 2, 3, 4]
+
+    async def outage(conn: Any, stream_ids: Any) -> Any:
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(store, "lock_streams", outage)
+    with pytest.raises(Problem) as info:
+        await chat_ctx.chat.send(users[0], stream_id, "during the outage", "c-out")
+    assert info.value.type == "chat-unavailable"
+    monkeypatch.undo()
+    after = await chat_ctx.chat.send(users[0], stream_id, "during the outage", "c-out")
+    assert after.created and after.message.seq == 5
