@@ -342,3 +342,21 @@ def test_frames_are_well_formed_for_large_messages() -> None:
     h.flush()
     assert [len(m[4]["payload"]["pad"]) for m in t.take()] == [10, 200, 70_000]
     assert isinstance(FakeTransport, type) and orjson is not None
+
+
+def test_token_refresh_reauthorizes_change_bindings() -> None:
+    """realtime-js may join before its accessToken callback resolved (anon), then refresh."""
+    h, _ = _policy_harness()
+    c, t = h.connect(":anon")
+    binding = {"event": "INSERT", "schema": "public", "table": "stream_viewers", "filter": "stream_id=eq.s1"}
+    h.join(c, "realtime:stream:s1", postgres_changes=[binding])
+    msgs = t.take()
+    assert msgs[0][4]["status"] == "ok" and msgs[1][4]["status"] == "error"  # anon may not read viewers
+    assert len(h.hub.changes) == 0
+    h.push(c, ["1", "2", "realtime:stream:s1", "access_token", {"access_token": "seller:seller"}])
+    assert len(h.hub.changes) == 1
+    change = RowChange.from_event({"kind": "row", "table": "stream_viewers", "type": "INSERT", "record": {"stream_id": "s1", "user_id": "v"},
+                                   "old_record": None, "commit_timestamp": "2026-01-01T00:00:00Z"})
+    assert change is not None and h.hub.change(change) == 1
+    h.push(c, ["1", "3", "realtime:stream:s1", "access_token", {"access_token": "buyer:buyer"}])
+    assert len(h.hub.changes) == 0

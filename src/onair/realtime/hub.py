@@ -190,6 +190,27 @@ class Hub:
             self._retain(name)
         return member
 
+    def rebind(self, client: Client, topic_name: str, config: JoinConfig) -> None:
+        """Swap a member's postgres_changes bindings (after a token refresh re-authorized them)."""
+        member = self.member(client, topic_name)
+        if member is None:
+            return
+        for sub in member.subs:
+            self.changes.remove(sub)
+        member.subs = []
+        for binding in config.bindings:
+            if binding.error is None:
+                sub = Sub(client, topic_name, binding)
+                member.subs.append(sub)
+                self.changes.add(sub)
+        old = member.broker_topics
+        member.config = config
+        member.broker_topics = tuple(dict.fromkeys(self._broker_topics(topic_name, config)))
+        for name in member.broker_topics:
+            self._retain(name)
+        for name in old:
+            self._release(name)
+
     def leave(self, client: Client, topic_name: str) -> None:
         self._remove(client, topic_name)
 
