@@ -16,6 +16,7 @@ given at construction runs ``flush`` (``loop.call_soon`` in the server, by hand 
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -29,6 +30,7 @@ from onair.realtime.protocol.messages import Message
 from onair.realtime.protocol.serializer import SERIALIZERS
 from onair.realtime.protocol.wsframe import frame
 
+log = logging.getLogger("onair.realtime")
 _SERIALIZERS = (SERIALIZERS["1.0.0"], SERIALIZERS["2.0.0"])
 BrokerTopics = Callable[[str, JoinConfig], Iterable[str]]
 
@@ -158,6 +160,7 @@ class Hub:
     def overflow(self, client: Client) -> None:
         """Called by a client past its pending bound, possibly in the middle of a fan-out loop."""
         self.stats.slow_consumers += 1
+        log.warning("realtime: cutting off slow consumer %r (%d bytes pending)", client, client.pending_bytes)
         self._doomed.append((client, SLOW_CONSUMER))
         self._request_flush()
 
