@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -342,3 +343,55 @@ def test_frames_are_well_formed_for_large_messages() -> None:
     h.flush()
     assert [len(m[4]["payload"]["pad"]) for m in t.take()] == [10, 200, 70_000]
     assert isinstance(FakeTransport, type) and orjson is not None
+
+
+def test_token_refresh_reauthorizes_change_bindings() -> None:
+    """realtime-js may join before its accessToken callback resolved (anon), then refresh."""
+    h, _ = _policy_harness()
+    c, t = h.connect(":anon")
+    binding = {"event": "INSERT", "schema": "public", "table": "stream_viewers", "filter": "stream_id=eq.s1"}
+    h.join(c, "realtime:stream:s1", postgres_changes=[binding])
+    msgs = t.take()
+    assert msgs[0][4]["status"] == "ok" and msgs[1][4]["status"] == "error"  # anon may not read viewers
+    assert len(h.hub.changes) == 0
+    h.push(c, ["1", "2", "realtime:stream:s1", "access_token", {"access_token": "seller:seller"}])
+    assert len(h.hub.changes) == 1
+    change = RowChange.from_event({"kind": "row", "table": "stream_viewers", "type": "INSERT", "record": {"stream_id": "s1", "user_id": "v"},
+                                   "old_record": None, "commit_timestamp": "2026-01-01T00:00:00Z"})
+    assert change is not None and h.hub.change(change) == 1
+    h.push(c, ["1", "3", "realtime:stream:s1", "access_token", {"access_token": "buyer:buyer"}])
+    assert len(h.hub.changes) == 0
+
+
+async def test_ban_event_cuts_the_user_off_at_once() -> None:
+    from onair.realtime.service import RealtimeService
+    from tests.realtime.realtime_fakes import token_verifier
+
+    banned: set[str] = set()
+
+    async def load(stream_id: str) -> StreamFacts | None:  # the database: the ban row is committed before the event
+        return StreamFacts("seller", set(), set(banned)) if stream_id == "s1" else None
+
+    policy = StreamPolicy(load)
+    service = RealtimeService(token_verifier(), authorizer=policy)
+    await service.start()
+    try:
+        h = Harness(hub=service.hub, authorizer=policy)
+        h.dispatcher = service.dispatcher
+        seller, ts = h.connect("seller:seller")
+        victim, tv = h.connect(":anon")  # the socket's apikey is anon, the channel's token is the user's
+        h.push(victim, ["1", "1", "realtime:stream:s1", "phx_join", {"config": {}, "access_token": "victim:buyer"}])
+        h.join(seller, "realtime:stream:s1")
+        assert tv.take()[0][4]["status"] == "ok"
+        banned.add("victim")
+        service.on_message("stream:s1", orjson.dumps({"kind": "broadcast", "stream_id": "s1", "event": "chat_sanction",
+                                                     "payload": {"user_id": "victim", "kind": "ban", "until": None, "lifted": False}}))
+        msgs = tv.take()
+        assert [m[3] for m in msgs] == ["system", "phx_close"]
+        assert msgs[0][4]["message"] == "You no longer have permission to read from this Channel topic: stream:s1"
+        h.push(victim, ["2", "2", "realtime:stream:s1", "phx_join", {"config": {}, "access_token": "victim:buyer"}])
+        assert tv.take()[0][4]["status"] == "error"
+        await asyncio.sleep(0.01)  # the service flushes on the loop
+        assert any(m[3] == "broadcast" and m[4]["event"] == "chat_sanction" for m in ts.take())
+    finally:
+        await service.stop()

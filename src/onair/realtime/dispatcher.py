@@ -22,7 +22,7 @@ from onair.realtime.protocol.connection import (
     TokenRefreshed,
 )
 from onair.realtime.protocol.errors import Disconnect
-from onair.realtime.protocol.join import JoinConfig, join_response
+from onair.realtime.protocol.join import JoinConfig, join_response, parse_binding
 from onair.realtime.protocol.messages import Message
 from onair.realtime.routing import binding_stream, scope_error
 
@@ -234,6 +234,13 @@ class Dispatcher:
         if client.closed or self._member(client, req.topic) is not member:
             return
         member.principal = info.principal
+        if member.config.bindings:
+            fresh = dataclasses.replace(member.config, bindings=tuple(parse_binding(b.raw) for b in member.config.bindings))
+            checked = await self._check_bindings(info.principal, fresh)
+            if client.closed or self._member(client, req.topic) is not member:
+                return
+            if [b.error for b in checked.bindings] != [b.error for b in member.config.bindings]:
+                self.hub.rebind(client, req.topic, checked)
         if info.exp is not None:
             client.tokens[req.topic] = info.exp
         else:

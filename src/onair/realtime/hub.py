@@ -16,6 +16,7 @@ given at construction runs ``flush`` (``loop.call_soon`` in the server, by hand 
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -29,6 +30,7 @@ from onair.realtime.protocol.messages import Message
 from onair.realtime.protocol.serializer import SERIALIZERS
 from onair.realtime.protocol.wsframe import frame
 
+log = logging.getLogger("onair.realtime")
 _SERIALIZERS = (SERIALIZERS["1.0.0"], SERIALIZERS["2.0.0"])
 BrokerTopics = Callable[[str, JoinConfig], Iterable[str]]
 
@@ -158,6 +160,7 @@ class Hub:
     def overflow(self, client: Client) -> None:
         """Called by a client past its pending bound, possibly in the middle of a fan-out loop."""
         self.stats.slow_consumers += 1
+        log.warning("realtime: cutting off slow consumer %r (%d bytes pending)", client, client.pending_bytes)
         self._doomed.append((client, SLOW_CONSUMER))
         self._request_flush()
 
@@ -189,6 +192,27 @@ class Hub:
         for name in member.broker_topics:
             self._retain(name)
         return member
+
+    def rebind(self, client: Client, topic_name: str, config: JoinConfig) -> None:
+        """Swap a member's postgres_changes bindings (after a token refresh re-authorized them)."""
+        member = self.member(client, topic_name)
+        if member is None:
+            return
+        for sub in member.subs:
+            self.changes.remove(sub)
+        member.subs = []
+        for binding in config.bindings:
+            if binding.error is None:
+                sub = Sub(client, topic_name, binding)
+                member.subs.append(sub)
+                self.changes.add(sub)
+        old = member.broker_topics
+        member.config = config
+        member.broker_topics = tuple(dict.fromkeys(self._broker_topics(topic_name, config)))
+        for name in member.broker_topics:
+            self._retain(name)
+        for name in old:
+            self._release(name)
 
     def leave(self, client: Client, topic_name: str) -> None:
         self._remove(client, topic_name)

@@ -100,6 +100,13 @@ class StreamPolicy:
         facts = self.facts.get(stream_id)
         if facts is not None:
             facts.banned.add(user_id)
+        if self._load is not None and hasattr(self._load, "invalidate"):
+            self._load.invalidate(stream_id)  # a rejoin must not see a cached list without the ban
+
+    def unban(self, stream_id: str, user_id: str) -> None:
+        self.facts.pop(stream_id, None)  # reloaded (bans can overlap) at the next prepare
+        if self._load is not None and hasattr(self._load, "invalidate"):
+            self._load.invalidate(stream_id)
 
     def forget(self, stream_id: str) -> None:
         self.facts.pop(stream_id, None)

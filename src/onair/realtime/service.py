@@ -227,23 +227,39 @@ class RealtimeService:
         elif kind == "viewer_count":
             self.hub.broadcast(channel, "viewer_count", {k: v for k, v in event.items() if k != "kind"})
         elif kind == "broadcast" and isinstance(event.get("event"), str):
-            self.hub.broadcast(channel, event["event"], event.get("payload", {}))
+            payload = event.get("payload", {})
+            if event["event"] == "chat_sanction" and isinstance(payload, dict):
+                self._sanction(stream_id, payload)  # first: a banned user gets nothing more
+            self.hub.broadcast(channel, event["event"], payload)
+
+    def _sanction(self, stream_id: str, sanction: dict[str, Any]) -> None:
+        """A ban cuts the banned user off the stream at once (issue 5 §6); a lift is seen by the
+        policy's next look at the stream."""
+        user = sanction.get("user_id")
+        if not isinstance(user, str) or sanction.get("kind") not in ("ban", None):
+            return
+        if sanction.get("lifted"):
+            if isinstance(self.authorizer, StreamPolicy):
+                self.authorizer.unban(stream_id, user)
+            return
+        if sanction.get("kind") == "ban":
+            self._revoke(stream_id, user)
 
     def _maybe_revoke(self, stream_id: str, change: RowChange) -> None:
-        """A new ban cuts the banned user off the stream at once (issue 5 §6)."""
         if change.table != "chat_sanctions" or change.type == "DELETE" or not change.record:
             return
         record = change.record
-        if record.get("kind") != "ban" or record.get("lifted_at"):
-            return
-        user = record.get("user_id")
-        if isinstance(self.authorizer, StreamPolicy) and isinstance(user, str):
+        if record.get("kind") == "ban" and not record.get("lifted_at") and isinstance(record.get("user_id"), str):
+            self._revoke(stream_id, record["user_id"])
+
+    def _revoke(self, stream_id: str, user: str) -> None:
+        if isinstance(self.authorizer, StreamPolicy):
             self.authorizer.ban(stream_id, user)
         topic_sub = f"stream:{stream_id}"
-        for client in [c for c in self.hub.clients if c.user_id == user]:
+        for client in list(self.hub.clients):
             for channel in [ch.topic for ch in client.protocol.channels.joined()]:
                 member = self.hub.member(client, channel)
-                if member is None:
+                if member is None or getattr(member.principal, "user_id", None) != user:
                     continue
                 on_stream = stream_id_of(channel[len("realtime:"):]) == stream_id or any(
                     s.binding.filter.eq_key() == ("stream_id", stream_id) for s in member.subs)
