@@ -144,15 +144,15 @@ def sanction_out(row: SanctionRow) -> dict[str, Any]:
 # Async twins of onair.api.deps: FastAPI runs a plain-`def` dependency in a worker thread, and
 # three thread hops per request were the largest cost of a chat send.
 async def _ctx(request: Request) -> AppContext:
-    return deps.get_ctx(request)
+    return await deps.get_ctx(request)
 
 
 async def _anyone(request: Request) -> Principal:
-    return deps.current_principal(request)
+    return await deps.current_principal(request)
 
 
 async def _user(request: Request) -> Principal:
-    return deps.require_user(deps.current_principal(request))
+    return await deps.require_user(await deps.current_principal(request))
 
 
 Ctx = Annotated[AppContext, Depends(_ctx)]
@@ -176,8 +176,8 @@ async def send_message(request: Request) -> Response:
     """The hot path, kept lean: the raw request instead of FastAPI's parameter, dependency and
     body machinery (half the server time of a send), with the same checks and errors."""
     stream_id: str = request.path_params["stream_id"]
-    ctx = deps.get_ctx(request)
-    principal = deps.require_user(deps.current_principal(request))
+    ctx = await deps.get_ctx(request)
+    principal = await deps.require_user(await deps.current_principal(request))
     try:
         payload = SendIn.model_validate_json(await request.body())
     except ValidationError as err:
