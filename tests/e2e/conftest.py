@@ -42,7 +42,8 @@ def _free_port() -> int:
 class OnairServer:
     """One `onair serve` process; `restart()` keeps port and data."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.extra_env = env or {}
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
@@ -54,8 +55,10 @@ class OnairServer:
                "ONAIR_HOST": "127.0.0.1", "ONAIR_PORT": str(self.port), "ONAIR_DEV_AUTH": "true",
                "ONAIR_LOG_LEVEL": "info", "ONAIR_WEB_RECONNECT_CAP": "2",
                "ONAIR_WEB_RECONNECT_BASE": "0.25", "ONAIR_WEB_RECONNECT_ATTEMPTS": "30",
-               "ONAIR_HEARTBEAT_INTERVAL": "3"}
-        env.pop("ONAIR_DATABASE_URL", None)
+               "ONAIR_HEARTBEAT_INTERVAL": "3", **self.extra_env}
+        for key in ("ONAIR_DATABASE_URL", "ONAIR_AGORA_APP_ID", "ONAIR_AGORA_APP_CERTIFICATE"):
+            if key not in self.extra_env:
+                env.pop(key, None)
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen([sys.executable, "-m", "onair", "serve"],
                                          cwd=self.data_dir.parent, env=env, stdout=log,
