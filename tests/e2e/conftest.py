@@ -42,35 +42,42 @@ def _free_port() -> int:
 class OnairServer:
     """One `onair serve` process; `restart()` keeps port and data."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.extra_env = env or {}
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "ONAIR_DATA_DIR": str(self.data_dir),
                "ONAIR_HOST": "127.0.0.1", "ONAIR_PORT": str(self.port), "ONAIR_DEV_AUTH": "true",
                "ONAIR_LOG_LEVEL": "info", "ONAIR_WEB_RECONNECT_CAP": "2",
                "ONAIR_WEB_RECONNECT_BASE": "0.25", "ONAIR_WEB_RECONNECT_ATTEMPTS": "30",
-               "ONAIR_HEARTBEAT_INTERVAL": "3"}
-        env.pop("ONAIR_DATABASE_URL", None)
+               "ONAIR_HEARTBEAT_INTERVAL": "3", **self.extra_env}
+        for key in ("ONAIR_DATABASE_URL", "ONAIR_AGORA_APP_ID", "ONAIR_AGORA_APP_CERTIFICATE"):
+            if key not in self.extra_env:
+                env.pop(key, None)
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen([sys.executable, "-m", "onair", "serve"],
                                          cwd=self.data_dir.parent, env=env, stdout=log,
                                          stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
+        last: object = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"onair serve exited: {self.log_path.read_text()[-2000:]}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                response = httpx.get(f"{self.url}/readyz", timeout=1)
+                if response.status_code == 200:
                     return
-            except httpx.HTTPError:
-                pass
+                last = response.text
+            except httpx.HTTPError as err:
+                last = err
             time.sleep(0.1)
-        raise RuntimeError("onair serve did not become ready")
+        raise RuntimeError(f"onair serve not ready after {timeout}s (last: {last!r}); log tail: "
+                           f"{self.log_path.read_text()[-1500:]}")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -5,7 +5,7 @@
 // `fire(event, ...args)` emits an SDK event. Like the real SDK, publishers already in the channel
 // are announced through "user-published" during join().
 
-export function createStubAgora({ publishersInChannel = [] } = {}) {
+export function createStubAgora({ publishersInChannel = [], onPlay = null } = {}) {
   const calls = [];
   const clients = [];
   // play(element) notes whether the element was in the DOM with a non-zero size, as the SDK needs
@@ -22,6 +22,7 @@ export function createStubAgora({ publishersInChannel = [] } = {}) {
       this.played.push(args);
       calls.push(["play", uid, kind, ...args]);
       if (args[0]) calls.push(["placement", uid, placement(args[0])]);
+      if (onPlay) onPlay(this, ...args);
     },
     close() {},
   });

@@ -109,11 +109,12 @@ export class Api {
   }
 
   // --- Agora tokens (issue 3) ---
-  rtcToken(id) {
-    return this.request("POST", `/api/v1/streams/${encodeURIComponent(id)}/rtc-token`, {});
+  /** role "subscriber" asks for a viewer token even when entitled to publish; omitted = by role. */
+  rtcToken(id, role) {
+    return this.request("POST", `/api/v1/streams/${encodeURIComponent(id)}/rtc-token`, role ? { role } : {});
   }
-  refreshRtcToken(id) {
-    return this.request("POST", `/api/v1/streams/${encodeURIComponent(id)}/rtc-token/refresh`, {});
+  refreshRtcToken(id, role) {
+    return this.request("POST", `/api/v1/streams/${encodeURIComponent(id)}/rtc-token/refresh`, role ? { role } : {});
   }
 }
 

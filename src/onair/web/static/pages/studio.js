@@ -84,7 +84,11 @@ async function startSending() {
     if (publisher) return;
     const AgoraRTC = await loadAgoraSdk();
     publisher = new AgoraPublisher({ AgoraRTC, api, streamId });
-    await publisher.start({ cameraId: $("camera").value || undefined, microphoneId: $("microphone").value || undefined });
+    const tracks = await publisher.start({ cameraId: $("camera").value || undefined, microphoneId: $("microphone").value || undefined });
+    // the SDK renders the local camera itself, into the sized preview box (mirrored, its default)
+    $("preview").hidden = true;
+    $("preview-overlay").hidden = true;
+    tracks.find((t) => t.kind === "video")?.play($("preview-box"), { fit: "contain" });
   } else if (localStream) {
     publisher.start(localStream);
   }

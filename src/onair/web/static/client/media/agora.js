@@ -69,7 +69,7 @@ export class AgoraViewer extends Emitter {
   }
 
   async start() {
-    const credentials = await this.api.rtcToken(this.streamId);
+    const credentials = await this.api.rtcToken(this.streamId, "subscriber");
     this.credentials = credentials;
     this.AgoraRTC.onAutoplayFailed = () => this.emit("autoplay-blocked");
     const client = this.AgoraRTC.createClient({ mode: "live", codec: "vp8", role: "audience" });
@@ -87,7 +87,7 @@ export class AgoraViewer extends Emitter {
   async renewNow() {
     const client = this.client;
     if (!client) throw new Error("not started");
-    const fresh = await this.api.refreshRtcToken(this.streamId);
+    const fresh = await this.api.refreshRtcToken(this.streamId, "subscriber");
     this.credentials = { ...this.credentials, ...fresh };
     await client.renewToken(fresh.token);
     this.emit("token-renewed", expiryOf(fresh));
@@ -200,7 +200,7 @@ export class AgoraViewer extends Emitter {
     if (!client) return;
     this._setStatus(MediaStatus.FAILED, { reason: "token expired" });
     try {
-      const fresh = await this.api.refreshRtcToken(this.streamId);
+      const fresh = await this.api.refreshRtcToken(this.streamId, "subscriber");
       this.credentials = { ...this.credentials, ...fresh };
       await client.leave();
       if (client !== this.client) return;

@@ -1,0 +1,129 @@
+"""Agora mode in real Chromium with a stub of the Web SDK's documented interface.
+
+The server has Agora credentials, so the pages load the SDK from Agora's CDN; Playwright answers
+that CDN request with a stub of the SDK's interface (tests/web/support/stub_agora.mjs) whose
+remote video track plays a moving canvas into the container it is given. Everything else is
+real: the pages, the token endpoints (AccessToken2 for this stream's channel), the viewer's state
+machine, and the pixels sampled from the video.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.browser import moving_picture, shot, sign_in, wait_until, wait_view
+from tests.e2e.conftest import OnairServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_ID = "0123456789abcdef0123456789abcdef"
+CERTIFICATE = "fedcba9876543210fedcba9876543210"
+
+# The stub as a classic script: what `<script src=AgoraRTC_N-x.js>` would define, a global.
+SDK = re.sub(r"^export ", "", (ROOT / "tests/web/support/stub_agora.mjs").read_text(), flags=re.M) + """
+function movingCanvasVideo(el) {
+  const canvas = document.createElement("canvas");
+  canvas.width = 320; canvas.height = 180;
+  const g = canvas.getContext("2d");
+  let t = 0;
+  setInterval(() => {
+    t += 1;
+    g.fillStyle = "#3a6"; g.fillRect(0, 0, 320, 180);
+    g.fillStyle = "#fd4"; g.fillRect((t * 7) % 320, 40, 60, 100);
+  }, 40);
+  const video = document.createElement("video");
+  video.muted = true; video.autoplay = true; video.playsInline = true;
+  video.style.cssText = "position:absolute;inset:0;width:100%;height:100%;object-fit:contain";
+  video.srcObject = canvas.captureStream(25);
+  el.append(video);
+  video.play();
+}
+window.AgoraRTC = createStubAgora({
+  publishersInChannel: [{ user: { uid: 4242 }, mediaType: "video" }, { user: { uid: 4242 }, mediaType: "audio" }],
+  onPlay: (track, el) => { if (el instanceof Element) movingCanvasVideo(el); },
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def agora_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnairServer]:
+    tmp = tmp_path_factory.mktemp("onair-agora")
+    (tmp / "data").mkdir()
+    server = OnairServer(tmp / "data", tmp / "onair.log",
+                         env={"ONAIR_AGORA_APP_ID": APP_ID, "ONAIR_AGORA_APP_CERTIFICATE": CERTIFICATE})
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def agora_page(browser: Any) -> Any:
+    page = browser.new_context().new_page()
+    page.set_default_timeout(20_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.route("https://download.agora.io/**",
+               lambda route: route.fulfill(body=SDK, content_type="application/javascript"))
+    page.errors = errors  # type: ignore[attr-defined]
+    return page
+
+
+def calls(page: Any, name: str) -> list[list[Any]]:
+    return page.evaluate(f"""() => AgoraRTC.calls.filter(c => c[0] === {name!r})
+        .map(c => c.map(x => (x instanceof Element ? 'ELEMENT' : x)))""")
+
+
+def test_agora_mode_studio_publishes_and_viewer_plays_with_real_tokens(
+    browser: Any, agora_server: OnairServer, shots: Path
+) -> None:
+    studio = agora_page(browser)
+    sign_in(studio, agora_server.url, "sally", "seller")
+    studio.fill("#go-live-form input[name=title]", "Agora drop")
+    studio.click("#go-live-form button[type=submit]")
+    studio.wait_for_url("**/studio/**")
+    stream_id = studio.url.rsplit("/", 1)[1]
+    studio.wait_for_selector("#start:not([disabled])")
+    studio.click("#start")
+    studio.wait_for_selector("#status[data-status=live]")
+    wait_until(lambda: calls(studio, "publish"), 15, "the studio to publish")
+    assert calls(studio, "createClient")[0][1] == {"mode": "live", "codec": "vp8", "role": "host"}
+    assert calls(studio, "enableDualStream")
+    [_, app_id, channel, token, uid] = calls(studio, "join")[0]
+    assert app_id == APP_ID and token.startswith("007") and stream_id in channel and isinstance(uid, int)
+    shot(studio, shots, "agora-studio-live")
+
+    viewer = agora_page(browser)
+    viewer.goto(f"{agora_server.url}/watch/{stream_id}")
+    wait_view(viewer, "playing")
+    stats = moving_picture(viewer)
+    assert stats["std"] > 5, stats
+    shot(viewer, shots, "agora-viewer-playing")
+    assert calls(viewer, "createClient")[0][1] == {"mode": "live", "codec": "vp8", "role": "audience"}
+    [_, v_app, v_channel, v_token, _v_uid] = calls(viewer, "join")[0]
+    assert (v_app, v_channel) == (APP_ID, channel), "the viewer joined another stream's channel"
+    assert v_token.startswith("007") and v_token != token
+    assert [c[3] for c in calls(viewer, "play") if c[2] == "video"] == ["ELEMENT"]
+
+    # The SDK warns 30 s before expiry: a fresh token from onair goes to renewToken.
+    viewer.evaluate("() => AgoraRTC.clients[0].fire('token-privilege-will-expire')")
+    renewed = wait_until(lambda: calls(viewer, "renewToken"), 10, "renewToken")
+    assert renewed[0][1].startswith("007") and renewed[0][1] != v_token
+
+    # A poor network for two readings: the viewer asks for the publisher's low stream.
+    viewer.evaluate("""async () => { for (let i = 0; i < 2; i++)
+        await AgoraRTC.clients[0].fire('network-quality', { downlinkNetworkQuality: 4 }); }""")
+    assert [ "setRemoteVideoStreamType", 4242, 1] in calls(viewer, "setRemoteVideoStreamType")
+    assert viewer.text_content("#layer") == "low"
+
+    studio.once("dialog", lambda dialog: dialog.accept())
+    studio.click("#end")
+    wait_view(viewer, "ended")
+    assert calls(viewer, "leave"), "the viewer left the Agora channel when the stream ended"
+    assert not studio.errors and not viewer.errors, (studio.errors, viewer.errors)
