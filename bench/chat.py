@@ -45,8 +45,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from onair.auth.jwt import mint_token  # noqa: E402
-from onair.domain.identity import Role  # noqa: E402
+from onair.auth.jwt import mint_token
+from onair.domain.identity import Role
 
 SECRET = "bench-secret-" + secrets.token_hex(16)
 PG_URL = os.environ.get("ONAIR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -317,8 +317,6 @@ async def check_rows(database_url: str, stream_id: str) -> dict[str, Any]:
 
 
 async def read_paths(database_url: str, port: int, stream_id: str) -> dict[str, Any]:
-    from sqlalchemy import text
-
     from onair.store import chat as store
     from onair.store.db import Database
 

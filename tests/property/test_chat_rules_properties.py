@@ -2,7 +2,7 @@
 
 import itertools
 import unicodedata
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,7 +19,7 @@ from onair.domain.chat import (
     normalize_body,
 )
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 # All of Unicode including surrogates, controls, combining marks and unusual whitespace.
 any_text = st.text(alphabet=st.characters(codec=None), max_size=60)

@@ -1,6 +1,6 @@
 """Examples for the pure chat rules (the properties are in tests/property/test_chat_rules_properties.py)."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -22,7 +22,7 @@ from onair.domain.chat import (
     slow_mode_wait,
 )
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -95,7 +95,8 @@ def test_second_delete_keeps_the_first() -> None:
 
 
 def test_edit_refusals() -> None:
-    ok = dict(editor_id="u", sender_id="u", created_at=T0, deleted=False, window=timedelta(minutes=5))
+    ok = {"editor_id": "u", "sender_id": "u", "created_at": T0, "deleted": False,
+          "window": timedelta(minutes=5)}
     assert edit_refusal(**ok, now=T0 + timedelta(minutes=5)) is None
     assert edit_refusal(**ok, now=T0 + timedelta(minutes=5, microseconds=1)) is Refusal.EDIT_WINDOW_CLOSED
     assert edit_refusal(**{**ok, "editor_id": "v"}, now=T0) is Refusal.NOT_SENDER

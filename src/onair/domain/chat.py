@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Iterable, Literal
+from typing import Literal
 
 # --- message bodies ---------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from onair.domain import chat as rules
 from onair.domain.clock import Clock
@@ -209,7 +209,7 @@ class ChatService:
                 return
             self._fail(batch, exc)
             return
-        except Exception as exc:  # database unreachable, timeout …: the whole batch is retried
+        except Exception as exc:  # noqa: BLE001 - unreachable, timeout …: the batch gets 503
             self._fail(batch, exc)
             return
         self.batches += 1
@@ -231,7 +231,10 @@ class ChatService:
 
     @staticmethod
     def _fail(batch: list[_PendingSend], exc: Exception) -> None:
-        log.error("chat_send_failed", size=len(batch), error=type(exc).__name__, exc_info=exc)
+        if isinstance(exc, (DBAPIError, TimeoutError)):  # an outage: the type says enough
+            log.error("chat_send_failed", size=len(batch), error=type(exc).__name__)
+        else:
+            log.error("chat_send_failed", size=len(batch), error=type(exc).__name__, exc_info=exc)
         for pending in batch:
             if not pending.future.done():
                 pending.future.set_exception(Problem(
@@ -386,13 +389,13 @@ class ChatService:
                 window=timedelta(seconds=self.settings.chat_edit_window),
             )
             if refusal is not None:
-                raise refusal_problem(refusal, before, self.settings.chat_edit_window)
+                raise refusal_problem(refusal, self.settings.chat_edit_window)
             after, outcome = self._merge(before, rules.Edit(body=body, at=now, by=principal.user_id))
             if outcome is rules.MergeOutcome.SUPERSEDED:
                 raise Problem(409, "edit-superseded", "A later edit already stands",
                               "edits resolve by server time, then editor id", message_id=before.id)
             if outcome is rules.MergeOutcome.DELETED:
-                raise refusal_problem(rules.Refusal.MESSAGE_DELETED, before, 0)
+                raise refusal_problem(rules.Refusal.MESSAGE_DELETED)
             await store.update_message(conn, after)
         self._emit(stream_id, row_event(TABLE, "UPDATE", after.record(), before.record(), now))
         return after
@@ -409,7 +412,7 @@ class ChatService:
                 sender_id=before.sender_id, seller_id=stream.seller_id,
             )
             if refusal is not None:
-                raise refusal_problem(refusal, before, 0)
+                raise refusal_problem(refusal)
             after, outcome = self._merge(before, rules.Delete(at=now, by=principal.user_id))
             if outcome is not rules.MergeOutcome.APPLIED:
                 return before  # deleting a tombstone again is a no-op, like any retry
@@ -530,7 +533,7 @@ class ChatService:
             raise stream_not_found(stream_id)
         if not rules.is_moderator(actor_id=principal.user_id, actor_is_staff=principal.is_staff,
                                   seller_id=stream.seller_id):
-            raise refusal_problem(rules.Refusal.NOT_MODERATOR, None, 0)
+            raise refusal_problem(rules.Refusal.NOT_MODERATOR)
         return stream
 
 
@@ -552,7 +555,7 @@ _REFUSALS = {
 }
 
 
-def refusal_problem(refusal: rules.Refusal, message: Message | None, window: float) -> Problem:
+def refusal_problem(refusal: rules.Refusal, window: float = 0) -> Problem:
     status, title = _REFUSALS[refusal]
     detail = None
     if refusal is rules.Refusal.EDIT_WINDOW_CLOSED:

@@ -49,7 +49,7 @@ def chat_pg_url() -> Iterator[str]:
     name = f"onair_chat_{os.getpid()}_{secrets.token_hex(3)}"
     try:
         asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         _unavailable(f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}")
     base, _, _ = PG_URL.rpartition("/")
     yield f"{base}/{name}"
@@ -65,10 +65,10 @@ def chat_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 
 def chat_test_settings(data_dir: Any, database_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = dict(
-        data_dir=data_dir, database_url=database_url, jwt_secret=JWT_SECRET,
-        log_json=False, chat_rate_burst=100_000, chat_rate_per_second=1000.0,
-    )
+    values: dict[str, Any] = {
+        "data_dir": data_dir, "database_url": database_url, "jwt_secret": JWT_SECRET,
+        "log_json": False, "chat_rate_burst": 100_000, "chat_rate_per_second": 1000.0,
+    }
     values.update(overrides)
     return Settings(**values)
 

@@ -3,6 +3,7 @@ refusals and bad input. Every refusal is problem+json with a stable type and cha
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -123,7 +124,7 @@ async def test_bad_send_input_is_refused_and_changes_nothing(
 ) -> None:
     stream_id, _, _ = await chat_stream()
     _, buyer = chat_user("buyer")
-    content = __import__("json").dumps(payload)  # json.dumps keeps a lone surrogate as \ud800
+    content = json.dumps(payload)  # json.dumps keeps a lone surrogate as \ud800
     response = await chat_client.post(
         f"/api/v1/streams/{stream_id}/chat", content=content,
         headers={**buyer, "content-type": "application/json"},
@@ -238,7 +239,7 @@ async def test_edit_rules(
 async def test_delete_rules_and_tombstones(
     chat_client: httpx.AsyncClient, chat_stream: Any, chat_user: Any
 ) -> None:
-    stream_id, seller, seller_headers = await chat_stream()
+    stream_id, _, seller_headers = await chat_stream()
     _, buyer = chat_user("buyer")
     _, other = chat_user("buyer")
     _, moderator = chat_user("moderator")

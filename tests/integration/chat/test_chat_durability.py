@@ -19,7 +19,6 @@ import pytest
 
 from onair.auth.jwt import mint_token
 from onair.domain.identity import Role
-
 from tests.integration.chat.conftest import JWT_SECRET
 
 SRC = Path(__file__).resolve().parents[3] / "src"
@@ -55,7 +54,7 @@ class Server:
 
     async def start(self) -> None:
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
+            self.process = subprocess.Popen(  # noqa: ASYNC220 - spawning returns at once
                 [sys.executable, "-m", "onair", "serve"], env=self.env,
                 stdout=log, stderr=subprocess.STDOUT,
             )

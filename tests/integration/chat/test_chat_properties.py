@@ -22,11 +22,11 @@ from onair.app import build_context, start_context, stop_context
 from onair.context import AppContext
 from onair.domain.clock import FakeClock
 from onair.domain.identity import Principal, Role
+from onair.domain.streams import Action
 from onair.errors import Problem
 from onair.services.events import stream_topic
 from onair.settings import Settings
 from onair.store.tables import chat_messages, stream_sessions
-
 from tests.integration.chat.chat_reference_model import ChatReferenceModel
 
 FIXTURES_OK = settings(
@@ -204,8 +204,7 @@ async def test_property_13_chat_persistence_and_consistency(
                               else "buyer", f"{name}-{run}") for name in ACTORS}
     seller = people["seller"][0]
     stream = await chat_ctx.streams.create(seller, "p13")
-    await chat_ctx.streams.act(seller, stream.id, __import__("onair.domain.streams",
-                                                             fromlist=["Action"]).Action.START)
+    await chat_ctx.streams.act(seller, stream.id, Action.START)
     model = ChatReferenceModel(seller_id=seller.user_id or "", max_chars=500,
                                edit_window=timedelta(seconds=chat_ctx.settings.chat_edit_window))
     ids: dict[int, str] = {}
