@@ -4,7 +4,7 @@ import itertools
 import unicodedata
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from onair.domain.chat import (
@@ -19,6 +19,12 @@ from onair.domain.chat import (
     normalize_body,
 )
 
+# The suite shares a loaded CI machine: a descheduled process must not fail a pure property.
+settings.register_profile(
+    "chat-rules", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+LOADED_MACHINE = settings.get_profile("chat-rules")
+
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 # All of Unicode including surrogates, controls, combining marks and unusual whitespace.
@@ -32,7 +38,7 @@ tricky_text = st.text(
 )
 
 
-@settings(max_examples=400)
+@settings(LOADED_MACHINE, max_examples=400)
 @given(raw=st.one_of(any_text, tricky_text), max_chars=st.integers(1, 80))
 def test_normalized_body_invariants(raw: str, max_chars: int) -> None:
     """Chat bodies: stored text is NFC, control-free (but for newlines), trimmed, 1..max, a fixed point."""
@@ -51,6 +57,7 @@ def test_normalized_body_invariants(raw: str, max_chars: int) -> None:
     assert normalize_body(body, max_chars) == body
 
 
+@settings(LOADED_MACHINE)
 @given(raw=st.text(alphabet=st.characters(exclude_categories=("Cc", "Cs", "Zs", "Zl", "Zp", "Mn", "Mc", "Me")), min_size=1, max_size=30))
 def test_plain_text_is_kept_verbatim(raw: str) -> None:
     """Text without controls, marks or edge whitespace is stored exactly as sent (modulo NFC)."""
@@ -81,7 +88,7 @@ def expected_state(original: str, applied: list[Edit | Delete]) -> MessageState:
     return MessageState(body=last.body, edited_at=last.at, edited_by=last.by)
 
 
-@settings(max_examples=300)
+@settings(LOADED_MACHINE, max_examples=300)
 @given(changes=changes)
 def test_merge_is_order_independent(changes: list[Edit | Delete]) -> None:
     """Property 13: chat data persistence and consistency — concurrent edits/deletes resolve
@@ -96,6 +103,7 @@ def test_merge_is_order_independent(changes: list[Edit | Delete]) -> None:
     assert results == {expected_state("original", changes)}
 
 
+@settings(LOADED_MACHINE)
 @given(changes=changes)
 def test_merge_is_idempotent(changes: list[Edit | Delete]) -> None:
     """Re-applying a change that already counted (a retried request) changes nothing."""
@@ -107,7 +115,7 @@ def test_merge_is_idempotent(changes: list[Edit | Delete]) -> None:
         assert again == state
 
 
-@settings(max_examples=300)
+@settings(LOADED_MACHINE, max_examples=300)
 @given(
     rate=st.sampled_from([0.5, 1.0, 3.0, 10.0]),
     burst=st.integers(1, 6),
@@ -134,6 +142,7 @@ def test_token_bucket_never_admits_more_than_burst_plus_refill(
             assert j - i + 1 <= burst + rate * (admitted[j] - start) + 1e-6
 
 
+@settings(LOADED_MACHINE)
 @given(rate=st.sampled_from([1.0, 5.0]), burst=st.integers(1, 5), n=st.integers(1, 50))
 def test_token_bucket_admits_a_steady_sender(rate: float, burst: int, n: int) -> None:
     """A sender who stays at the refill rate is never refused."""
@@ -155,6 +164,7 @@ sanctions = st.lists(
 )
 
 
+@settings(LOADED_MACHINE)
 @given(sanctions=sanctions, now=offsets)
 def test_active_block_is_the_strongest_live_sanction(sanctions: list[Sanction], now: datetime) -> None:
     """Blocked iff some sanction is still running; a running ban is always reported over a mute."""
@@ -170,6 +180,7 @@ def test_active_block_is_the_strongest_live_sanction(sanctions: list[Sanction], 
             assert block.until == max(s.until for s in same_kind if s.until is not None)
 
 
+@settings(LOADED_MACHINE)
 @given(raw=st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=60))
 def test_ascii_fast_path_agrees_with_the_general_rule(raw: str) -> None:
     """ASCII bodies skip the per-character Unicode lookups; the result must not differ."""
