@@ -6,7 +6,7 @@ from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import Select, and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from onair.domain.streams import Status, Stream
@@ -39,6 +39,18 @@ async def get_stream(conn: AsyncConnection, stream_id: str, *, lock: bool = Fals
     return to_stream(row) if row is not None else None
 
 
+def list_query(*, status: Status | None, seller_id: str | None, before_id: str | None,
+               limit: int) -> Select[Any]:
+    query = select(stream_sessions).order_by(stream_sessions.c.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(stream_sessions.c.status == status.value)
+    if seller_id is not None:
+        query = query.where(stream_sessions.c.seller_id == seller_id)
+    if before_id is not None:
+        query = query.where(stream_sessions.c.id < before_id)
+    return query
+
+
 async def list_streams(
     conn: AsyncConnection,
     *,
@@ -47,13 +59,7 @@ async def list_streams(
     before_id: str | None,
     limit: int,
 ) -> list[Stream]:
-    query = select(stream_sessions).order_by(stream_sessions.c.id.desc()).limit(limit)
-    if status is not None:
-        query = query.where(stream_sessions.c.status == status.value)
-    if seller_id is not None:
-        query = query.where(stream_sessions.c.seller_id == seller_id)
-    if before_id is not None:
-        query = query.where(stream_sessions.c.id < before_id)
+    query = list_query(status=status, seller_id=seller_id, before_id=before_id, limit=limit)
     return [to_stream(row) for row in await conn.execute(query)]
 
 
@@ -87,19 +93,25 @@ async def transitions_of(conn: AsyncConnection, stream_id: str) -> list[Any]:
     return list(await conn.execute(query))
 
 
-async def live_streams_without_host(conn: AsyncConnection, cutoff: datetime) -> list[str]:
-    query = select(stream_sessions.c.id).where(
+def hostless_query(cutoff: datetime) -> Select[Any]:
+    return select(stream_sessions.c.id).where(
         stream_sessions.c.status == Status.LIVE.value,
         stream_sessions.c.last_host_heartbeat_at <= cutoff,
     )
-    return [row.id for row in await conn.execute(query)]
+
+
+def paused_since_query(cutoff: datetime) -> Select[Any]:
+    return select(stream_sessions.c.id).where(
+        stream_sessions.c.status == Status.PAUSED.value, stream_sessions.c.paused_at <= cutoff
+    )
+
+
+async def live_streams_without_host(conn: AsyncConnection, cutoff: datetime) -> list[str]:
+    return [row.id for row in await conn.execute(hostless_query(cutoff))]
 
 
 async def streams_paused_since(conn: AsyncConnection, cutoff: datetime) -> list[str]:
-    query = select(stream_sessions.c.id).where(
-        stream_sessions.c.status == Status.PAUSED.value, stream_sessions.c.paused_at <= cutoff
-    )
-    return [row.id for row in await conn.execute(query)]
+    return [row.id for row in await conn.execute(paused_since_query(cutoff))]
 
 
 async def touch_host(conn: AsyncConnection, stream_id: str, now: datetime) -> None:
@@ -170,10 +182,14 @@ async def count_present(conn: AsyncConnection, stream_id: str) -> int:
     return int((await conn.execute(query)).scalar_one())
 
 
-async def stale_viewers(conn: AsyncConnection, cutoff: datetime) -> list[tuple[str, str]]:
-    query = select(stream_viewers.c.stream_id, stream_viewers.c.user_id).where(
+def stale_viewers_query(cutoff: datetime) -> Select[Any]:
+    return select(stream_viewers.c.stream_id, stream_viewers.c.user_id).where(
         stream_viewers.c.left_at.is_(None), stream_viewers.c.last_heartbeat_at <= cutoff)
-    return [(row.stream_id, row.user_id) for row in await conn.execute(query)]
+
+
+async def stale_viewers(conn: AsyncConnection, cutoff: datetime) -> list[tuple[str, str]]:
+    return [(row.stream_id, row.user_id)
+            for row in await conn.execute(stale_viewers_query(cutoff))]
 
 
 async def set_viewer_counts(conn: AsyncConnection, stream_id: str, count: int) -> tuple[int, int]:
