@@ -54,8 +54,10 @@ class OnairServer:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "ONAIR_DATA_DIR": str(self.data_dir),
                "ONAIR_HOST": "127.0.0.1", "ONAIR_PORT": str(self.port), "ONAIR_DEV_AUTH": "true",
                "ONAIR_LOG_LEVEL": "info", "ONAIR_WEB_RECONNECT_CAP": "2",
-               "ONAIR_WEB_RECONNECT_BASE": "0.25", "ONAIR_WEB_RECONNECT_ATTEMPTS": "30",
-               "ONAIR_HEARTBEAT_INTERVAL": "3", **self.extra_env}
+               "ONAIR_WEB_RECONNECT_BASE": "0.25", "ONAIR_WEB_RECONNECT_ATTEMPTS": "100",
+               # a loaded CI machine may take long to restart the server: the reaper must not
+               # pause the stream for a missing host heartbeat meanwhile
+               "ONAIR_HEARTBEAT_INTERVAL": "3", "ONAIR_HOST_GRACE": "300", **self.extra_env}
         for key in ("ONAIR_DATABASE_URL", "ONAIR_AGORA_APP_ID", "ONAIR_AGORA_APP_CERTIFICATE"):
             if key not in self.extra_env:
                 env.pop(key, None)

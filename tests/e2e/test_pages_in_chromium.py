@@ -167,7 +167,13 @@ def test_seller_goes_live_viewers_watch_chat_pause_restart_end(
     time.sleep(1.0)
     onair_server.start()
     for viewer in viewers:
-        wait_view(viewer, "playing", 40)
+        # a user who sees "can't reach the server" presses "Retry now" (the manual retry path)
+        def back(viewer: Any = viewer) -> bool:
+            if viewer.is_visible("#notice-retry"):
+                viewer.click("#notice-retry")
+            return view_of(viewer) == "playing"
+
+        wait_until(back, 60, f"view 'playing' again on {viewer.url}", every=0.5)
         moving_picture(viewer)
     expected.append("sent while the server was down")
     same_chat_everywhere(pages, expected)
