@@ -68,8 +68,14 @@ def server_frame_len() -> int:
 
 
 class Sub(asyncio.Protocol):
+    join_payload: dict[str, object] = {"config": {"broadcast": {"self": False}, "presence": {"enabled": False}}}
+    topic = TOPIC
+    marker = b'"t":"'
+    count_marker: bytes | None = None  # count deliveries by this marker instead of by frame length
+
     def __init__(self, sample: bool, latencies: list[float]) -> None:
         self.sample = sample
+        self.count = 0
         self.latencies = latencies
         self.ready = asyncio.get_running_loop().create_future()
         self.state = 0  # 0 handshake, 1 waiting for join reply, 2 counting
@@ -86,15 +92,18 @@ class Sub(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.state == 2:
             self.bytes += len(data)
+            if self.count_marker is not None:
+                self.count += data.count(self.count_marker)
             if self.sample:
                 now = time.monotonic()
-                pos = data.find(b'"t":"')
+                marker, skip = self.marker, len(self.marker)
+                pos = data.find(marker)
                 while pos >= 0:
                     try:
-                        self.latencies.append(now - float(data[pos + 5:pos + 22]))
+                        self.latencies.append(now - float(data[pos + skip:pos + skip + 17]))
                     except ValueError:
                         pass  # a timestamp split across reads: skip the sample
-                    pos = data.find(b'"t":"', pos + 22)
+                    pos = data.find(marker, pos + skip + 17)
             return
         self.buf += data
         if self.state == 0 and b"\r\n\r\n" in self.buf:
@@ -104,7 +113,7 @@ class Sub(asyncio.Protocol):
                 return
             self.state, self.buf = 1, rest
             assert self.transport is not None
-            join = [ "1", "1", TOPIC, "phx_join", {"config": {"broadcast": {"self": False}, "presence": {"enabled": False}}}]
+            join = ["1", "1", self.topic, "phx_join", self.join_payload]
             self.transport.write(client_frame(orjson.dumps(join)))
         if self.state == 1 and len(self.buf) >= 2:
             n = self.buf[1] & 0x7F
@@ -209,6 +218,70 @@ async def run_fanout(port: int, key: str, pid: int, subs_n: int, rate: int, dura
     }
 
 
+async def run_e2e(port: int, key: str, pid: int, data_dir: str, subs_n: int, rate: int, duration: float,
+                  sample: int) -> dict[str, object]:
+    """HTTP chat send → postgres_changes INSERT on chat_messages at every subscriber."""
+    import httpx
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from onair.auth.jwt import mint_token
+    from onair.auth.keys import load_or_create_secret
+
+    secret = load_or_create_secret(Path(data_dir))
+    base = f"http://127.0.0.1:{port}"
+    seller = mint_token(secret, "bench-seller", "seller", 3600)
+    buyers = [mint_token(secret, f"bench-buyer-{i}", "buyer", 3600) for i in range(50)]
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        stream = (await http.post("/api/v1/streams", json={"title": "bench"}, headers={"Authorization": f"Bearer {seller}"})).json()
+        sid = stream["id"]
+        await http.post(f"/api/v1/streams/{sid}/start", headers={"Authorization": f"Bearer {seller}"})
+        Sub.topic = f"realtime:stream:{sid}"
+        Sub.join_payload = {"config": {"postgres_changes": [
+            {"event": "INSERT", "schema": "public", "table": "chat_messages", "filter": f"stream_id=eq.{sid}"}]}}
+        Sub.marker = b'"body":"t='
+        Sub.count_marker = b'"postgres_changes"'
+        latencies: list[float] = []
+        subs = await connect_all(port, key, subs_n, sample, latencies)
+        await asyncio.sleep(1.0)
+        for s in subs:
+            s.count = 0
+        latencies.clear()
+        cpu0, sys0, gen0 = cpu_seconds(pid), write_syscalls(pid), time.process_time()
+        statuses: dict[int, int] = {}
+
+        async def send(seq: int) -> None:
+            body = {"body": f"t={time.monotonic():017.6f} " + "x" * 150, "client_msg_id": f"bench-{seq}"}
+            r = await http.post(f"/api/v1/streams/{sid}/chat", json=body,
+                                headers={"Authorization": f"Bearer {buyers[seq % len(buyers)]}"})
+            statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+
+        sent, start, tasks = 0, time.monotonic(), []
+        while time.monotonic() - start < duration:
+            tasks.append(asyncio.create_task(send(sent)))
+            sent += 1
+            await asyncio.sleep(max(0.0, start + sent / rate - time.monotonic()))
+        await asyncio.gather(*tasks)
+        elapsed = time.monotonic() - start
+        ok = statuses.get(201, 0)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and sum(s.count for s in subs) < ok * subs_n:
+            await asyncio.sleep(0.05)
+        cpu1, sys1, gen1 = cpu_seconds(pid), write_syscalls(pid), time.process_time()
+        delivered = sum(s.count for s in subs)
+        for s in subs:
+            if s.transport is not None:
+                s.transport.close()
+    return {
+        "mode": "e2e chat: HTTP POST → postgres_changes", "subscribers": subs_n, "rate_msgs_per_s": rate,
+        "duration_s": round(elapsed, 2), "http_statuses": statuses, "deliveries_expected": ok * subs_n,
+        "deliveries": delivered, "lost": ok * subs_n - delivered, "latency_samples": len(latencies),
+        "p50_ms": round(percentile(latencies, 0.5) * 1000, 2), "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "max_ms": round(max(latencies, default=float("nan")) * 1000, 2),
+        "server_cpu_s": round(cpu1 - cpu0, 2), "server_writes_per_delivery": round((sys1 - sys0) / max(1, delivered), 4),
+        "generator_cpu_s": round(gen1 - gen0, 2),
+    }
+
+
 async def run_idle(port: int, key: str, pid: int, n: int) -> dict[str, object]:
     await asyncio.sleep(0.5)
     before = rss_kb(pid)
@@ -250,17 +323,39 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=100, help="subscribers that measure latency")
     parser.add_argument("--find-max", action="store_true", help="raise the rate while p99 < 100 ms and nothing is lost")
     parser.add_argument("--idle", type=int, default=0, help="measure RSS of N idle joined connections instead")
+    parser.add_argument("--e2e", action="store_true", help="HTTP chat send → postgres_changes instead of broadcasts")
     parser.add_argument("--port", type=int, default=18765)
+    parser.add_argument("--nice", type=int, default=0,
+                        help="nice value for server and generator (negative needs root): keeps other "
+                             "jobs on a shared machine from stretching the latencies")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
     if uvloop is not None:
         uvloop.install()
+    if args.nice:
+        # With sched_autogroup (on by default) nice only ranks processes within one session, so
+        # the benchmark takes its own session and sets that session's group nice (needs root);
+        # the server subprocess inherits both.
+        try:
+            os.setsid()
+        except PermissionError:
+            pass  # already a session leader
+        try:
+            Path("/proc/self/autogroup").write_text(str(args.nice))
+        except OSError:
+            pass
+        os.setpriority(os.PRIO_PROCESS, 0, args.nice)
     with tempfile.TemporaryDirectory() as data_dir:
         proc, key = start_server(args.port, data_dir)
         try:
             if args.idle:
                 result = asyncio.run(run_idle(args.port, key, proc.pid, args.idle))
+                print(json.dumps(result), flush=True)
+                return
+            if args.e2e:
+                result = asyncio.run(run_e2e(args.port, key, proc.pid, data_dir, args.subs, args.rate, args.duration, args.sample))
+                result["holds"] = result["lost"] == 0 and result["p99_ms"] < 100  # type: ignore[operator]
                 print(json.dumps(result), flush=True)
                 return
             rate = args.rate
