@@ -31,13 +31,14 @@ class OnairServer:
     anon_key: str
     data_dir: Path
     process: subprocess.Popen[bytes]
+    secret: str | None = None
 
     @property
     def ws_url(self) -> str:
         return self.url.replace("http", "ws", 1) + "/realtime/v1"
 
     def token(self, user: str, role: str = "buyer", ttl: float = 3600, now: float | None = None) -> str:
-        return mint_token(load_or_create_secret(self.data_dir), user, role, ttl, now=now)
+        return mint_token(self.secret or load_or_create_secret(self.data_dir), user, role, ttl, now=now)
 
     def api(self, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"}
@@ -75,7 +76,7 @@ def run_server(data_dir: Path, **env: str) -> Iterator[OnairServer]:
         except httpx.HTTPError:
             time.sleep(0.1)
     try:
-        yield OnairServer(url, anon, data_dir, proc)
+        yield OnairServer(url, anon, data_dir, proc, env.get("ONAIR_JWT_SECRET"))
     finally:
         proc.terminate()
         try:

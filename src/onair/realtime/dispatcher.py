@@ -54,12 +54,14 @@ def expired_message(exp: float, now: float) -> str:
 
 class Dispatcher:
     def __init__(self, hub: Hub, verify: Verify, *, authorizer: Authorizer | None = None,
-                 limits: RealtimeLimits = RealtimeLimits(), relay: Relay | None = None) -> None:
+                 limits: RealtimeLimits = RealtimeLimits(), relay: Relay | None = None,
+                 presence_seed: Callable[[str], Any] | None = None) -> None:
         self.hub = hub
         self.verify = verify
         self.authorizer: Authorizer = authorizer or AllowAll()
         self.limits = limits
         self.relay = relay
+        self.presence_seed = presence_seed  # loads other processes' presence of a topic
 
     # -- synchronous requests ---------------------------------------------------------------------
 
@@ -183,6 +185,13 @@ class Dispatcher:
             client.tokens[topic] = info.exp
         client.protocol.join_ok(topic, req.ref, join_response(config))
         self.hub.send_protocol_output(client, topic)
+        if self.presence_seed is not None and self.hub.needs_remote_presence(topic):
+            try:
+                await self.presence_seed(topic)
+            except Exception:
+                log.warning("realtime: shared presence of %s unavailable", topic, exc_info=True)
+            if client.closed or self.hub.member(client, topic) is None:
+                return
         if config.presence_enabled and reads_p:
             self.hub.send(client, Message(req.join_ref, None, topic, m.PRESENCE_STATE, self.hub.presence_state(topic)))
         if config.bindings:

@@ -52,6 +52,7 @@ class Member:
     subs: list[Sub] = field(default_factory=list)
     broker_topics: tuple[str, ...] = ()
     principal: Any = None
+    uid: int = 0  # names this join's presence entry in the shared store
 
 
 class _Item:
@@ -82,7 +83,7 @@ class _Item:
 
 
 class Topic:
-    __slots__ = ("name", "members", "full", "partial", "pending", "presence")
+    __slots__ = ("name", "members", "full", "partial", "pending", "presence", "remote")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -90,7 +91,8 @@ class Topic:
         self.full: tuple[dict[Client, None], dict[Client, None]] = ({}, {})  # read everything
         self.partial: dict[Client, Member] = {}  # private-channel members lacking a read right
         self.pending: list[_Item] = []
-        self.presence: dict[str, p.PresenceMeta] = {}  # phx_ref -> entry
+        self.presence: dict[str, p.PresenceMeta] = {}  # phx_ref -> entry (local joins)
+        self.remote: dict[str, p.PresenceMeta] | None = None  # other processes' entries, once known
 
     def receives(self, member: Member, item: _Item) -> bool:
         return member.reads_presence if item.presence else member.reads_broadcast
@@ -113,6 +115,7 @@ class Hub:
         broker_topics: BrokerTopics = no_broker_topics,
         on_broker_retain: Callable[[str], None] = lambda topic: None,
         on_broker_release: Callable[[str], None] = lambda topic: None,
+        on_presence: Callable[[Member, p.PresenceMeta | None], None] | None = None,
     ) -> None:
         self._schedule = schedule
         self._scheduled = False
@@ -128,6 +131,7 @@ class Hub:
         self._on_retain = on_broker_retain
         self._on_release = on_broker_release
         self._refs = itertools.count(1)
+        self._on_presence = on_presence  # shared presence: (member, new entry or None for leave)
         self.stats = HubStats()
 
     # -- connections ----------------------------------------------------------------------------
@@ -177,7 +181,8 @@ class Hub:
         elif topic.pending:
             self._flush_topic(topic)
         member = Member(client, topic_name, join_ref, config, reads_broadcast, reads_presence,
-                        presence_key or f"{self.node_id}-{next(self._refs)}", principal=principal)
+                        presence_key or f"{self.node_id}-{next(self._refs)}", principal=principal,
+                        uid=next(self._refs))
         topic.members[client] = member
         if reads_broadcast and reads_presence:
             topic.full[client.vsn_index][client] = None
@@ -237,6 +242,8 @@ class Hub:
             member.presence = None
             del topic.presence[entry.ref]
             self._publish(topic, Message(None, None, topic_name, m.PRESENCE_DIFF, p.diff([], [entry])), presence=True)
+            if self._on_presence is not None:
+                self._on_presence(member, None)
         for name in member.broker_topics:
             self._release(name)
         if not topic.members:
@@ -379,6 +386,8 @@ class Hub:
         member.presence = entry
         self._publish(topic, Message(None, None, topic_name, m.PRESENCE_DIFF,
                                      p.diff([entry], [old] if old else [])), presence=True)
+        if self._on_presence is not None:
+            self._on_presence(member, entry)
 
     def untrack(self, client: Client, topic_name: str) -> None:
         topic = self.topics.get(topic_name)
@@ -389,12 +398,56 @@ class Hub:
         member.presence = None
         del topic.presence[entry.ref]
         self._publish(topic, Message(None, None, topic_name, m.PRESENCE_DIFF, p.diff([], [entry])), presence=True)
+        if self._on_presence is not None:
+            self._on_presence(member, None)
+
+    def remote_presence(self, topic_name: str, joins: dict[str, Any], leaves: dict[str, Any]) -> None:
+        """A presence_diff of another process (shared presence): remember it and fan it out."""
+        topic = self.topics.get(topic_name)
+        if topic is None:
+            return
+        remote = topic.remote if topic.remote is not None else {}
+        for key, entry in leaves.items():
+            for meta in entry.get("metas", []):
+                remote.pop(str(meta.get("phx_ref")), None)
+        for key, entry in joins.items():
+            for meta in entry.get("metas", []):
+                ref = str(meta.get("phx_ref"))
+                body = {k: v for k, v in meta.items() if k not in ("phx_ref", "phx_ref_prev")}
+                remote[ref] = p.PresenceMeta(key, ref, body)
+        topic.remote = remote
+        self._publish(topic, Message(None, None, topic_name, m.PRESENCE_DIFF, {"joins": joins, "leaves": leaves}),
+                      presence=True)
+
+    def needs_remote_presence(self, topic_name: str) -> bool:
+        topic = self.topics.get(topic_name)
+        return topic is not None and topic.remote is None
+
+    def seed_remote_presence(self, topic_name: str, state: dict[str, list[dict[str, Any]]]) -> None:
+        """The shared store's state when this process starts following a topic (local entries,
+        already known, are skipped)."""
+        topic = self.topics.get(topic_name)
+        if topic is None:
+            return
+        remote = topic.remote if topic.remote is not None else {}
+        for key, metas in state.items():
+            for meta in metas:
+                ref = str(meta.get("phx_ref"))
+                if ref not in topic.presence:
+                    remote.setdefault(ref, p.PresenceMeta(key, ref, {k: v for k, v in meta.items() if k != "phx_ref"}))
+        topic.remote = remote
+
+    def local_presence(self) -> list[Member]:
+        return [mem for t in self.topics.values() for mem in t.members.values() if mem.presence is not None]
 
     def presence_state(self, topic_name: str) -> dict[str, Any]:
         topic = self.topics.get(topic_name)
         if topic is None:
             return {}
-        return p.state(list(topic.presence.values()))
+        entries = list(topic.presence.values())
+        if topic.remote:
+            entries += list(topic.remote.values())
+        return p.state(entries)
 
     # -- postgres_changes -----------------------------------------------------------------------
 

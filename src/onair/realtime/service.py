@@ -37,7 +37,8 @@ PATH = "/realtime/v1/websocket"
 class RealtimeService:
     def __init__(self, verify: Verify, broker: Broker | None = None, *, limits: RealtimeLimits = RealtimeLimits(),
                  authorizer: Authorizer | None = None, distributed: bool = False, sweep_interval: float = 1.0,
-                 unsubscribe_delay: float = 5.0, wall_clock: Callable[[], float] = time.time) -> None:
+                 unsubscribe_delay: float = 5.0, wall_clock: Callable[[], float] = time.time,
+                 presence_store: Callable[[], Any] | None = None, presence_heartbeat: float = 5.0) -> None:
         self.node_id = uuid.uuid4().hex[:8]
         self.broker = broker
         self.distributed = distributed
@@ -47,13 +48,20 @@ class RealtimeService:
         self.unsubscribe_delay = unsubscribe_delay
         self.wall_clock = wall_clock
         self.loop: asyncio.AbstractEventLoop | None = None
+        shared = distributed and presence_store is not None
         self.hub = Hub(self._call_soon, node_id=self.node_id, broker_topics=broker_topics(distributed),
-                       on_broker_retain=self._retain, on_broker_release=self._release)
+                       on_broker_retain=self._retain, on_broker_release=self._release,
+                       on_presence=self._presence_changed if shared else None)
         self.dispatcher = Dispatcher(self.hub, verify, authorizer=self.authorizer, limits=limits,
-                                     relay=self._relay if distributed else None)
+                                     relay=self._relay if distributed else None,
+                                     presence_seed=self._seed_presence if shared else None)
+        self._presence_factory = presence_store if shared else None
+        self._presence_heartbeat = presence_heartbeat
+        self.presence: Any = None  # the shared PresenceStore while running
+        self._stack: Any = None
         self.verify = verify
         self._sweeper: asyncio.TimerHandle | None = None
-        self._outbox: asyncio.Queue[tuple[str, bytes]] | None = None
+        self._outbox: asyncio.Queue[Callable[[], Any]] | None = None
         self._publisher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stream_versions: dict[str, int] = {}
@@ -64,6 +72,14 @@ class RealtimeService:
         self.loop = asyncio.get_running_loop()
         self._outbox = asyncio.Queue()
         self._publisher = self.loop.create_task(self._publish_loop())
+        if self._presence_factory is not None:
+            from contextlib import AsyncExitStack
+
+            from onair.broker.presence_base import run_heartbeat
+
+            self._stack = AsyncExitStack()
+            self.presence = await self._stack.enter_async_context(self._presence_factory())
+            self._spawn(run_heartbeat(self.presence, self.node_id, self._presence_heartbeat, self._retrack))
         self._schedule_sweep()
 
     async def stop(self) -> None:
@@ -75,6 +91,8 @@ class RealtimeService:
             self._publisher.cancel()
         for task in list(self._tasks):
             task.cancel()
+        if self._stack is not None:
+            await self._stack.aclose()
 
     def _call_soon(self, callback: Callable[[], None]) -> None:
         assert self.loop is not None
@@ -172,20 +190,44 @@ class RealtimeService:
             self._spawn(self.broker.unsubscribe(topic))
 
     def _relay(self, topic: str, event: str, payload: Any, raw: bytes | None, sender: Client | None) -> None:
-        if self._outbox is None:
+        if self._outbox is None or self.broker is None:
             return
         envelope = {"kind": "broadcast", "origin": self.node_id, "event": event,
                     "payload": payload, "raw": raw.hex() if raw is not None else None}
-        self._outbox.put_nowait((topic, orjson.dumps(envelope)))
+        data, broker = orjson.dumps(envelope), self.broker
+        self._outbox.put_nowait(lambda: broker.publish(topic, data))
 
     async def _publish_loop(self) -> None:
-        assert self._outbox is not None and self.broker is not None
+        """Relays and shared-presence updates, one at a time so they keep their order."""
+        assert self._outbox is not None
         while True:
-            topic, data = await self._outbox.get()
+            job = await self._outbox.get()
             try:
-                await self.broker.publish(topic, data)
+                await job()
             except Exception:
-                log.warning("realtime: relay publish on %s failed", topic)
+                log.warning("realtime: relay to the broker failed", exc_info=True)
+
+    # -- shared presence (distributed mode) -----------------------------------------------------
+
+    def _presence_changed(self, member: Any, entry: Any) -> None:
+        store, ref = self.presence, f"{member.client.id}.{member.uid}"
+        if store is None or self._outbox is None:
+            return
+        if entry is None:
+            self._outbox.put_nowait(lambda: store.untrack(member.topic, self.node_id, ref))
+        else:
+            key, meta, phx_ref = entry.key, entry.meta, entry.ref
+            self._outbox.put_nowait(lambda: store.track(member.topic, self.node_id, ref, key, meta, phx_ref))
+
+    async def _seed_presence(self, topic: str) -> None:
+        if self.presence is not None and self.hub.needs_remote_presence(topic):
+            state = await self.presence.list(topic)
+            self.hub.seed_remote_presence(topic, state)
+
+    async def _retrack(self) -> None:
+        """Our heartbeat lapsed and the store dropped our entries: track them again."""
+        for member in self.hub.local_presence():
+            self._presence_changed(member, member.presence)
 
     def broadcast(self, topic: str, event: str, payload: Any) -> None:
         """A server-side broadcast (REST endpoint): local fan-out plus relay to other nodes."""
@@ -201,6 +243,11 @@ class RealtimeService:
                 return
             if topic.startswith("stream:"):
                 self._stream_event(topic[len("stream:"):], event)
+            elif topic.startswith("realtime:") and event.get("kind") == "presence_diff":
+                if event.get("node") != self.node_id and self.presence is not None:
+                    joins, leaves = event.get("joins") or {}, event.get("leaves") or {}
+                    if isinstance(joins, dict) and isinstance(leaves, dict):
+                        self.hub.remote_presence(topic, joins, leaves)
             elif topic.startswith("realtime:") and event.get("origin") != self.node_id:
                 if event.get("kind") == "broadcast" and isinstance(event.get("event"), str):
                     raw = bytes.fromhex(event["raw"]) if isinstance(event.get("raw"), str) else None

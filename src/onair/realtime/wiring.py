@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from onair.broker import open_presence_store
 from onair.broker.memory import MemoryBroker
 from onair.realtime.auth import jwt_verify
 from onair.realtime.facts import StreamFactsLoader
@@ -35,6 +36,8 @@ def build_realtime(ctx: Any) -> RealtimeService:
         distributed=not isinstance(ctx.broker, MemoryBroker),
         sweep_interval=ctx.settings.realtime_sweep_interval,
         unsubscribe_delay=ctx.settings.realtime_unsubscribe_delay, wall_clock=wall_clock,
+        presence_store=lambda: open_presence_store(ctx.settings.broker_url, ctx.broker.publish, ctx.settings),
+        presence_heartbeat=ctx.settings.presence_heartbeat_interval,
     )
     ctx.broker_fan_in.consumers.append(service)
     ctx.extras[STATE_KEY] = service
