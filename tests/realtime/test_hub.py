@@ -187,7 +187,8 @@ def test_postgres_changes_are_indexed_by_stream(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(Filter, "matches", counting)
     assert h.hub.change(_change("s7")) == 3
-    assert calls == 3  # only stream s7's bindings were looked at
+    assert calls == 1  # only stream s7's (three equal) bindings were looked at, and decided once
+    h.flush()
     for c, t, stream in subs:
         got = t.take()
         if stream != "s7":
@@ -395,3 +396,25 @@ async def test_ban_event_cuts_the_user_off_at_once() -> None:
         assert any(m[3] == "broadcast" and m[4]["event"] == "chat_sanction" for m in ts.take())
     finally:
         await service.stop()
+
+
+def test_changes_and_broadcasts_share_the_topic_batch_in_order() -> None:
+    h = Harness()
+    binding = {"event": "INSERT", "schema": "public", "table": "chat_messages", "filter": "stream_id=eq.s1"}
+    watcher, tw = h.connect("w:buyer")
+    plain, tp = h.connect("p:buyer", vsn="1.0.0")
+    other, to = h.connect("o:buyer")
+    h.join(watcher, T, postgres_changes=[binding])
+    h.join(plain, T)
+    h.join(other, T, postgres_changes=[{**binding, "filter": "stream_id=eq.s2"}])
+    for t in (tw, tp, to):
+        t.take()
+    before = [t.writes for t in (tw, tp, to)]
+    h.hub.broadcast(T, "before", {})
+    assert h.hub.change(_change("s1")) == 1
+    h.hub.broadcast(T, "after", {})
+    h.flush()
+    assert [m[3] if m[3] != "broadcast" else m[4]["event"] for m in tw.take()] == ["before", "postgres_changes", "after"]
+    assert [m["payload"]["event"] for m in tp.take()] == ["before", "after"]
+    assert [m[4]["event"] for m in to.take()] == ["before", "after"]
+    assert [t.writes - b for t, b in zip((tw, tp, to), before)] == [1, 1, 1]  # one write per member

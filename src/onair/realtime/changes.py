@@ -55,12 +55,27 @@ def _key(value: Any) -> str | None:
     return None
 
 
+class Group:
+    """Everyone on one channel topic holding one binding (equal bindings share an id): a change
+    is matched once per group, not once per subscriber."""
+
+    __slots__ = ("topic", "binding", "clients")
+
+    def __init__(self, topic: str, binding: Binding) -> None:
+        self.topic = topic
+        self.binding = binding
+        self.clients: dict[Client, None] = {}
+
+
+Groups = dict[tuple[str, int], Group]
+
+
 class _TableSubs:
     __slots__ = ("eq", "scan")
 
     def __init__(self) -> None:
-        self.eq: dict[str, dict[str, dict[Sub, None]]] = {}
-        self.scan: dict[Sub, None] = {}
+        self.eq: dict[str, dict[str, Groups]] = {}
+        self.scan: Groups = {}
 
     def __bool__(self) -> bool:
         return bool(self.eq or self.scan)
@@ -69,58 +84,79 @@ class _TableSubs:
 class ChangeIndex:
     def __init__(self) -> None:
         self._tables: dict[str, _TableSubs] = {}
+        self._size = 0
+
+    def _groups(self, table: _TableSubs, binding: Binding, create: bool) -> Groups | None:
+        key = binding.filter.eq_key()
+        if key is None:
+            return table.scan
+        column = table.eq.setdefault(key[0], {}) if create else table.eq.get(key[0])
+        if column is None:
+            return None
+        return column.setdefault(key[1], {}) if create else column.get(key[1])
 
     def add(self, sub: Sub) -> None:
         table = self._tables.setdefault(sub.binding.table, _TableSubs())
-        key = sub.binding.filter.eq_key()
-        if key is None:
-            table.scan[sub] = None
-        else:
-            table.eq.setdefault(key[0], {}).setdefault(key[1], {})[sub] = None
+        groups = self._groups(table, sub.binding, create=True)
+        assert groups is not None
+        gkey = (sub.topic, sub.binding.id)
+        group = groups.get(gkey)
+        if group is None:
+            group = groups[gkey] = Group(sub.topic, sub.binding)
+        if sub.client not in group.clients:
+            group.clients[sub.client] = None
+            self._size += 1
 
     def remove(self, sub: Sub) -> None:
         table = self._tables.get(sub.binding.table)
         if table is None:
             return
-        key = sub.binding.filter.eq_key()
-        if key is None:
-            table.scan.pop(sub, None)
-        else:
-            column = table.eq.get(key[0], {})
-            bucket = column.get(key[1])
-            if bucket is not None:
-                bucket.pop(sub, None)
-                if not bucket:
-                    del column[key[1]]
+        groups = self._groups(table, sub.binding, create=False)
+        gkey = (sub.topic, sub.binding.id)
+        group = groups.get(gkey) if groups is not None else None
+        if group is None or sub.client not in group.clients:
+            return
+        del group.clients[sub.client]
+        self._size -= 1
+        if not group.clients:
+            assert groups is not None
+            del groups[gkey]
+            key = sub.binding.filter.eq_key()
+            if key is not None and not groups:
+                column = table.eq[key[0]]
+                del column[key[1]]
                 if not column:
                     del table.eq[key[0]]
         if not table:
             del self._tables[sub.binding.table]
 
-    def match(self, schema: str, table: str, change_type: str, record: dict[str, Any] | None) -> dict[tuple[Client, str], list[int]]:
-        """``{(client, channel topic): [binding ids]}`` for every binding the change satisfies."""
-        out: dict[tuple[Client, str], list[int]] = {}
+    def match(self, schema: str, table: str, change_type: str, record: dict[str, Any] | None) -> list[Group]:
+        """Every group whose binding the change satisfies; work is per group, not per client."""
+        out: list[Group] = []
         for name in (table, "*"):
             subs = self._tables.get(name)
             if subs is None:
                 continue
-            candidates: list[dict[Sub, None]] = [subs.scan]
+            candidates: list[Groups] = [subs.scan]
             if record:
                 for column, buckets in subs.eq.items():
                     key = _key(record.get(column))
                     if key is not None and key in buckets:
                         candidates.append(buckets[key])
-            for bucket in candidates:
-                for sub in bucket:
-                    b = sub.binding
-                    if b.error is None and b.wants(change_type) and b.schema in (schema, "*") and b.filter.matches(record):
-                        ids = out.setdefault((sub.client, sub.topic), [])
-                        if b.id not in ids:
-                            ids.append(b.id)
+            verdicts: dict[int, bool] = {}  # equal bindings (same id) match alike: decide once
+            for groups in candidates:
+                for group in groups.values():
+                    b = group.binding
+                    ok = verdicts.get(b.id)
+                    if ok is None:
+                        ok = verdicts[b.id] = (b.error is None and b.wants(change_type)
+                                               and b.schema in (schema, "*") and b.filter.matches(record))
+                    if ok:
+                        out.append(group)
         return out
 
     def __len__(self) -> int:
-        return sum(len(t.scan) + sum(len(b) for c in t.eq.values() for b in c.values()) for t in self._tables.values())
+        return self._size
 
 
 def _pg_type(value: Any) -> str:

@@ -58,15 +58,20 @@ class Member:
 class _Item:
     """One pending fan-out message; frames are built lazily, once per serializer."""
 
-    __slots__ = ("msg", "raw", "exclude", "presence", "frames")
+    __slots__ = ("msg", "raw", "exclude", "presence", "frames", "recipients")
 
     def __init__(self, msg: Message | None, raw: tuple[str, str, dict[str, Any], bytes] | None,
-                 exclude: Client | None, presence: bool) -> None:
+                 exclude: Client | None, presence: bool,
+                 recipients: dict[Client, None] | set[Client] | None = None) -> None:
         self.msg = msg
         self.raw = raw
         self.exclude = exclude
         self.presence = presence
+        self.recipients = recipients  # None: every member (a postgres change names its own)
         self.frames: list[bytes | None | bool] = [False, False]
+
+    def reaches(self, client: Client) -> bool:
+        return self.exclude is not client and (self.recipients is None or client in self.recipients)
 
     def frame(self, vsn: int) -> bytes | None:
         f = self.frames[vsn]
@@ -95,6 +100,8 @@ class Topic:
         self.remote: dict[str, p.PresenceMeta] | None = None  # other processes' entries, once known
 
     def receives(self, member: Member, item: _Item) -> bool:
+        if item.recipients is not None:
+            return member.client in item.recipients  # authorized per binding at join
         return member.reads_presence if item.presence else member.reads_broadcast
 
 
@@ -203,6 +210,9 @@ class Hub:
         member = self.member(client, topic_name)
         if member is None:
             return
+        topic = self.topics[topic_name]
+        if topic.pending:
+            self._flush_topic(topic)  # pending changes hold the index's recipient sets
         for sub in member.subs:
             self.changes.remove(sub)
         member.subs = []
@@ -326,25 +336,26 @@ class Hub:
             blob = b"".join(f for f in frames if f)
             if not blob:
                 continue
-            senders = {it.exclude for it in items if it.exclude is not None}
+            selective = [it for it in items if it.exclude is not None or it.recipients is not None]
             stats.deliveries += len(group) * len(items)
             stats.writes += len(group)
-            if not senders:
+            if not selective:
                 for c in group:
                     if c.direct:
                         c.write(blob)
                     else:
                         c.enqueue(blob)
-            else:
-                for c in group:
-                    if c in senders:
-                        own = b"".join(f for it, f in zip(items, frames) if f and it.exclude is not c)
-                        if own:
-                            c.send(own)
-                    elif c.direct:
-                        c.write(blob)
-                    else:
-                        c.enqueue(blob)
+                continue
+            # Some messages skip some members (the sender without `self`, postgres changes for
+            # other bindings): members with the same pattern share one buffer.
+            blobs: dict[tuple[bool, ...], bytes] = {(True,) * len(selective): blob}
+            for c in group:
+                sig = tuple([it.reaches(c) for it in selective])
+                own = blobs.get(sig)
+                if own is None:
+                    own = blobs[sig] = b"".join(f for it, f in zip(items, frames) if f and it.reaches(c))
+                if own:
+                    c.send(own)
         for client, member in topic.partial.items():
             own = b"".join(
                 f for it in items
@@ -457,26 +468,36 @@ class Hub:
         if not matched:
             return 0
         data = change.data()
-        groups: dict[tuple[str, int, tuple[int, ...]], list[Client]] = {}
-        for (client, topic_name), ids in matched.items():
-            groups.setdefault((topic_name, client.vsn_index, tuple(ids)), []).append(client)
-        stats = self.stats
-        for (topic_name, vsn, ids), clients in groups.items():
+        by_topic: dict[str, list[Any]] = {}
+        for group in matched:
+            by_topic.setdefault(group.topic, []).append(group)
+        reached = 0
+        for topic_name, groups in by_topic.items():
             topic = self.topics.get(topic_name)
-            if topic is not None and topic.pending:
-                self._flush_topic(topic)
-            msg = Message(None, None, topic_name, m.POSTGRES_CHANGES, {"ids": list(ids), "data": data})
-            blob = frame(_SERIALIZERS[vsn].encode(msg))
-            stats.deliveries += len(clients)
-            stats.writes += len(clients)
-            for c in clients:
-                if c.direct:
-                    c.write(blob)
-                else:
-                    c.enqueue(blob)
-        if self._doomed:
-            self._request_flush()
-        return len(matched)
+            if topic is None:
+                continue
+            if len(groups) == 1:  # the usual case: one binding per channel
+                clients = groups[0].clients
+                parts = [((groups[0].binding.id,), clients)]
+                reached += len(clients)
+            else:  # a member holding several matching bindings gets all their ids in one message
+                ids_of: dict[Client, list[int]] = {}
+                for group in groups:
+                    for client in group.clients:
+                        ids = ids_of.setdefault(client, [])
+                        if group.binding.id not in ids:
+                            ids.append(group.binding.id)
+                split: dict[tuple[int, ...], dict[Client, None]] = {}
+                for client, ids in ids_of.items():
+                    split.setdefault(tuple(ids), {})[client] = None
+                parts = list(split.items())
+                reached += len(ids_of)
+            for ids, clients in parts:
+                msg = Message(None, None, topic_name, m.POSTGRES_CHANGES, {"ids": list(ids), "data": data})
+                # usually every member of a stream channel holds the same binding: no filter needed
+                everyone = len(clients) == len(topic.members)
+                self._publish_item(topic, _Item(msg, None, None, False, None if everyone else clients))  # type: ignore[arg-type]
+        return reached
 
     # -- introspection ----------------------------------------------------------------------------
 
