@@ -78,20 +78,24 @@ class HubMachine(RuleBasedStateMachine):
         self.received[client.id] = []
         return client
 
-    @rule(client=clients, topic=st.sampled_from(TOPICS), private=st.booleans(), self_=st.booleans(), presence=st.booleans())
-    def join(self, client: Client, topic: str, private: bool, self_: bool, presence: bool) -> None:
+    @rule(client=clients, topic=st.sampled_from(TOPICS), private=st.booleans(), self_=st.booleans(), presence=st.booleans(),
+          stream=st.sampled_from([None, "s1", "s2"]))
+    def join(self, client: Client, topic: str, private: bool, self_: bool, presence: bool, stream: str | None) -> None:
         if client.id not in self.alive:
             return
         self.tick()
         note(f"join {client!r} {topic} private={private} self={self_}")
         self._drop_member(client.id, topic)
         ref = self.ref()
-        self.h.join(client, topic, ref=ref, private=private, broadcast={"self": self_}, presence={"key": client.user_id, "enabled": presence})
+        changes = [] if stream is None else [{"event": "INSERT", "schema": "public", "table": "chat_messages", "filter": f"stream_id=eq.{stream}"}]
+        self.h.join(client, topic, ref=ref, private=private, broadcast={"self": self_}, presence={"key": client.user_id, "enabled": presence},
+                    postgres_changes=changes)
         user = client.user_id
         rb = not private or (user, "broadcast") in READ
         rp = not private or (user, "presence") in READ
         if rb or rp:
-            self.members[(client.id, topic)] = {"self": self_, "rb": rb, "rp": rp, "private": private, "tracked": None}
+            self.members[(client.id, topic)] = {"self": self_, "rb": rb, "rp": rp, "private": private, "tracked": None,
+                                                "stream": stream}
 
     def _drop_member(self, cid: int, topic: str) -> None:
         self.members.pop((cid, topic), None)
@@ -151,6 +155,20 @@ class HubMachine(RuleBasedStateMachine):
         note(f"server broadcast {topic} id={n}")
         self.h.hub.broadcast(topic, "m", {"n": n})
 
+    @rule(stream=st.sampled_from(["s1", "s2"]))
+    def chat_insert(self, stream: str) -> None:
+        from onair.realtime.changes import RowChange
+
+        self.next_id += 1
+        for (cid, t), mem in self.members.items():
+            if mem["stream"] == stream:
+                self.expected[cid].append((t, self.next_id))
+        note(f"chat insert on {stream} id={self.next_id}")
+        change = RowChange.from_event({"kind": "row", "table": "chat_messages", "type": "INSERT", "old_record": None,
+                                       "record": {"stream_id": stream, "n": self.next_id}, "commit_timestamp": "2026-01-01T00:00:00Z"})
+        assert change is not None
+        self.h.hub.change(change)
+
     @rule(client=clients, topic=st.sampled_from(TOPICS), value=st.integers(0, 2))
     def track(self, client: Client, topic: str, value: int) -> None:
         if client.id not in self.alive:
@@ -185,6 +203,8 @@ class HubMachine(RuleBasedStateMachine):
             event, topic, payload = (msg[3], msg[2], msg[4]) if isinstance(msg, list) else (msg["event"], msg["topic"], msg["payload"])
             if event == "broadcast":
                 self.received[cid].append((topic, payload["payload"]["n"]))
+            if event == "postgres_changes":
+                self.received[cid].append((topic, payload["data"]["record"]["n"]))
             if event in ("presence_diff", "presence_state"):
                 mem = self.members.get((cid, topic))
                 assert mem is None or mem["rp"], f"presence leaked to {client!r} on {topic}"
@@ -215,6 +235,7 @@ class HubMachine(RuleBasedStateMachine):
         for c, _ in self.alive.values():
             users[c.user_id] = users.get(c.user_id, 0) + 1  # type: ignore[index]
         assert hub.users == users
+        assert len(hub.changes) == sum(1 for v in self.members.values() if v["stream"] is not None)
 
     def teardown(self) -> None:
         self.h.flush()
