@@ -418,3 +418,31 @@ def test_changes_and_broadcasts_share_the_topic_batch_in_order() -> None:
     assert [m["payload"]["event"] for m in tp.take()] == ["before", "after"]
     assert [m[4]["event"] for m in to.take()] == ["before", "after"]
     assert [t.writes - b for t, b in zip((tw, tp, to), before)] == [1, 1, 1]  # one write per member
+
+
+async def test_unexpected_errors_never_reach_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    from onair.realtime.service import RealtimeService
+    from tests.realtime.realtime_fakes import token_verifier
+
+    service = RealtimeService(token_verifier())
+    await service.start()
+    try:
+        transport = FakeTransport()
+        info = token_verifier()("u:buyer")
+        client = service.attach(transport, V2Serializer(), info, lambda code, reason: None)
+        transport.client = client
+        pending = service.receive(client, orjson.dumps(["1", "1", T, "phx_join", {"config": {}}]), False)
+        await pending
+        service.hub.send_protocol_output(client)
+
+        def boom(*args: Any) -> None:
+            raise KeyError("secret")
+
+        monkeypatch.setattr(service.dispatcher, "handle", boom)
+        assert service.receive(client, orjson.dumps(["1", "2", T, "broadcast", {"event": "e", "payload": {}}]), False) is None
+        msgs = transport.take()
+        assert msgs[-1] == ["1", "1", T, "phx_error", {}]
+        assert b"secret" not in bytes(transport.data) and "secret" not in repr(msgs)
+        assert service.hub.member(client, T) is None
+    finally:
+        await service.stop()

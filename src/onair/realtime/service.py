@@ -151,6 +151,7 @@ class RealtimeService:
         now = self.loop.time()
         if client.closed or not self.dispatcher.admit(client, now):
             return None
+        req = None
         try:
             req = client.protocol.receive(data, binary, now)
             if isinstance(req, JoinRequested):
@@ -160,8 +161,9 @@ class RealtimeService:
             if req is not None:
                 self.dispatcher.handle(client, req, now)
         except Exception:
+            # never shown to the client: the channel gets a bare phx_error and rejoins
             log.exception("realtime: request failed")
-            topic = getattr(locals().get("req"), "topic", None)
+            topic = getattr(req, "topic", None)
             if topic is not None:
                 client.protocol.crash(topic)
                 self.hub.leave(client, topic)
