@@ -179,8 +179,9 @@ class Dispatcher:
             return
         if client.closed:
             return
-        self.hub.join(client, topic, req.join_ref, config, reads_broadcast=reads_b, reads_presence=reads_p,
-                      presence_key=config.presence_key, principal=info.principal)
+        member = self.hub.join(client, topic, req.join_ref, config, reads_broadcast=reads_b,
+                               reads_presence=reads_p, presence_key=config.presence_key, principal=info.principal)
+        member.token = config.access_token
         if info.exp is not None:
             client.tokens[topic] = info.exp
         client.protocol.join_ok(topic, req.ref, join_response(config))
@@ -224,8 +225,8 @@ class Dispatcher:
     async def refresh(self, client: Client, req: TokenRefreshed, now: float) -> None:
         """``access_token`` push: re-validate and re-authorize; no reply on success (spec §7.2)."""
         member = self._member(client, req.topic)
-        if member is None:
-            return
+        if member is None or req.token == member.token:
+            return  # the same token again (realtime-js re-sends it on every heartbeat)
         sub = m.sub_topic(req.topic) or ""
         try:
             info = self._verify(req.token, now)
@@ -243,6 +244,7 @@ class Dispatcher:
         if client.closed or self._member(client, req.topic) is not member:
             return
         member.principal = info.principal
+        member.token = req.token
         if member.config.bindings:
             fresh = dataclasses.replace(member.config, bindings=tuple(parse_binding(b.raw) for b in member.config.bindings))
             checked = await self._check_bindings(info.principal, fresh)

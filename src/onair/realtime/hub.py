@@ -53,6 +53,7 @@ class Member:
     broker_topics: tuple[str, ...] = ()
     principal: Any = None
     uid: int = 0  # names this join's presence entry in the shared store
+    token: str | None = None  # the channel's access token (None: the socket's apikey)
 
 
 class _Item:
