@@ -8,7 +8,7 @@ Channel broadcasts and presence between nodes travel on ``realtime:{sub-topic}``
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 from onair.realtime.policies import stream_id_of
 from onair.realtime.protocol.join import Binding, JoinConfig
@@ -42,7 +42,9 @@ def relay_topic(topic: str) -> str:
     return topic  # "realtime:<sub>" doubles as the broker topic for cross-node relay
 
 
-def broker_topics(distributed: bool):  # type: ignore[no-untyped-def]
+def broker_topics(distributed: bool) -> Callable[[str, JoinConfig], Iterable[str]]:
+    """The hub's ``broker_topics`` hook: stream events always, channel relay between nodes."""
+
     def topics(topic: str, config: JoinConfig) -> Iterable[str]:
         sub = sub_topic(topic) or ""
         stream = stream_id_of(sub)
