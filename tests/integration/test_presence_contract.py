@@ -145,7 +145,7 @@ async def test_track_lists_and_announces_to_every_node(nodes: MakeNode) -> None:
         assert node.diffs.diffs("stream:1") == [
             {
                 "kind": "presence_diff",
-                "origin": a.id,
+                "node": a.id,
                 "joins": {"user-42": {"metas": [{"name": "ann", "phx_ref": phx_ref}]}},
                 "leaves": {},
             }
@@ -237,7 +237,7 @@ async def test_crashed_node_expires_within_ttl(nodes: MakeNode) -> None:
     # the sweep announced the ghost's leave to the topic
     await alive.diffs.barrier([alive], "stream:1")
     assert (crashed.id, {"ghost": {"metas": [{"n": 1, "phx_ref": ghost_ref}]}}) in [
-        (d["origin"], d["leaves"]) for d in alive.diffs.diffs("stream:1")
+        (d["node"], d["leaves"]) for d in alive.diffs.diffs("stream:1")
     ]
 
     # the crashed node, back, learns it lost its entries and tracks them again
@@ -258,7 +258,7 @@ async def test_caller_may_name_versions(nodes: MakeNode) -> None:
     await a.presence.track("stream:1", a.id, "c1", "k", {"n": 1}, phx_ref="F2")  # re-announced
     assert await a.presence.list("stream:1") == {"k": [{"n": 1, "phx_ref": "F2"}]}
     await a.diffs.barrier([a], "stream:1")
-    assert [(d["origin"], d["joins"], d["leaves"]) for d in a.diffs.diffs("stream:1")] == [
+    assert [(d["node"], d["joins"], d["leaves"]) for d in a.diffs.diffs("stream:1")] == [
         (a.id, {"k": {"metas": [{"n": 1, "phx_ref": "F1"}]}}, {}),
         (
             a.id,

@@ -117,7 +117,7 @@ async def test_killed_node_members_disappear_within_ttl() -> None:
                     diffs.changed.clear()
                     await diffs.changed.wait()
             [leave] = diffs.leaves
-            assert leave["origin"] == "node-b"
+            assert leave["node"] == "node-b"
             assert sorted(leave["leaves"]) == ["user-0", "user-1", "user-2"]
             assert await store.list("stream:1") == {
                 "user-a": [{"a": True, "phx_ref": state["user-a"][0]["phx_ref"]}]

@@ -18,24 +18,23 @@ its entries were expired meanwhile: it must ``track`` its local entries again.
 Diffs travel on the broker, on the entry's topic, as JSON (UTF-8) in the shape of Supabase
 Realtime's ``presence_diff`` payload, so the hub can forward it without rebuilding it::
 
-    {"kind": "presence_diff", "origin": "<node_id of the entries>",
+    {"kind": "presence_diff", "node": "<node_id of the entries>",
      "joins":  {"<key>": {"metas": [{"phx_ref": "<ref>", "phx_ref_prev": "<ref>", ...meta}]}},
      "leaves": {"<key>": {"metas": [{"phx_ref": "<ref>", ...meta}]}}}
 
-``origin`` is the process the entries belong to (one diff never mixes processes), so a hub that
-already applied its own track/untrack locally can skip diffs of its own ``node_id`` (the same
-field and rule as the realtime relay's broadcast envelopes).
+``node`` is the process the entries belong to (one diff never mixes processes), so a hub that
+already applied its own track/untrack locally can skip diffs of its own ``node_id``.
 
 ``track`` of a new entry publishes it in ``joins``; ``track`` of an existing (node_id, ref) with a
 different key or meta replaces it and publishes the old version in ``leaves`` and the new one, with
 ``phx_ref_prev``, in ``joins`` (what Phoenix.Presence does for an update); ``untrack`` and expiry
-publish ``leaves``. Every process with members on the topic (this one included) receives the diff
-through its broker handler. A hub either lets the broker bring its own diffs back, or applies its
-track/untrack locally at once (passing its ``phx_ref``) and skips diffs whose ``origin`` is its
-own; the one own-origin diff it did not cause, the sweep of its expired entries, is followed by
-its re-track, which others see as joins again. ``list`` returns the state as ``{key: [meta, ...]}``
-(``phx_ref`` included). A hub that subscribes to the broker topic before calling ``list`` misses
-no diff (it may see one it already has in the state).
+publish ``leaves``. Every process
+with members on the topic (this one included) receives the diff through its broker handler; the
+hub either lets the broker bring its own diffs back, or applies them locally at once and skips
+diffs whose ``node`` is its own (a sweep of its own expired entries, the one case it did not
+cause, is followed by its re-track). ``list`` returns the state in the
+same ``{key: [meta, ...]}`` form (``phx_ref`` included). A hub that subscribes to the broker topic
+before calling ``list`` misses no diff (it may see one it already has in the state).
 """
 
 from __future__ import annotations
@@ -129,7 +128,7 @@ def encode_diff(
 ) -> bytes:
     """A presence_diff message about ``node_id``'s entries from (key, tagged meta) pairs."""
     return orjson.dumps(
-        {"kind": DIFF_KIND, "origin": node_id, "joins": _group(joins), "leaves": _group(leaves)}
+        {"kind": DIFF_KIND, "node": node_id, "joins": _group(joins), "leaves": _group(leaves)}
     )
 
 
