@@ -28,13 +28,13 @@ already applied its own track/untrack locally can skip diffs of its own ``node_i
 ``track`` of a new entry publishes it in ``joins``; ``track`` of an existing (node_id, ref) with a
 different key or meta replaces it and publishes the old version in ``leaves`` and the new one, with
 ``phx_ref_prev``, in ``joins`` (what Phoenix.Presence does for an update); ``untrack`` and expiry
-publish ``leaves``. Every process
-with members on the topic (this one included) receives the diff through its broker handler; the
-hub either lets the broker bring its own diffs back, or applies them locally at once and skips
-diffs whose ``node`` is its own (a sweep of its own expired entries, the one case it did not
-cause, is followed by its re-track). ``list`` returns the state in the
-same ``{key: [meta, ...]}`` form (``phx_ref`` included). A hub that subscribes to the broker topic
-before calling ``list`` misses no diff (it may see one it already has in the state).
+publish ``leaves``. Every process with members on the topic (this one included) receives the diff
+through its broker handler. A hub either lets the broker bring its own diffs back, or applies its
+track/untrack locally at once (passing its ``phx_ref``) and skips diffs whose ``node`` is its
+own; the one own diff it did not cause, the sweep of its expired entries, is followed by its
+re-track, which others see as joins again. ``list`` returns the state as ``{key: [meta, ...]}``
+(``phx_ref`` included). A hub that subscribes to the broker topic before calling ``list`` misses
+no diff (it may see one it already has in the state).
 """
 
 from __future__ import annotations
