@@ -28,7 +28,8 @@ from onair.broker.presence_redis import open_redis_presence
 from onair.broker.redis import RedisBroker
 
 REDIS_URL = os.environ.get("ONAIR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-TTL = 0.6  # presence_ttl for these tests (seconds)
+TTL = 60.0  # presence_ttl (seconds): nothing expires unless a test wants it to
+SHORT_TTL = 1.5  # for the expiry test; generous so a busy machine does not expire live nodes
 WAIT = 5.0
 
 
@@ -89,7 +90,7 @@ class Node:
 MakeNode = Callable[[], Awaitable[Node]]
 
 
-async def _nodes(kind: str, stack: AsyncExitStack) -> MakeNode:
+async def _nodes(kind: str, stack: AsyncExitStack, ttl: float = TTL) -> MakeNode:
     bus, table = MemoryBus(), PresenceTable()
     prefix = f"onair-test:{uuid.uuid4().hex}:"
 
@@ -99,11 +100,11 @@ async def _nodes(kind: str, stack: AsyncExitStack) -> MakeNode:
         store: PresenceStore
         if kind == "memory":
             broker = MemoryBroker(bus)
-            store = MemoryPresenceStore(broker.publish, ttl=TTL, table=table)
+            store = MemoryPresenceStore(broker.publish, ttl=ttl, table=table)
         else:
             broker = RedisBroker(REDIS_URL, key_prefix=prefix)
             store = await stack.enter_async_context(
-                open_redis_presence(REDIS_URL, broker.publish, ttl=TTL, key_prefix=prefix)
+                open_redis_presence(REDIS_URL, broker.publish, ttl=ttl, key_prefix=prefix)
             )
         await broker.start(diffs)
         stack.push_async_callback(broker.close)
@@ -112,12 +113,24 @@ async def _nodes(kind: str, stack: AsyncExitStack) -> MakeNode:
     return make
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+BACKENDS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
+
+
+@pytest.fixture(params=BACKENDS)
 async def nodes(request: pytest.FixtureRequest) -> AsyncIterator[MakeNode]:
     if request.param == "redis":
         need_redis()
     async with AsyncExitStack() as stack:
         yield await _nodes(request.param, stack)
+
+
+@pytest.fixture(params=BACKENDS)
+async def short_lived_nodes(request: pytest.FixtureRequest) -> AsyncIterator[MakeNode]:
+    """Nodes whose presence expires SHORT_TTL after their last heartbeat."""
+    if request.param == "redis":
+        need_redis()
+    async with AsyncExitStack() as stack:
+        yield await _nodes(request.param, stack, ttl=SHORT_TTL)
 
 
 def refs(state: PresenceState) -> dict[str, list[str]]:
@@ -217,8 +230,8 @@ async def test_topics_are_isolated(nodes: MakeNode) -> None:
     assert a.diffs.diffs("stream:2") == []
 
 
-async def test_crashed_node_expires_within_ttl(nodes: MakeNode) -> None:
-    alive, crashed = await nodes(), await nodes()
+async def test_crashed_node_expires_within_ttl(short_lived_nodes: MakeNode) -> None:
+    alive, crashed = await short_lived_nodes(), await short_lived_nodes()
     await alive.broker.subscribe("stream:1")
     assert await alive.presence.heartbeat(alive.id) is False  # first heartbeat: was not alive
     assert await crashed.presence.heartbeat(crashed.id) is False
@@ -228,10 +241,10 @@ async def test_crashed_node_expires_within_ttl(nodes: MakeNode) -> None:
 
     # `crashed` stops heartbeating; `alive` keeps going but has not swept yet
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + TTL + 0.2
+    deadline = loop.time() + SHORT_TTL + 0.2
     while loop.time() < deadline:
         assert await alive.presence.heartbeat(alive.id) is True
-        await asyncio.sleep(TTL / 4)
+        await asyncio.sleep(SHORT_TTL / 5)
     assert payloads(await alive.presence.list("stream:1")) == {"real": [{"n": 2}]}
 
     # the sweep announced the ghost's leave to the topic

@@ -28,8 +28,8 @@ from onair.broker.redis import RedisBroker
 pytestmark = pytest.mark.redis
 
 REDIS_URL = os.environ.get("ONAIR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-TTL = 1.0
-INTERVAL = 0.2
+TTL = 1.5  # generous: on a busy machine a live node must not miss its heartbeats
+INTERVAL = 0.25
 
 NODE_B = textwrap.dedent(
     """
@@ -109,7 +109,8 @@ async def test_killed_node_members_disappear_within_ttl() -> None:
             loop = asyncio.get_running_loop()
             killed_at = loop.time()
             while sorted(await store.list("stream:1")) != ["user-a"]:
-                assert loop.time() - killed_at < TTL + 0.5, "B's members outlived presence_ttl"
+                # B's last heartbeat was at most INTERVAL before the kill; the rest is polling slack
+                assert loop.time() - killed_at < TTL + 1.0, "B's members outlived presence_ttl"
                 await asyncio.sleep(0.05)
 
             async with asyncio.timeout(TTL + 2 * INTERVAL + 1):
