@@ -70,8 +70,8 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
         reaper=Reaper(db, streams, clock, interval=settings.reaper_interval,
                       lease_seconds=settings.reaper_lease),
         chat=ChatService(settings, db, events, clock),
+        tokens=TokenService(db, events, clock, settings),
     )
-    context.extras["tokens"] = TokenService(db, events, clock, settings)
     build_realtime(context)
     return context
 
@@ -89,7 +89,7 @@ async def start_context(ctx: AppContext, *, migrate: bool = True, reaper: bool =
 async def stop_context(ctx: AppContext) -> None:
     await ctx.reaper.stop()
     await ctx.extras[REALTIME].stop()
-    await ctx.extras["tokens"].close()
+    await ctx.tokens.close()
     await ctx.chat.close()
     await ctx.broker.close()
     await ctx.db.close()

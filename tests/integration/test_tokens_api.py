@@ -137,7 +137,7 @@ async def test_roles_channel_uid_and_lifetimes(app_client, make_user, ctx, clock
 
 async def test_refresh_after_respects_the_30_second_margin(app_client, make_user, ctx,
                                                            clock) -> None:
-    ctx.extras["tokens"] = TokenService(
+    ctx.tokens = TokenService(
         ctx.db, ctx.events, clock,
         ctx.settings.model_copy(update={"agora_token_ttl": 100, "agora_privilege_ttl": 100}),
     )
@@ -376,7 +376,7 @@ async def test_verify_endpoint(app_client, make_user, ctx, clock) -> None:
 
 async def test_without_credentials_every_token_endpoint_is_503(app_client, make_user,
                                                                ctx) -> None:
-    ctx.extras["tokens"] = TokenService(
+    ctx.tokens = TokenService(
         ctx.db, ctx.events, ctx.clock,
         ctx.settings.model_copy(update={"agora_app_id": None, "agora_app_certificate": None}),
     )
@@ -399,7 +399,7 @@ async def test_without_credentials_every_token_endpoint_is_503(app_client, make_
 async def test_malformed_certificate_counts_as_not_configured(app_client, make_user,
                                                               ctx) -> None:
     secret = "not-a-certificate-but-secret-123"
-    ctx.extras["tokens"] = TokenService(
+    ctx.tokens = TokenService(
         ctx.db, ctx.events, ctx.clock,
         ctx.settings.model_copy(update={"agora_app_certificate": SecretStr(secret)}),
     )
@@ -411,7 +411,7 @@ async def test_malformed_certificate_counts_as_not_configured(app_client, make_u
 
 
 async def test_rate_limit_answers_429_with_retry_after(app_client, make_user, ctx) -> None:
-    ctx.extras["tokens"] = TokenService(
+    ctx.tokens = TokenService(
         ctx.db, ctx.events, ctx.clock,
         ctx.settings.model_copy(update={"agora_token_rate_limit": "3/minute"}),
     )

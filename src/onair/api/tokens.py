@@ -23,8 +23,7 @@ router = APIRouter(tags=["tokens"])
 
 
 async def get_tokens(ctx: Ctx) -> TokenService:  # async: no worker-thread hop
-    service: TokenService = ctx.extras["tokens"]
-    return service
+    return ctx.tokens
 
 
 Tokens = Annotated[TokenService, Depends(get_tokens)]
