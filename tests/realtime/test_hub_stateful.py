@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, note, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, precondition, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 import orjson
 from tests.realtime.realtime_fakes import FakeTransport, Harness, parse_frames
 
