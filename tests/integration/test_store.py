@@ -82,3 +82,35 @@ async def test_refused_moves_publish_nothing(ctx: AppContext) -> None:
         except Exception:
             pass
     assert recorder.messages == []
+
+
+async def test_stream_access_for_realtime_policies(ctx: AppContext, clock) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from onair.store.tables import chat_sanctions, stream_cohosts
+
+    seller = Principal("s1", Role.SELLER)
+    stream = await ctx.streams.create(seller, "access")
+    now = clock.now()
+    async with ctx.db.write() as conn:
+        await conn.execute(insert(stream_cohosts).values(
+            stream_id=stream.id, user_id="co", invited_by="s1", created_at=now))
+        await conn.execute(insert(chat_sanctions), [
+            {"id": f"b{i}", "stream_id": stream.id, "user_id": user, "kind": kind, "until": until,
+             "created_by": "s1", "created_at": now, "lifted_at": lifted}
+            for i, (user, kind, until, lifted) in enumerate([
+                ("banned-forever", "ban", None, None),
+                ("banned-briefly", "ban", now + timedelta(seconds=60), None),
+                ("ban-lifted", "ban", None, now),
+                ("muted", "mute", None, None),
+            ])])
+    access = await ctx.streams.access(stream.id)
+    assert access is not None and access.seller_id == "s1"
+    assert access.cohosts == {"co"}
+    assert access.banned == {"banned-forever", "banned-briefly"}
+    clock.advance(61)
+    assert (await ctx.streams.access(stream.id)).banned == {"banned-forever"}
+    assert await ctx.streams.access("not-a-stream") is None
+    assert await ctx.streams.access("01a20b2e-1972-7edf-87a1-c3baf88a72e9") is None

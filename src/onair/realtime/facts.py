@@ -1,4 +1,4 @@
-"""Loads what the stream policy needs (seller, co-hosts, active bans) through the store.
+"""Loads what the stream policy needs (seller, co-hosts, active bans) from StreamService.
 
 Read-only, cached for a few seconds per stream; bans published as events update the cache at once
 (service.py), so the cache only bounds how often joins hit the database.
@@ -7,10 +7,7 @@ Read-only, cached for a few seconds per stream; bans published as events update 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from typing import Any
-
-import sqlalchemy as sa
 
 from onair.realtime.policies import StreamFacts
 
@@ -36,19 +33,7 @@ class StreamFactsLoader:
         self._cache.pop(stream_id, None)
 
     async def _load(self, stream_id: str) -> StreamFacts | None:
-        from onair.errors import Problem
-        from onair.store import tables as t
-
-        try:
-            stream = await self._ctx.streams.get(stream_id)
-        except Problem:
+        access = await self._ctx.streams.access(stream_id)
+        if access is None:
             return None
-        now = datetime.now(timezone.utc)
-        async with self._ctx.db.read() as conn:
-            cohosts = (await conn.execute(
-                sa.select(t.stream_cohosts.c.user_id).where(t.stream_cohosts.c.stream_id == stream_id))).scalars().all()
-            s = t.chat_sanctions.c
-            banned = (await conn.execute(
-                sa.select(s.user_id).where(s.stream_id == stream_id, s.kind == "ban", s.lifted_at.is_(None),
-                                           sa.or_(s.until.is_(None), s.until > now)))).scalars().all()
-        return StreamFacts(stream.seller_id, set(cohosts), set(banned))
+        return StreamFacts(access.seller_id, set(access.cohosts), set(access.banned))

@@ -50,6 +50,15 @@ def require_signed_in(principal: Principal) -> str:
 
 
 @dataclass(frozen=True)
+class StreamAccess:
+    """Who may do what in a stream's realtime channel: its seller, co-hosts and banned users."""
+
+    seller_id: str
+    cohosts: frozenset[str]
+    banned: frozenset[str]
+
+
+@dataclass(frozen=True)
 class HeartbeatResult:
     stream: Stream
     as_host: bool
@@ -73,6 +82,18 @@ class StreamService:
         if stream is None:
             raise stream_not_found(stream_id)
         return stream
+
+    async def access(self, stream_id: str) -> StreamAccess | None:
+        """What the realtime policies need about ``stream_id``; None for an unknown stream."""
+        if not is_uuid(stream_id):
+            return None
+        async with self._db.read() as conn:
+            stream = await store.get_stream(conn, stream_id)
+            if stream is None:
+                return None
+            cohosts = await store.cohost_ids(conn, stream_id)
+            banned = await store.banned_ids(conn, stream_id, self._clock.now())
+        return StreamAccess(stream.seller_id, frozenset(cohosts), frozenset(banned))
 
     async def list(self, *, status: Status | None, seller_id: str | None, cursor: str | None,
                    limit: int) -> tuple[list[Stream], str | None]:

@@ -6,11 +6,18 @@ from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, insert, select, update
+from sqlalchemy import Select, and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from onair.domain.streams import Status, Stream
-from onair.store.tables import agora_tokens, stream_sessions, stream_transitions, stream_viewers
+from onair.store.tables import (
+    agora_tokens,
+    chat_sanctions,
+    stream_cohosts,
+    stream_sessions,
+    stream_transitions,
+    stream_viewers,
+)
 
 _STREAM_FIELDS = [f.name for f in fields(Stream)]
 
@@ -211,3 +218,17 @@ async def revoke_stream_tokens(conn: AsyncConnection, stream_id: str, now: datet
         and_(agora_tokens.c.stream_id == stream_id, agora_tokens.c.revoked_at.is_(None))
     ).values(revoked_at=now, revoke_reason=reason))
     return int(result.rowcount or 0)
+
+
+async def cohost_ids(conn: AsyncConnection, stream_id: str) -> set[str]:
+    query = select(stream_cohosts.c.user_id).where(stream_cohosts.c.stream_id == stream_id)
+    return set((await conn.execute(query)).scalars().all())
+
+
+async def banned_ids(conn: AsyncConnection, stream_id: str, now: datetime) -> set[str]:
+    """Users banned from the stream's chat right now (the sanctions index serves it)."""
+    s = chat_sanctions.c
+    query = select(s.user_id).where(
+        s.stream_id == stream_id, s.kind == "ban", s.lifted_at.is_(None),
+        or_(s.until.is_(None), s.until > now))
+    return set((await conn.execute(query)).scalars().all())
