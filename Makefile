@@ -23,8 +23,15 @@ node-deps:
 test: $(STAMP) node-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Each line prints one JSON object; methods and targets are in each script's docstring.
 bench: $(STAMP)
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python bench/tokens.py builder
+	$(BIN)/python bench/tokens.py http
+	$(BIN)/python bench/chat.py
+	$(BIN)/python bench/fanout.py --subs 1000 --rate 100
+	$(BIN)/python bench/fanout.py --subs 5000 --rate 20
+	$(BIN)/python bench/fanout.py --idle 10000
+	$(BIN)/python bench/broker.py
 
 clean:
 	rm -rf $(VENV) onair-data .pytest_cache test-output
