@@ -19,12 +19,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from onair.app import build_context, create_app, start_context, stop_context
 from onair.auth.jwt import mint_token
 from onair.context import AppContext
 from onair.domain.clock import FakeClock
 from onair.settings import Settings
 from onair.store.db import async_url
+from tests.apps import asgi_client, running_context
 
 POSTGRES_URL = os.environ.get("ONAIR_TEST_POSTGRES_URL",
                               "postgresql://postgres@127.0.0.1:5432/test")
@@ -100,12 +100,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def ctx(settings: Settings, clock: FakeClock) -> AsyncIterator[AppContext]:
-    context = build_context(settings, clock=clock)
-    await start_context(context, reaper=False)
-    try:
+    async with running_context(settings, clock) as context:
         yield context
-    finally:
-        await stop_context(context)
 
 
 @pytest.fixture
@@ -115,9 +111,7 @@ async def db(ctx: AppContext) -> Any:
 
 @pytest.fixture
 async def app_client(ctx: AppContext) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(ctx.settings, ctx=ctx)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://onair.test") as client:
+    async with asgi_client(ctx, "http://onair.test") as client:
         yield client
 
 

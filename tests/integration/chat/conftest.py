@@ -18,13 +18,13 @@ import asyncpg
 import httpx
 import pytest
 
-from onair.app import build_context, create_app, start_context, stop_context
 from onair.auth.jwt import mint_token
 from onair.context import AppContext
 from onair.domain.clock import FakeClock
 from onair.domain.identity import Principal, Role
 from onair.domain.streams import Action
 from onair.settings import Settings
+from tests.apps import asgi_client, running_context
 
 PG_URL = os.environ.get("ONAIR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 JWT_SECRET = "chat-tests-secret-" + "x" * 32
@@ -85,19 +85,13 @@ def chat_clock() -> FakeClock:
 
 @pytest.fixture
 async def chat_ctx(chat_settings: Settings, chat_clock: FakeClock) -> AsyncIterator[AppContext]:
-    ctx = build_context(chat_settings, clock=chat_clock)
-    await start_context(ctx, reaper=False)
-    try:
+    async with running_context(chat_settings, chat_clock) as ctx:
         yield ctx
-    finally:
-        await stop_context(ctx)
 
 
 @pytest.fixture
 async def chat_client(chat_ctx: AppContext) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(chat_ctx.settings, ctx=chat_ctx, run_reaper=False)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with asgi_client(chat_ctx, "http://test") as client:
         yield client
 
 
