@@ -15,6 +15,7 @@ from onair.api import health as health_api
 from onair.api import pages as pages_api
 from onair.api import streams as streams_api
 from onair.api import tokens as tokens_api
+from onair.api.hot_routes import HotRoutes
 from onair.api.middleware import RequestContextMiddleware
 from onair.auth.jwt import JwtVerifier, mint_key
 from onair.auth.keys import load_or_create_secret
@@ -97,7 +98,9 @@ async def stop_context(ctx: AppContext) -> None:
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
                broker: Broker | None = None, run_reaper: bool = True,
-               ctx: AppContext | None = None) -> FastAPI:
+               ctx: AppContext | None = None, hot_routes: bool = True) -> FastAPI:
+    """The app. ``hot_routes=False`` leaves even the hottest requests to FastAPI's routing
+    (for the test that checks both answer the same)."""
     settings = settings or Settings()
     context = ctx or build_context(settings, clock=clock, broker=broker)
 
@@ -113,6 +116,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
                   docs_url="/docs", openapi_url="/openapi.json")
     app.state.ctx = context
     install_problem_handlers(app)
+    if hot_routes:
+        app.add_middleware(HotRoutes, ctx=context, routes=chat_api.hot_routes(API_PREFIX))
     app.add_middleware(RequestContextMiddleware, metrics=context.metrics,
                        max_body_bytes=settings.max_body_bytes)
 

@@ -111,8 +111,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
+        # Reached only from outside RequestContextMiddleware, which answers the rest itself.
         log.error("unhandled_error", path=request.url.path, exc_info=exc)
-        return problem_response(
-            Problem(500, "internal-error", "Internal server error",
-                    "Something went wrong on our side; the request id is in the logs.")
-        )
+        return problem_response(internal_error())
+
+
+def internal_error() -> Problem:
+    """What a client sees of a bug: never the exception's text (that is logged)."""
+    return Problem(500, "internal-error", "Internal server error",
+                   "Something went wrong on our side; the request id is in the logs.")

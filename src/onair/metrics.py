@@ -26,9 +26,18 @@ class Metrics:
         self.events_failed = Gauge("onair_events_failed", "Events the broker refused",
                                    registry=self.registry)
 
+        # labels() takes a lock and builds a key on every call; the children are looked up once.
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self.requests.labels(method, route, str(status)),
+                        self.latency.labels(method, route))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
         if status >= 500:
             self.errors.labels(route).inc()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -23,24 +24,23 @@ async def get_ctx(request: Request) -> AppContext:
     return ctx
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if header:
-        scheme, _, token = header.partition(" ")
+def bearer_token(authorization: str | None, apikey: str | None) -> str | None:
+    """The caller's JWT: `Authorization: Bearer …`, else the `apikey` header (as Supabase)."""
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Problem(401, "invalid-token", "Invalid credentials",
                           "use `Authorization: Bearer <jwt>`",
                           headers={"WWW-Authenticate": "Bearer"})
         return token.strip()
-    return request.headers.get("apikey") or None
+    return apikey or None
 
 
-async def current_principal(request: Request) -> Principal:
+def principal_from_headers(ctx: AppContext, headers: Mapping[str, str]) -> Principal:
     """The caller; requests without a token act as the anon role."""
-    token = _bearer(request)
+    token = bearer_token(headers.get("authorization"), headers.get("apikey"))
     if token is None:
         return ANONYMOUS
-    ctx: AppContext = request.app.state.ctx
     try:
         return ctx.jwt.verify(token)
     except AuthError as err:
@@ -48,12 +48,21 @@ async def current_principal(request: Request) -> Principal:
                       headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
 
 
-async def require_user(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+def signed_in(principal: Principal) -> Principal:
     if not principal.is_signed_in:
         raise Problem(401, "unauthorized", "Authentication required",
                       "sign in: this needs a user token, not the anon key",
                       headers={"WWW-Authenticate": "Bearer"})
     return principal
+
+
+async def current_principal(request: Request) -> Principal:
+    """The caller; requests without a token act as the anon role."""
+    return principal_from_headers(request.app.state.ctx, request.headers)
+
+
+async def require_user(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    return signed_in(principal)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -7,6 +7,7 @@ a cap on the request body size (413 problem+json).
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 import time
@@ -15,11 +16,23 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from onair.errors import Problem, problem_response
+from onair.errors import Problem, internal_error, problem_response
+from onair.logs import REQUEST_ID
 from onair.metrics import Metrics
 
 log = structlog.get_logger("onair.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# A random prefix per process and a counter: unique like random ids, without a getrandom()
+# system call per request.
+_PROCESS_PREFIX = secrets.token_hex(6)
+_SEQUENCE = itertools.count(1)
+
+
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def new_request_id() -> str:
+    return f"{_PROCESS_PREFIX}{next(_SEQUENCE):08x}"
 
 
 class BodyTooLarge(Problem):
@@ -38,20 +51,24 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        given = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _REQUEST_ID.match(given) else secrets.token_hex(8)
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        given = declared = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = value
+        request_id = given if given and _REQUEST_ID.match(given) else new_request_id()
+        request_id_header = (b"x-request-id", request_id.encode())
+        bound = REQUEST_ID.set(request_id)
         status = 500
         started = time.perf_counter()
 
-        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             response = problem_response(BodyTooLarge(self.max_body))
             response.headers["x-request-id"] = request_id
             await response(scope, receive, send)
             self._observe(scope, 413, started)
-            structlog.contextvars.unbind_contextvars("request_id")
+            REQUEST_ID.reset(bound)
             return
 
         seen = 0
@@ -65,26 +82,36 @@ class RequestContextMiddleware:
                     raise BodyTooLarge(self.max_body)
             return message
 
+        responding = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responding
             if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []),
-                                      (b"x-request-id", request_id.encode())]
+                status, responding = message["status"], True
+                message["headers"] = [*message.get("headers", ()), request_id_header]
             await send(message)
 
         try:
             await self.app(scope, limited_receive, send_with_id)
+        except Exception as exc:
+            if responding:
+                raise  # too late for an error response; the server closes the connection
+            # Here rather than in Starlette's ServerErrorMiddleware (outside this one) so the
+            # log line and the 500 carry the request id.
+            log.error("unhandled_error", path=scope.get("path"), exc_info=exc)
+            await problem_response(internal_error())(scope, receive, send_with_id)
         finally:
             self._observe(scope, status, started)
-            structlog.contextvars.unbind_contextvars("request_id")
+            REQUEST_ID.reset(bound)
 
     def _observe(self, scope: Scope, status: int, started: float) -> None:
         elapsed = time.perf_counter() - started
         route: Any = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         method = scope.get("method", "")
-        self.metrics.observe_request(method, template, status, elapsed)
+        # Metric labels must stay a small set: any token is a valid HTTP method.
+        label = method if method in _KNOWN_METHODS else "other"
+        self.metrics.observe_request(label, template, status, elapsed)
         if template not in ("/metrics", "/healthz", "/readyz"):
             log.info("request", method=method, route=template, path=scope.get("path"),
                      status=status, ms=round(elapsed * 1000, 2))

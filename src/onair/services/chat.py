@@ -20,7 +20,7 @@ import asyncio
 import hashlib
 from collections import deque
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -150,7 +150,9 @@ class ChatService:
         future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
         self._pending.append(
             _PendingSend(stream_id, principal.user_id, client_msg_id, body, body_digest(body),
-                         client_sent_at, principal.is_staff, future)
+                         # In UTC, as stored: the first answer must equal every retry's.
+                         client_sent_at and client_sent_at.astimezone(UTC),
+                         principal.is_staff, future)
         )
         self._wakeup.set()
         try:
