@@ -117,7 +117,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     app.state.ctx = context
     install_problem_handlers(app)
     if hot_routes:
-        app.add_middleware(HotRoutes, ctx=context, routes=chat_api.hot_routes(API_PREFIX))
+        app.add_middleware(HotRoutes, ctx=context, routes=[
+            *chat_api.hot_routes(API_PREFIX), *tokens_api.hot_routes(API_PREFIX)])
     app.add_middleware(RequestContextMiddleware, metrics=context.metrics,
                        max_body_bytes=settings.max_body_bytes)
 

@@ -15,6 +15,7 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -81,6 +82,15 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
             {"loc": [str(part) for part in err.get("loc", ())], "msg": err.get("msg", "")}
         )
     return errors
+
+
+def validation_problem(err: ValidationError) -> Problem:
+    """A body that failed a model, as the same problem+json as FastAPI's validation errors."""
+    errors = [{"loc": ["body", *(str(part) for part in e["loc"])], "msg": e["msg"]}
+              for e in err.errors(include_url=False, include_input=False)]
+    first = errors[0]
+    return Problem(422, "validation-error", "Request is not valid",
+                   f"{'.'.join(first['loc'])}: {first['msg']}", errors=errors)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -28,9 +28,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictStr, Val
 from starlette.datastructures import Headers
 
 from onair.api import deps
-from onair.api.hot_routes import HotRoute, Reply
+from onair.api.hot_routes import HotRoute, Reply, answer_as_route, openapi_for
 from onair.context import AppContext
-from onair.errors import Problem
+from onair.errors import validation_problem
 from onair.store.chat import Message, SanctionRow
 
 router = APIRouter(tags=["chat"])
@@ -160,18 +160,11 @@ def hot_routes(prefix: str) -> list[HotRoute]:
     status_code=201,
     response_model=MessageOut,
     responses={200: {"model": MessageOut, "description": "A retry: the original message."}},
-    openapi_extra={
-        "parameters": [{"name": "stream_id", "in": "path", "required": True,
-                        "schema": {"type": "string"}}],
-        "requestBody": {"required": True, "content": {"application/json": {
-            "schema": SendIn.model_json_schema(ref_template="#/components/schemas/{model}")}}},
-    },
+    openapi_extra=openapi_for(SendIn, body_required=True),
 )
 async def send_message(request: Request) -> Response:
     """Documents the send; a running app answers it through ``HotRoutes`` (see hot_routes())."""
-    reply = await handle_send(request.app.state.ctx, request.path_params, request.headers,
-                              await request.body())
-    return Response(reply.body, reply.status, dict(reply.headers), media_type=reply.media_type)
+    return await answer_as_route(handle_send, request)
 
 
 async def handle_send(ctx: AppContext, path_params: Mapping[str, str], headers: Headers,
@@ -190,15 +183,6 @@ async def handle_send(ctx: AppContext, path_params: Mapping[str, str], headers: 
         orjson.dumps(message_out(result.message), option=orjson.OPT_UTC_Z),
         {"Location": f"/api/v1/streams/{stream_id}/chat/{result.message.id}"},
     )
-
-
-def validation_problem(err: ValidationError) -> Problem:
-    """The same problem+json the app gives for FastAPI's own validation errors."""
-    errors = [{"loc": ["body", *(str(part) for part in e["loc"])], "msg": e["msg"]}
-              for e in err.errors(include_url=False, include_input=False)]
-    first = errors[0]
-    return Problem(422, "validation-error", "Request is not valid",
-                   f"{'.'.join(first['loc'])}: {first['msg']}", errors=errors)
 
 
 @router.get("/streams/{stream_id}/chat", response_model=PageOut)

@@ -18,11 +18,15 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from pydantic import BaseModel
 from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from onair.context import AppContext
 from onair.errors import Problem, problem_response
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -98,3 +102,21 @@ async def read_body(receive: Receive) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+async def answer_as_route(handler: Handler, request: Request) -> Response:
+    """A hot route's handler as the endpoint of its documented FastAPI route."""
+    reply = await handler(request.app.state.ctx, request.path_params, request.headers,
+                          await request.body())
+    return Response(reply.body, reply.status, dict(reply.headers), media_type=reply.media_type)
+
+
+def openapi_for(model: type[BaseModel], *, body_required: bool) -> dict[str, object]:
+    """What FastAPI would have documented for ``stream_id`` and a JSON body of ``model``
+    (the endpoints take the raw Request, so FastAPI cannot see either)."""
+    return {
+        "parameters": [{"name": "stream_id", "in": "path", "required": True,
+                        "schema": {"type": "string"}}],
+        "requestBody": {"required": body_required, "content": {"application/json": {
+            "schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}}},
+    }

@@ -7,16 +7,22 @@ is not entitled to.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, Body, Depends, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from starlette.datastructures import Headers
 
+from onair.api import deps
 from onair.api.deps import Ctx, RequireUser
+from onair.api.hot_routes import Handler, HotRoute, Reply, answer_as_route, openapi_for
+from onair.context import AppContext
 from onair.domain.accesstoken2 import MAX_ACCOUNT_BYTES, MAX_TOKEN_CHARS, MAX_UINT32
 from onair.domain.token_policy import TokenRole
+from onair.errors import validation_problem
 from onair.services.tokens import IssuedToken, TokenService
 
 router = APIRouter(tags=["tokens"])
@@ -57,7 +63,7 @@ class TokenOut(BaseModel):
     )
 
     @staticmethod
-    def response(issued: IssuedToken) -> Response:
+    def encode(issued: IssuedToken) -> bytes:
         """The TokenOut JSON, encoded directly: this is the hot path, and validating our own
         freshly built values through pydantic cost more than building the token."""
         body = {
@@ -68,36 +74,62 @@ class TokenOut(BaseModel):
             "refresh_after": issued.refresh_after,
             "previous_role": issued.previous_role.value if issued.previous_role else None,
         }
-        return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z),
-                        media_type="application/json")
+        return orjson.dumps(body, option=orjson.OPT_UTC_Z)
 
 
-def _requested(body: RtcTokenRequest | None) -> TokenRole | None:
-    return TokenRole(body.role) if body is not None and body.role is not None else None
+_RTC_BODY: TypeAdapter[RtcTokenRequest | None] = TypeAdapter(RtcTokenRequest | None)
+RTC_PATH = "/streams/{stream_id}/rtc-token"
+RTC_REFRESH_PATH = RTC_PATH + "/refresh"
 
 
-@router.post("/streams/{stream_id}/rtc-token", response_model=TokenOut,
+def rtc_handler(refresh: bool) -> Handler:
+    async def handle(ctx: AppContext, path_params: Mapping[str, str], headers: Headers,
+                     raw: bytes) -> Reply:
+        principal = deps.signed_in(deps.principal_from_headers(ctx, headers))
+        try:
+            # No body, `null` and `{}` all mean "what I am entitled to".
+            body = _RTC_BODY.validate_json(raw) if raw.strip() else None
+        except ValidationError as err:
+            raise validation_problem(err) from None
+        requested = TokenRole(body.role) if body is not None and body.role is not None else None
+        issued = await ctx.tokens.issue(principal, path_params["stream_id"], "rtc",
+                                        requested=requested, refresh=refresh)
+        return Reply(200, TokenOut.encode(issued))
+
+    return handle
+
+
+handle_rtc_token = rtc_handler(refresh=False)
+handle_rtc_refresh = rtc_handler(refresh=True)
+
+
+def hot_routes(prefix: str) -> list[HotRoute]:
+    return [HotRoute("POST", prefix + RTC_PATH, handle_rtc_token),
+            HotRoute("POST", prefix + RTC_REFRESH_PATH, handle_rtc_refresh)]
+
+
+_RTC_OPENAPI = openapi_for(RtcTokenRequest, body_required=False)
+
+
+@router.post(RTC_PATH, response_model=TokenOut, openapi_extra=_RTC_OPENAPI,
              summary="Agora RTC token for this stream's channel")
-async def rtc_token(stream_id: str, principal: RequireUser, tokens: Tokens,
-                    body: Annotated[RtcTokenRequest | None, Body()] = None) -> Response:
-    return TokenOut.response(
-        await tokens.issue(principal, stream_id, "rtc", requested=_requested(body))
-    )
+async def rtc_token(request: Request) -> Response:
+    """Documents the request; a running app answers it through ``HotRoutes``."""
+    return await answer_as_route(handle_rtc_token, request)
 
 
-@router.post("/streams/{stream_id}/rtc-token/refresh", response_model=TokenOut,
+@router.post(RTC_REFRESH_PATH, response_model=TokenOut, openapi_extra=_RTC_OPENAPI,
              summary="New RTC token, role re-evaluated now")
-async def refresh_rtc_token(stream_id: str, principal: RequireUser, tokens: Tokens,
-                            body: Annotated[RtcTokenRequest | None, Body()] = None) -> Response:
-    return TokenOut.response(
-        await tokens.issue(principal, stream_id, "rtc", requested=_requested(body), refresh=True)
-    )
+async def refresh_rtc_token(request: Request) -> Response:
+    """Documents the request; a running app answers it through ``HotRoutes``."""
+    return await answer_as_route(handle_rtc_refresh, request)
 
 
 @router.post("/streams/{stream_id}/rtm-token", response_model=TokenOut,
              summary="Agora RTM login token")
 async def rtm_token(stream_id: str, principal: RequireUser, tokens: Tokens) -> Response:
-    return TokenOut.response(await tokens.issue(principal, stream_id, "rtm"))
+    return Response(TokenOut.encode(await tokens.issue(principal, stream_id, "rtm")),
+                    media_type="application/json")
 
 
 class CohostIn(BaseModel):

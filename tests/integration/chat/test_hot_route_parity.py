@@ -17,10 +17,10 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from onair.app import create_app
 from onair.context import AppContext
 from onair.domain.streams import Action
 from onair.logs import add_request_id
+from tests.apps import comparable, hot_and_plain_clients
 
 SEND = "/api/v1/streams/{}/chat"
 
@@ -29,18 +29,8 @@ SEND = "/api/v1/streams/{}/chat"
 async def both_clients(
     chat_ctx: AppContext,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    hot = create_app(chat_ctx.settings, ctx=chat_ctx, run_reaper=False)
-    plain = create_app(chat_ctx.settings, ctx=chat_ctx, run_reaper=False, hot_routes=False)
-    async with (
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=hot, raise_app_exceptions=False), base_url="http://t") as a,
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=plain, raise_app_exceptions=False), base_url="http://t") as b,
-    ):
-        yield a, b
-
-
-def comparable(response: httpx.Response) -> tuple[int, dict[str, str], bytes]:
-    headers = {k: v for k, v in response.headers.items() if k != "x-request-id"}
-    return response.status_code, headers, response.content
+    async with hot_and_plain_clients(chat_ctx) as clients:
+        yield clients
 
 
 async def post_both(
