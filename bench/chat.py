@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -322,6 +323,11 @@ async def read_paths(database_url: str, port: int, stream_id: str) -> dict[str, 
     from onair.store import chat as store
     from onair.store.db import Database
 
+    # As `onair serve` does after startup (OnairServer): what this process built so far is out of
+    # the collector's sight, so a full collection of the load phase's leftovers does not land
+    # inside a timed page read.
+    gc.collect()
+    gc.freeze()
     db = Database(database_url)
     out: dict[str, Any] = {}
     cursors: dict[str, int] = {}
@@ -451,7 +457,8 @@ async def run_backend(name: str, database_url: str, args: argparse.Namespace) ->
 
         reads = await read_paths(database_url, servers.port, stream_id)
         for key in ("history", "resync"):
-            reads[key]["ok"] = reads[key]["query"]["p99_ms"] < 20
+            reads[key]["ok"] = (reads[key]["query"]["p99_ms"] < 20
+                                and reads[key]["http"]["p99_ms"] < 20)
         result["reads"] = reads
         return result
     finally:

@@ -19,7 +19,7 @@ from onair.api.hot_routes import HotRoutes
 from onair.api.middleware import RequestContextMiddleware
 from onair.auth.jwt import JwtVerifier, mint_key
 from onair.auth.keys import load_or_create_secret
-from onair.broker import create_broker
+from onair.broker import create_broker, create_buckets
 from onair.broker.base import Broker
 from onair.context import AppContext, BrokerFanIn
 from onair.domain.clock import Clock, SystemClock
@@ -28,7 +28,7 @@ from onair.metrics import Metrics
 from onair.realtime import rest as realtime_rest
 from onair.realtime.service import STATE_KEY as REALTIME
 from onair.realtime.wiring import build_realtime
-from onair.services.chat import ChatService
+from onair.services.chat import ChatService, send_bucket
 from onair.services.events import EventPublisher
 from onair.services.reaper import Reaper
 from onair.services.streams import StreamService
@@ -70,7 +70,9 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
         metrics=Metrics(), streams=streams,
         reaper=Reaper(db, streams, clock, interval=settings.reaper_interval,
                       lease_seconds=settings.reaper_lease),
-        chat=ChatService(settings, db, events, clock),
+        chat=ChatService(settings, db, events, clock, buckets=create_buckets(
+            settings.broker_url, send_bucket(settings), name="chat-send",
+            max_tracked=settings.chat_rate_tracked_users, settings=settings)),
         tokens=TokenService(db, events, clock, settings),
     )
     build_realtime(context)

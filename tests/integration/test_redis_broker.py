@@ -72,6 +72,10 @@ async def is_up(broker: RedisBroker) -> bool:
     return not await is_down(broker)
 
 
+async def noticed(broker: RedisBroker, drops: int) -> bool:
+    return broker.links_failed >= drops
+
+
 # --- shared Redis ------------------------------------------------------------------------------
 
 
@@ -344,10 +348,13 @@ async def _check_link_steps(url: str, steps: list[tuple[str, str]]) -> None:
     await broker.start(got)
     client = aioredis.Redis.from_url(url)
     model: set[str] = set()
+    dropped = 0
     try:
         for op, topic in steps:
             if op == "drop":
-                await client.client_kill_filter(_type="pubsub")
+                # Counts only when our subscriber link was there to kill (it is a pub/sub
+                # connection only while it holds a subscription).
+                dropped += await client.client_kill_filter(_type="pubsub")
             elif op == "subscribe":
                 try:
                     await broker.subscribe(topic)
@@ -357,6 +364,8 @@ async def _check_link_steps(url: str, steps: list[tuple[str, str]]) -> None:
             else:
                 await broker.unsubscribe(topic)
                 model.discard(topic)
+        # "Back" means after it noticed every drop: right after a kill it may still look up.
+        await eventually(lambda: noticed(broker, dropped), "the broker noticed every drop")
         await eventually(lambda: is_up(broker), "the broker is back")
         assert broker.topics == model
 

@@ -1,7 +1,7 @@
 """Brokers carry events and presence between onair processes (see base.py, presence_base.py).
 
-``create_broker(url, settings)`` and ``open_presence_store(url, publish, settings)`` pick the
-implementation from the URL: nothing or ``memory://`` for one process; ``redis://``,
+``create_broker(url, settings)``, ``open_presence_store(url, publish, settings)`` and
+``create_buckets(url, …)`` (rate limits) pick the implementation from the URL: nothing or ``memory://`` for one process; ``redis://``,
 ``rediss://`` or ``unix://`` to share one Redis between processes.
 """
 
@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from onair.broker.base import Broker
+from onair.broker.buckets import Buckets, MemoryBuckets
 from onair.broker.presence_base import PresenceStore, Publish
+from onair.domain.chat import TokenBucket
 from onair.settings import Settings
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -70,3 +72,17 @@ async def open_presence_store(
         url, publish, ttl=s.presence_ttl, key_prefix=s.broker_key_prefix
     ) as store:
         yield store
+
+
+def create_buckets(url: str | None, bucket: TokenBucket, *, name: str, max_tracked: int,
+                   settings: Settings | None = None) -> Buckets:
+    """Token buckets shared like ``create_broker(url)`` shares events: in this process for the
+    in-memory broker, in Redis for a Redis one. ``name`` keeps limits apart in Redis."""
+    if _is_memory(url):
+        return MemoryBuckets(bucket, max_tracked)
+    from onair.broker.buckets_redis import RedisBuckets
+
+    assert url is not None
+    s = settings or Settings()
+    return RedisBuckets(url, bucket, name=name, key_prefix=s.broker_key_prefix,
+                        timeout=s.broker_connect_timeout)

@@ -71,6 +71,7 @@ class RedisBroker:
         self._available = False
         self._last_error = "not connected yet"
         self._up = asyncio.Event()  # set while both links are usable
+        self.links_failed = 0  # links lost or connects that failed (introspection for tests)
         self._lost = asyncio.Event()  # set by whoever notices the link broke
 
         # Subscriptions, channel bytes -> topic: what this process wants (re-subscribed after a
@@ -223,6 +224,7 @@ class RedisBroker:
             try:
                 await self._connect()
             except Exception as exc:  # any failure to connect: try again later
+                self.links_failed += 1
                 self._last_error = str(exc) or type(exc).__name__
                 self._live.clear()
                 if not self._closed:
@@ -241,6 +243,7 @@ class RedisBroker:
                     for task in (reader, watchdog):
                         with contextlib.suppress(asyncio.CancelledError, Exception):
                             await task
+                    self.links_failed += 1
                     if not self._closed:
                         log.warning("redis broker: link lost (%s); reconnecting", self._last_error)
                     self._mark_down(self._last_error)

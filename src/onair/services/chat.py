@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
+from onair.broker.buckets import Buckets, BucketsUnavailable, MemoryBuckets
 from onair.domain import chat as rules
 from onair.domain.clock import Clock
 from onair.domain.identity import Principal
@@ -73,22 +74,26 @@ def body_digest(body: str) -> str:
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
+def send_bucket(settings: Settings) -> rules.TokenBucket:
+    return rules.TokenBucket(rate=settings.chat_rate_per_second, burst=settings.chat_rate_burst)
+
+
 def body_problem(rejected: rules.BodyRejected) -> Problem:
     return Problem(422, rejected.reason, "Message body is not acceptable", rejected.detail)
 
 
 class ChatService:
     def __init__(
-        self, settings: Settings, db: Database, events: EventPublisher, clock: Clock
+        self, settings: Settings, db: Database, events: EventPublisher, clock: Clock,
+        buckets: Buckets | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.events = events
         self.clock = clock
-        self._bucket = rules.TokenBucket(
-            rate=settings.chat_rate_per_second, burst=settings.chat_rate_burst
-        )
-        self._tats: dict[str, float] = {}
+        self.buckets = buckets or MemoryBuckets(send_bucket(settings),
+                                                settings.chat_rate_tracked_users)
+        self._limit_unchecked_logged = -float("inf")
         self._pending: deque[_PendingSend] = deque()
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -121,6 +126,7 @@ class ChatService:
             self._outbox.put_nowait(None)
             await self._publisher
             self._publisher = None
+        await self.buckets.close()
 
     # --- send ---------------------------------------------------------------------------------
 
@@ -140,7 +146,7 @@ class ChatService:
         except rules.BodyRejected as rejected:
             raise body_problem(rejected) from None
         if not principal.is_staff:
-            self._spend_token(principal.user_id)
+            await self._spend_token(principal.user_id)
         if self._closing or self._writer is None:
             raise Problem(503, "chat-unavailable", "Chat is shutting down",
                           headers={"Retry-After": "1"})
@@ -167,22 +173,25 @@ class ChatService:
                 headers={"Retry-After": "1"},
             ) from None
 
-    def _spend_token(self, user_id: str) -> None:
+    async def _spend_token(self, user_id: str) -> None:
         now = self.clock.now().timestamp()
-        allowed, tat, retry_after = self._bucket.take(self._tats.get(user_id), now)
-        if not allowed:
+        try:
+            take = await self.buckets.take(user_id, now)
+        except BucketsUnavailable as exc:
+            # The shared buckets are out of reach (Redis down): chat stays open without its
+            # abuse limit rather than closing for everyone; said once a minute in the logs.
+            if now - self._limit_unchecked_logged >= 60:
+                self._limit_unchecked_logged = now
+                log.warning("chat_rate_limit_unchecked", error=str(exc))
+            return
+        if not take.allowed:
             raise Problem(
                 429, "rate-limited", "Sending too fast",
                 f"at most {self.settings.chat_rate_burst} messages at once and "
                 f"{self.settings.chat_rate_per_second:g} per second after that",
-                headers={"Retry-After": rules.retry_after_header(retry_after)},
-                retry_after=round(retry_after, 3),
+                headers={"Retry-After": rules.retry_after_header(take.retry_after)},
+                retry_after=round(take.retry_after, 3),
             )
-        assert tat is not None
-        self._tats[user_id] = tat
-        if len(self._tats) > self.settings.chat_rate_tracked_users:
-            # Full buckets carry no information: forget them.
-            self._tats = {user: t for user, t in self._tats.items() if t > now}
 
     async def _write_loop(self) -> None:
         while True:

@@ -334,9 +334,11 @@ async def test_rate_limit_gives_429_with_retry_after(
     chat_client: httpx.AsyncClient, chat_ctx: AppContext, chat_stream: Any, chat_user: Any,
     chat_clock: FakeClock, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from onair.broker.buckets import MemoryBuckets
     from onair.domain.chat import TokenBucket
 
-    monkeypatch.setattr(chat_ctx.chat, "_bucket", TokenBucket(rate=0.5, burst=3))
+    monkeypatch.setattr(chat_ctx.chat, "buckets", MemoryBuckets(TokenBucket(rate=0.5, burst=3),
+                                                                max_tracked=100))
     stream_id, _, _ = await chat_stream()
     _, buyer = chat_user("buyer")
     for i in range(3):

@@ -1,0 +1,57 @@
+"""Per-user token buckets that every onair process sharing a broker also shares.
+
+A rate limit kept in one process multiplies by the number of processes behind the load
+balancer. With ``ONAIR_BROKER_URL=redis://…`` the buckets live in Redis (``buckets_redis``: one
+Lua script per take, so concurrent takes from several processes are atomic); with the in-memory
+broker they live in the process, which is then the only one. Both implement
+:class:`onair.domain.chat.TokenBucket` exactly: a contract test runs the same takes against
+each and against the pure rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from onair.domain.chat import TokenBucket
+
+
+class BucketsUnavailable(Exception):
+    """The shared buckets could not be reached (the caller decides whether to let requests
+    through)."""
+
+
+@dataclass(frozen=True)
+class Take:
+    allowed: bool
+    retry_after: float  # seconds until one token is there again (0 when allowed)
+
+
+class Buckets(Protocol):
+    async def take(self, key: str, now: float) -> Take:
+        """Spend one token of ``key``'s bucket at ``now`` (seconds); refused takes cost none.
+        Raises :class:`BucketsUnavailable` when the shared store is out of reach."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryBuckets:
+    def __init__(self, bucket: TokenBucket, max_tracked: int) -> None:
+        self._bucket = bucket
+        self._max_tracked = max_tracked
+        self._tats: dict[str, float] = {}
+
+    async def take(self, key: str, now: float) -> Take:
+        allowed, tat, retry_after = self._bucket.take(self._tats.get(key), now)
+        if not allowed:
+            return Take(False, retry_after)
+        assert tat is not None
+        self._tats[key] = tat
+        if len(self._tats) > self._max_tracked:
+            # Full buckets carry no information: forget them.
+            self._tats = {k: t for k, t in self._tats.items() if t > now}
+        return Take(True, 0.0)
+
+    async def close(self) -> None:
+        self._tats.clear()
