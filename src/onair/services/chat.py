@@ -1,11 +1,12 @@
 """ChatService: sends through a group-committing writer, history, edits and moderation.
 
 Sends are the hot path. Each request validates its body, spends a token of its sender's bucket
-and puts itself in a queue; one writer task per process takes everything queued (up to
-``chat_batch_max``), and in ONE transaction locks the streams involved, finds retries of earlier
-sends, checks mutes, bans and slow mode, numbers the new messages and inserts them. Each request
-is answered when the transaction has committed, so a busy stream costs one commit per batch, not
-one per message. Events follow the commit in seq order.
+and is submitted to a GroupCommit (``services/group_commit.py``, shared with token issuing): one
+batch at a time takes everything queued (up to ``chat_batch_max``), and in ONE transaction locks
+the streams involved, finds retries of earlier sends, checks mutes, bans and slow mode, numbers
+the new messages and inserts them. Each request is answered when the transaction has
+committed, so a busy stream costs one commit per batch, not one per message. Events follow the
+commit in seq order.
 
 Why seqs stay gapless and unique with several processes on PostgreSQL: the batch reads each
 stream's ``last_chat_seq`` with ``SELECT … FOR UPDATE`` and writes it back in the same
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections import deque
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +33,7 @@ from onair.domain.identity import Principal
 from onair.domain.ids import is_uuid, uuid7
 from onair.errors import Problem
 from onair.services.events import EventPublisher, broadcast_event, row_event
+from onair.services.group_commit import GroupCommit
 from onair.services.streams import stream_not_found
 from onair.settings import Settings
 from onair.store import chat as store
@@ -67,7 +68,6 @@ class _PendingSend:
     body_sha256: str
     client_sent_at: datetime | None
     is_staff: bool
-    future: asyncio.Future[SendResult]
 
 
 def body_digest(body: str) -> str:
@@ -76,6 +76,11 @@ def body_digest(body: str) -> str:
 
 def send_bucket(settings: Settings) -> rules.TokenBucket:
     return rules.TokenBucket(rate=settings.chat_rate_per_second, burst=settings.chat_rate_burst)
+
+
+def not_stored() -> Problem:
+    return Problem(503, "chat-unavailable", "The message could not be stored",
+                   "Retry with the same client_msg_id.", headers={"Retry-After": "1"})
 
 
 def body_problem(rejected: rules.BodyRejected) -> Problem:
@@ -94,34 +99,32 @@ class ChatService:
         self.buckets = buckets or MemoryBuckets(send_bucket(settings),
                                                 settings.chat_rate_tracked_users)
         self._limit_unchecked_logged = -float("inf")
-        self._pending: deque[_PendingSend] = deque()
-        self._wakeup = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        self._writer: GroupCommit[_PendingSend, SendResult] = GroupCommit(
+            self._store_batch, settings.chat_batch_max)
+        self._accepting = False
         # Committed batches waiting to be published, in commit order. A separate task publishes
         # them so a slow broker (Redis round trips) never holds up the next commit.
         # Edits, deletes and moderation events go through it as well, so a consumer never sees
         # an UPDATE before the INSERT of its message.
         self._outbox: asyncio.Queue[tuple[str, list[dict[str, Any]]] | None] = asyncio.Queue()
         self._publisher: asyncio.Task[None] | None = None
-        self._closing = False
-        self.batches = 0
-        self.batched_messages = 0
 
     # --- lifecycle ----------------------------------------------------------------------------
 
+    @property
+    def batches(self) -> int:
+        """Transactions the group commit has run (the benchmark's mean batch size)."""
+        return self._writer.batches
+
     async def start(self) -> None:
-        if self._writer is None:
-            self._closing = False
-            self._writer = asyncio.create_task(self._write_loop(), name="chat-writer")
+        if self._publisher is None:
+            self._accepting = True
             self._publisher = asyncio.create_task(self._publish_loop(), name="chat-publisher")
 
     async def close(self) -> None:
         """Finish what is queued (commits, then their events), then stop."""
-        self._closing = True
-        self._wakeup.set()
-        if self._writer is not None:
-            await self._writer
-            self._writer = None
+        self._accepting = False
+        await self._writer.close()
         if self._publisher is not None:
             self._outbox.put_nowait(None)
             await self._publisher
@@ -147,25 +150,22 @@ class ChatService:
             raise body_problem(rejected) from None
         if not principal.is_staff:
             await self._spend_token(principal.user_id)
-        if self._closing or self._writer is None:
+        if not self._accepting:
             raise Problem(503, "chat-unavailable", "Chat is shutting down",
                           headers={"Retry-After": "1"})
-        if len(self._pending) >= self.settings.chat_queue_max:
+        if self._writer.waiting >= self.settings.chat_queue_max:
             raise Problem(503, "chat-overloaded", "Too many messages are waiting to be stored",
                           headers={"Retry-After": "1"})
-        future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
-        self._pending.append(
-            _PendingSend(stream_id, principal.user_id, client_msg_id, body, body_digest(body),
-                         # In UTC, as stored: the first answer must equal every retry's.
-                         client_sent_at and client_sent_at.astimezone(UTC),
-                         principal.is_staff, future)
+        pending = _PendingSend(
+            stream_id, principal.user_id, client_msg_id, body, body_digest(body),
+            # In UTC, as stored: the first answer must equal every retry's.
+            client_sent_at and client_sent_at.astimezone(UTC), principal.is_staff,
         )
-        self._wakeup.set()
         try:
-            # A client that gives up cancels only its future: the writer skips done futures and
-            # the message is stored anyway, where a retry with the same client_msg_id finds it.
+            # A client that gives up cancels only its own wait: the message is stored anyway,
+            # where a retry with the same client_msg_id finds it.
             async with asyncio.timeout(self.settings.chat_send_timeout):
-                return await future
+                return await self._writer.submit(pending)
         except TimeoutError:
             raise Problem(
                 503, "chat-timeout", "The message was not confirmed in time",
@@ -193,45 +193,22 @@ class ChatService:
                 retry_after=round(take.retry_after, 3),
             )
 
-    async def _write_loop(self) -> None:
-        while True:
-            if not self._pending:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            batch = [self._pending.popleft()
-                     for _ in range(min(len(self._pending), self.settings.chat_batch_max))]
-            await self._commit_and_answer(batch)
-
-    async def _commit_and_answer(self, batch: list[_PendingSend]) -> None:
+    async def _store_batch(self, batch: list[_PendingSend]) -> list[SendResult | Exception]:
+        """One group commit: each send's answer (a Problem for a refusal), then its events."""
         try:
             outcomes, inserted = await self._commit(batch)
         except (IntegrityError, DataError) as exc:
             if len(batch) > 1:
                 # One message the database refuses must not fail its neighbours: store them
-                # one by one (skipping requests that already gave up; they retry by id).
+                # one by one.
                 log.warning("chat_batch_refused_retrying_singly", size=len(batch),
                             error=type(exc).__name__)
-                for pending in batch:
-                    if not pending.future.done():
-                        await self._commit_and_answer([pending])
-                return
-            self._fail(batch, exc)
-            return
+                return [(await self._store_batch([pending]))[0] for pending in batch]
+            self._log_failure(exc, len(batch))
+            return [not_stored()]
         except Exception as exc:  # noqa: BLE001 - unreachable, timeout …: the batch gets 503
-            self._fail(batch, exc)
-            return
-        self.batches += 1
-        self.batched_messages += len(inserted)
-        for pending, outcome in zip(batch, outcomes, strict=True):
-            if pending.future.done():
-                continue
-            if isinstance(outcome, Problem):
-                pending.future.set_exception(outcome)
-            else:
-                pending.future.set_result(outcome)
+            self._log_failure(exc, len(batch))
+            return [not_stored() for _ in batch]  # one exception object per waiting request
         by_stream: dict[str, list[dict[str, Any]]] = {}
         for message in inserted:  # in seq order per stream
             by_stream.setdefault(message.stream_id, []).append(
@@ -239,25 +216,20 @@ class ChatService:
             )
         for stream_id, events in by_stream.items():
             self._emit(stream_id, *events)
+        return outcomes
 
     @staticmethod
-    def _fail(batch: list[_PendingSend], exc: Exception) -> None:
+    def _log_failure(exc: Exception, size: int) -> None:
         if isinstance(exc, (DBAPIError, TimeoutError)):  # an outage: the type says enough
-            log.error("chat_send_failed", size=len(batch), error=type(exc).__name__)
+            log.error("chat_send_failed", size=size, error=type(exc).__name__)
         else:
-            log.error("chat_send_failed", size=len(batch), error=type(exc).__name__, exc_info=exc)
-        for pending in batch:
-            if not pending.future.done():
-                pending.future.set_exception(Problem(
-                    503, "chat-unavailable", "The message could not be stored",
-                    "Retry with the same client_msg_id.", headers={"Retry-After": "1"},
-                ))
+            log.error("chat_send_failed", size=size, error=type(exc).__name__, exc_info=exc)
 
     async def _commit(
         self, batch: list[_PendingSend]
-    ) -> tuple[list[SendResult | Problem], list[Message]]:
+    ) -> tuple[list[SendResult | Exception], list[Message]]:
         now = self.clock.now()
-        outcomes: list[SendResult | Problem] = []
+        outcomes: list[SendResult | Exception] = []
         inserted: list[Message] = []
         async with self.db.write() as conn:
             streams = await store.lock_streams(conn, (p.stream_id for p in batch))
