@@ -2,9 +2,9 @@
 
     python bench/chat.py [--db sqlite|postgresql|both] [--workers N] [--seconds S]
 
-For each database it starts real `onair serve` processes (``--workers`` of them sharing one port
-with SO_REUSEPORT; each has its own group-committing chat writer), creates a live stream and
-measures over HTTP:
+For each database it starts `onair serve --workers N` (default: 1 on SQLite, 2 on PostgreSQL;
+more than one worker runs on Redis, as it must: ONAIR_TEST_REDIS_URL), creates a live stream
+and measures over HTTP:
 
 * ``service_in_process``: the same senders calling ChatService.send in this process, no HTTP:
   what the group commit alone sustains (and its mean batch size).
@@ -51,43 +51,16 @@ from onair.domain.identity import Role
 
 SECRET = "bench-secret-" + secrets.token_hex(16)
 READ_SAMPLES = 100  # per read path: enough for a p99 that is not just the maximum
+REDIS_URL = os.environ.get("ONAIR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_URL = os.environ.get("ONAIR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 # --- the server ------------------------------------------------------------------------------
 
 
-def serve_worker(port: int) -> None:
-    """One `onair serve` worker on a SO_REUSEPORT socket (the parent already migrated)."""
-    import uvicorn
-
-    from onair.app import build_context, create_app
-    from onair.cli import OnairServer
-    from onair.logs import configure_logging
-    from onair.settings import Settings
-
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_json)
-    ctx = build_context(settings)
-    app = create_app(settings, ctx=ctx)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                            loop="uvloop", http="httptools")
-    profile_to = os.environ.get("BENCH_PROFILE")
-    if profile_to:  # for looking into the server: BENCH_PROFILE=/tmp/prof python bench/chat.py
-        import cProfile
-
-        profiler = cProfile.Profile()
-        signal.signal(signal.SIGUSR1,
-                      lambda *_: profiler.dump_stats(f"{profile_to}.{os.getpid()}"))
-        profiler.enable()
-    OnairServer(config).run(sockets=[sock])  # as `onair serve` runs it
-
-
 class Servers:
+    """`onair serve --workers N` as users run it; with more than one worker, on Redis."""
+
     def __init__(self, database_url: str, workers: int) -> None:
         self.data_dir = Path(tempfile.mkdtemp(prefix="onair-bench-"))
         with socket.socket() as sock:
@@ -103,46 +76,62 @@ class Servers:
             "ONAIR_CHAT_RATE_BURST": "1000000",
             "ONAIR_CHAT_RATE_PER_SECOND": "1000000",
         }
+        self.env.pop("ONAIR_BROKER_URL", None)
+        if workers > 1:  # what several workers need (events, presence, limits shared)
+            self.env["ONAIR_BROKER_URL"] = REDIS_URL
+            self.env["ONAIR_BROKER_KEY_PREFIX"] = f"bench-{secrets.token_hex(4)}:"
         self.workers = workers
-        self.processes: list[subprocess.Popen[bytes]] = []
+        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        subprocess.run([sys.executable, "-m", "onair", "migrate"], env=self.env, check=True,
-                       stdout=subprocess.DEVNULL)
-        for _ in range(self.workers):
-            self.processes.append(subprocess.Popen(
-                [sys.executable, __file__, "--serve-worker", str(self.port)], env=self.env))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "onair", "serve", "--port", str(self.port),
+             "--workers", str(self.workers)],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    time.sleep(1.0)  # let every worker finish its startup
-                    return
-            except OSError:
-                time.sleep(0.1)
+            if len(self._pids()) >= self.workers:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                        time.sleep(1.0)  # let every worker finish its startup
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.1)
         raise RuntimeError("onair did not start")
+
+    def _pids(self) -> list[int]:
+        """The serving processes: the workers, or `onair serve` itself when it has none."""
+        assert self.process is not None
+        if self.workers == 1:
+            return [self.process.pid]
+        children = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(stat[1]) == self.process.pid:
+                    children.append(int(entry.name))
+        return children
 
     def cpu_seconds(self) -> float:
         """User+system CPU the server processes have used so far (from /proc)."""
         ticks = os.sysconf("SC_CLK_TCK")
         total = 0.0
-        for process in self.processes:
-            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        for pid in self._pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / ticks
         return total
 
     def stop(self) -> None:
-        if os.environ.get("BENCH_PROFILE"):
-            for process in self.processes:
-                process.send_signal(signal.SIGUSR1)
-            time.sleep(2)
-        for process in self.processes:
-            process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
 # --- the load generator --------------------------------------------------------------------
@@ -474,11 +463,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=128)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--latency-seconds", type=float, default=8.0)
-    parser.add_argument("--serve-worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_worker:
-        serve_worker(args.serve_worker)
-        return
     try:
         import uvloop
         uvloop.install()

@@ -16,6 +16,8 @@ import uvicorn
 
 from onair.settings import Settings
 
+GRACEFUL_SECONDS = 5  # requests in flight get this long to finish on SIGTERM
+
 app = typer.Typer(help="onair: live-shopping streams, chat and realtime in one service.",
                   no_args_is_help=True, add_completion=False)
 
@@ -29,31 +31,74 @@ def _settings(**overrides: object) -> Settings:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [default: 127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="Port [default: 8000]")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Server processes on the port [default: ONAIR_WORKERS or 1]; more than one "
+        "needs ONAIR_BROKER_URL")] = None,
 ) -> None:
     """Run REST + realtime + pages on one port (migrates the database first)."""
     from onair.app import build_context, create_app
     from onair.logs import configure_logging
     from onair.store.migrate import upgrade
 
-    settings = _settings(host=host, port=port)
+    settings = _settings(host=host, port=port, workers=workers)
+    if settings.workers > 1 and not settings.broker_url:
+        typer.echo(f"onair: --workers {settings.workers} needs ONAIR_BROKER_URL=redis://… so "
+                   "that realtime events, presence and rate limits reach every worker", err=True)
+        raise typer.Exit(2)
     configure_logging(settings.log_level, settings.log_json)
-    ctx = build_context(settings)
+    ctx = build_context(settings)  # also creates the JWT secret before any worker reads it
     asyncio.run(_migrate_and_close(settings, upgrade))
+    _print_banner(settings, ctx.anon_key)
+    if settings.workers > 1:
+        from onair.workers import Supervisor, listen, worker_env
+
+        try:
+            sock = listen(settings.host, settings.port)
+        except OSError as exc:
+            typer.echo(f"onair: cannot listen on {settings.host}:{settings.port}: "
+                       f"{exc.strerror or exc}", err=True)
+            raise typer.Exit(1) from None
+        env = worker_env({"host": settings.host, "port": sock.getsockname()[1]})
+        code = Supervisor(sock, settings.workers, env, stop_timeout=GRACEFUL_SECONDS + 5).run()
+        typer.echo("onair stopped", err=True)
+        raise typer.Exit(code)
     web = create_app(settings, ctx=ctx)
+    config = uvicorn.Config(web, host=settings.host, port=settings.port, log_level="warning",
+                            access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=GRACEFUL_SECONDS,
+                            **_server_options(settings))
+    OnairServer(config).run()
+    typer.echo("onair stopped", err=True)
+
+
+@app.command("serve-worker", hidden=True)
+def serve_worker(fd: Annotated[int, typer.Option(help="Inherited listening socket")]) -> None:
+    """One worker of `onair serve --workers N` (started by it, on the socket it listens on)."""
+    from onair.app import build_context, create_app
+    from onair.logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_json)
+    sock = socket.socket(fileno=fd)
+    web = create_app(settings, ctx=build_context(settings))
+    config = uvicorn.Config(web, log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=GRACEFUL_SECONDS,
+                            **_server_options(settings))
+    OnairServer(config).run(sockets=[sock])
+
+
+def _print_banner(settings: Settings, anon_key: str) -> None:
     base = settings.base_url
     typer.echo(f"onair {'SQLite ' + str(settings.data_dir) if settings.is_sqlite else 'PostgreSQL'}"
                f" · broker {'redis' if settings.broker_url else 'in-memory'}", err=True)
     typer.echo(f"  home      {base}/", err=True)
     typer.echo(f"  API docs  {base}/docs", err=True)
     typer.echo(f"  realtime  {base.replace('http', 'ws', 1)}/realtime/v1/websocket", err=True)
-    typer.echo(f"  anon key  {ctx.anon_key}", err=True)
+    typer.echo(f"  anon key  {anon_key}", err=True)
     if settings.dev_auth_enabled:
         typer.echo(f"  dev auth  POST {base}/api/v1/auth/dev-sign-in (on)", err=True)
-    config = uvicorn.Config(web, host=settings.host, port=settings.port, log_level="warning",
-                            access_log=False, lifespan="on", timeout_graceful_shutdown=5,
-                            **_server_options(settings))
-    OnairServer(config).run()
-    typer.echo("onair stopped", err=True)
+    if settings.workers > 1:
+        typer.echo(f"  workers   {settings.workers} processes", err=True)
 
 
 class OnairServer(uvicorn.Server):

@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     # --- service ---
     host: str = Field("127.0.0.1", description="Address `onair serve` binds to.")
     port: int = Field(8000, ge=0, le=65535, description="Port for REST, realtime and pages.")
+    workers: int = Field(
+        1, ge=1, le=64, description="Processes `onair serve` runs on the port (one listening "
+        "socket, the kernel spreads connections). More than one needs `ONAIR_BROKER_URL`; on "
+        "SQLite they share one writer lock, so use them with PostgreSQL.",
+    )
     public_url: str | None = Field(
         None, description="Base URL clients use, printed at start (default http://host:port)."
     )

@@ -123,6 +123,24 @@ async def test_delivers_in_publish_order(nodes: MakeNode) -> None:
     assert got.on("stream:1") == sequential + concurrent
 
 
+async def test_publish_many_keeps_order_among_single_publishes(nodes: MakeNode) -> None:
+    broker, got = await nodes()
+    other, got_other = await nodes()
+    await broker.subscribe("stream:1")
+    await other.subscribe("stream:1")
+    expected: list[bytes] = []
+    calls = []
+    for round_ in range(20):
+        many = [f"m{round_}.{i}".encode() for i in range(round_ % 7)]  # empty lists too
+        single = f"s{round_}".encode()
+        calls += [broker.publish_many("stream:1", many), broker.publish("stream:1", single)]
+        expected += [*many, single]
+    await asyncio.gather(*calls)
+    await got.wait_for("stream:1", expected[-1])
+    await got_other.wait_for("stream:1", expected[-1])
+    assert got.on("stream:1") == expected and got_other.on("stream:1") == expected
+
+
 async def test_topics_are_isolated(nodes: MakeNode) -> None:
     a, got_a = await nodes()
     b, got_b = await nodes()
@@ -259,6 +277,8 @@ async def test_closed_broker_refuses(nodes: MakeNode) -> None:
         await broker.ping()
     with pytest.raises(BrokerUnavailable):
         await broker.publish("stream:1", b"x")
+    with pytest.raises(BrokerUnavailable):
+        await broker.publish_many("stream:1", [b"x", b"y"])
 
 
 # --- property ----------------------------------------------------------------------------------

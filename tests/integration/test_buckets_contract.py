@@ -122,3 +122,28 @@ async def test_unreachable_redis_is_reported_not_raised_raw(free_port: int) -> N
             await store.take("ann", BASE)
     finally:
         await store.close()
+
+
+@pytest.mark.redis
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bucket=buckets, sequence=takes)
+def test_concurrent_redis_takes_batch_and_still_follow_the_rule(
+    bucket: TokenBucket, sequence: list[tuple[str, int]]
+) -> None:
+    """Takes submitted together share round trips (one script call for many) and are applied
+    in submission order, the same key twice included."""
+    redis_available()
+
+    async def run() -> list[tuple[bool, float]]:
+        store = RedisBuckets(REDIS_URL, bucket, name="contract",
+                             key_prefix=f"onair-test-{uuid.uuid4().hex}:", timeout=2.0)
+        now, calls = BASE, []
+        for key, gap_ms in sequence:
+            now += gap_ms / 1000
+            calls.append(store.take(key, now))
+        try:
+            return [(t.allowed, t.retry_after) for t in await asyncio.gather(*calls)]
+        finally:
+            await store.close()
+
+    same(asyncio.run(run()), reference(bucket, sequence))

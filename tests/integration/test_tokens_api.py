@@ -266,6 +266,9 @@ async def test_cohost_invite_publish_demote_revoke(app_client, make_user, ctx, c
     assert response.status_code == 204
     assert events.renewals()[-1] == {"user_id": cohost, "reason": "demoted",
                                      "role": "subscriber", "revoked": 1}
+    deleted = [e for e in events.events if e.get("kind") == "row" and e["type"] == "DELETE"]
+    assert [(e["table"], e["old_record"]["user_id"]) for e in deleted] == [
+        ("stream_cohosts", cohost)]
     rows = {r.token_sha256: r for r in await ledger(ctx, sid)}
     revoked = rows[hashlib.sha256(pub["token"].encode()).hexdigest()]
     assert revoked.revoked_at is not None and revoked.revoke_reason == "demoted"

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from onair.services.group_commit import GroupCommit
+from onair.group_commit import GroupCommit
 
 
 async def test_concurrent_items_share_batches_and_get_their_own_results() -> None:

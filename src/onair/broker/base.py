@@ -15,6 +15,7 @@ what was published meanwhile; consumers recover through resync, as for any misse
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 
@@ -36,6 +37,10 @@ class Broker(Protocol):
 
     async def publish(self, topic: str, data: bytes) -> None:
         """Send ``data`` to every process subscribed to ``topic``, this one included."""
+
+    async def publish_many(self, topic: str, items: Sequence[bytes]) -> None:
+        """``publish`` each of ``items`` in order (they may share one round trip); raises if
+        any may not have gone out."""
 
     async def ping(self) -> None:
         """Raise if the broker cannot be reached (used by /readyz)."""

@@ -7,6 +7,7 @@ use that to run several "nodes" in one event loop. Without a bus each broker has
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from onair.broker.base import Broker, BrokerHandler, BrokerUnavailable
 
@@ -38,6 +39,10 @@ class MemoryBroker:
 
     async def unsubscribe(self, topic: str) -> None:
         self._topics.discard(topic)
+
+    async def publish_many(self, topic: str, items: Sequence[bytes]) -> None:
+        for data in items:
+            await self.publish(topic, data)
 
     async def publish(self, topic: str, data: bytes) -> None:
         if self._closed:

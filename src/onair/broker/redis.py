@@ -30,6 +30,7 @@ import contextlib
 import logging
 import random
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
@@ -89,7 +90,8 @@ class RedisBroker:
 
         # Publish link: items wait in _queue until the writer takes the whole queue.
         self._pub: AbstractConnection | None = None
-        self._queue: list[tuple[bytes, asyncio.Future[Any]]] = []  # (RESP command, reply)
+        # (RESP command, future for its reply, or None when a later one of the same call waits)
+        self._queue: list[tuple[bytes, asyncio.Future[Any] | None]] = []
         self._queued = asyncio.Event()
 
         self._tasks: list[asyncio.Task[None]] = []
@@ -173,6 +175,22 @@ class RedisBroker:
         channel = self._prefix + topic.encode()
         command = _PUBLISH % (len(channel), channel, len(data), data)
         self._queue.append((command, done))
+        self._queued.set()
+        await done
+
+    async def publish_many(self, topic: str, items: Sequence[bytes]) -> None:
+        """One queue entry per message but one future for all: Redis answers in order, so the
+        last answer means every message before it was taken too."""
+        if not items:
+            return
+        if not self._available:
+            raise BrokerUnavailable(f"redis broker unavailable: {self._last_error}")
+        channel = self._prefix + topic.encode()
+        head = len(channel)
+        self._queue.extend((_PUBLISH % (head, channel, len(data), data), None)
+                           for data in items[:-1])
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((_PUBLISH % (head, channel, len(items[-1]), items[-1]), done))
         self._queued.set()
         await done
 
@@ -366,7 +384,7 @@ class RedisBroker:
                 await pub.send_packed_command([command for command, _ in batch], check_health=False)
                 for _, done in batch:
                     reply = await pub.read_response()
-                    if not done.done():
+                    if done is not None and not done.done():
                         done.set_result(reply)
             except asyncio.CancelledError:
                 self._fail(batch, "redis broker is closed")
@@ -397,10 +415,10 @@ class RedisBroker:
         self._fail(queued, reason)
 
     @staticmethod
-    def _fail(items: list[tuple[bytes, asyncio.Future[Any]]], reason: str) -> None:
+    def _fail(items: list[tuple[bytes, asyncio.Future[Any] | None]], reason: str) -> None:
         error = BrokerUnavailable(f"redis broker unavailable: {reason}")
         for _, done in items:
-            if not done.done():
+            if done is not None and not done.done():
                 done.set_exception(error)
 
     async def _disconnect(self, *, wait: bool = False) -> None:

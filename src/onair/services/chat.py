@@ -1,7 +1,7 @@
 """ChatService: sends through a group-committing writer, history, edits and moderation.
 
 Sends are the hot path. Each request validates its body, spends a token of its sender's bucket
-and is submitted to a GroupCommit (``services/group_commit.py``, shared with token issuing): one
+and is submitted to a GroupCommit (``onair/group_commit.py``, shared with token issuing): one
 batch at a time takes everything queued (up to ``chat_batch_max``), and in ONE transaction locks
 the streams involved, finds retries of earlier sends, checks mutes, bans and slow mode, numbers
 the new messages and inserts them. Each request is answered when the transaction has
@@ -33,7 +33,7 @@ from onair.domain.identity import Principal
 from onair.domain.ids import is_uuid, uuid7
 from onair.errors import Problem
 from onair.services.events import EventPublisher, broadcast_event, row_event
-from onair.services.group_commit import GroupCommit
+from onair.group_commit import GroupCommit
 from onair.services.streams import stream_not_found
 from onair.settings import Settings
 from onair.store import chat as store

@@ -43,7 +43,7 @@ from onair.domain.token_policy import (
 )
 from onair.errors import Problem
 from onair.services.events import EventPublisher, broadcast_event, row_event
-from onair.services.group_commit import GroupCommit
+from onair.group_commit import GroupCommit
 from onair.services.streams import not_owner, require_signed_in, stream_not_found
 from onair.settings import Settings
 from onair.store import streams as stream_store
@@ -325,7 +325,7 @@ class TokenService:
         async with self._db.read() as conn:
             if await stream_store.get_stream(conn, stream_id) is None:
                 raise stream_not_found(stream_id)
-            return [dict(row._mapping) for row in await store.cohosts_of(conn, stream_id)]
+            return [store.record(row) for row in await store.cohosts_of(conn, stream_id)]
 
     async def invite(self, principal: Principal, stream_id: str,
                      user_id: str) -> tuple[dict[str, Any], bool]:
@@ -347,7 +347,7 @@ class TokenService:
                               "the seller publishes already; invite someone else")
             existing = await store.get_cohost(conn, stream_id, user_id)
             if existing is not None:
-                return dict(existing._mapping), False
+                return store.record(existing), False
             if await store.count_cohosts(conn, stream_id) >= self._settings.agora_max_cohosts:
                 raise Problem(409, "too-many-cohosts", "Too many co-hosts",
                               f"a stream has at most {self._settings.agora_max_cohosts} co-hosts",
@@ -385,7 +385,7 @@ class TokenService:
             )
         await self._events.publish(
             stream_id,
-            row_event(COHOSTS_TABLE, "DELETE", None, dict(existing._mapping), now),
+            row_event(COHOSTS_TABLE, "DELETE", None, store.record(existing), now),
             self._renew_event(stream_id, user_id, "demoted", TokenRole.SUBSCRIBER, revoked),
         )
         return revoked

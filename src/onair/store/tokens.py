@@ -142,6 +142,12 @@ async def cohosts_of(conn: AsyncConnection, stream_id: str) -> list[Any]:
     return list(await conn.execute(query.order_by(stream_cohosts.c.created_at)))
 
 
+def record(row: Any) -> dict[str, Any]:
+    """A row as a plain dict: its keys are SQLAlchemy ``quoted_name`` (a str subclass), which
+    orjson refuses as dict keys, so an event carrying ``dict(row._mapping)`` was never sent."""
+    return {str(key): value for key, value in row._mapping.items()}
+
+
 async def get_cohost(conn: AsyncConnection, stream_id: str, user_id: str) -> Any:
     query = select(stream_cohosts).where(
         stream_cohosts.c.stream_id == stream_id, stream_cohosts.c.user_id == user_id

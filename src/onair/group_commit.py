@@ -1,9 +1,11 @@
-"""Group commit: many concurrent requests share one database transaction.
+"""Group commit: many concurrent requests share one database transaction (or one round trip).
 
 A write transaction costs far more than one row in it (on SQLite one writer, one fsync-free
 WAL commit, one thread hop per statement), so under load the requests queued while a batch
 runs go into the next batch together. With one request in flight it is a plain transaction.
 Each caller still gets its own result or exception, and only after the batch committed.
+Chat sends and token issues batch their transactions this way, and the Redis rate-limit buckets
+their round trips (a redis-py call costs far more CPU than the script it runs).
 """
 
 from __future__ import annotations

@@ -1,0 +1,114 @@
+"""`onair serve --workers N`: one port, N supervised processes, graceful stop, restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import REDIS_URL, _port_open, need
+from tests.integration.test_serve import wait_ready
+
+
+def children_of(pid: int) -> dict[int, str]:
+    """Live child processes of pid → their command line (from /proc)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found[int(entry.name)] = cmdline
+    return found
+
+
+def wait_for(condition: object, what: str, timeout: float = 30) -> None:
+    end = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.1)
+
+
+def serve(data_dir: Path, port: int, *args: str, broker: bool = True) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "ONAIR_DATA_DIR": str(data_dir), "ONAIR_PORT": str(port),
+           "ONAIR_BROKER_KEY_PREFIX": f"workers-{uuid.uuid4().hex[:8]}:"}
+    env.pop("ONAIR_DATABASE_URL", None)
+    env.pop("ONAIR_BROKER_URL", None)
+    if broker:
+        env["ONAIR_BROKER_URL"] = REDIS_URL
+    return subprocess.Popen([sys.executable, "-m", "onair", "serve", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_two_workers_share_the_port_restart_and_stop(tmp_path: Path, free_port: int) -> None:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(REDIS_URL)
+    need(_port_open(url.host or "127.0.0.1", url.port or 6379), f"Redis not reachable at {REDIS_URL}")
+    proc = serve(tmp_path, free_port, "--workers", "2")
+    try:
+        wait_ready(free_port)
+        wait_for(lambda: len(children_of(proc.pid)) == 2, "two workers run")
+        workers = children_of(proc.pid)
+        assert all("serve-worker" in cmd for cmd in workers.values())
+        # Every new connection is answered, by whichever worker the kernel picks.
+        base = f"http://127.0.0.1:{free_port}"
+        for _ in range(30):
+            with httpx.Client() as client:  # a fresh connection each time
+                assert client.get(f"{base}/readyz").status_code == 200
+        # A stream created through one connection is there for every other.
+        signed = httpx.post(f"{base}/api/v1/auth/dev-sign-in",
+                            json={"user": "sam", "role": "seller"}).json()
+        headers = {"authorization": f"Bearer {signed['access_token']}"}
+        stream = httpx.post(f"{base}/api/v1/streams", json={"title": "two"}, headers=headers)
+        assert stream.status_code == 201
+        for _ in range(10):
+            with httpx.Client() as client:
+                got = client.get(f"{base}/api/v1/streams/{stream.json()['id']}")
+                assert got.status_code == 200
+        # A worker that dies is replaced; the port keeps answering meanwhile.
+        victim = next(iter(workers))
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: len(children_of(proc.pid)) == 2 and victim not in children_of(proc.pid),
+                 "the killed worker is replaced")
+        assert httpx.get(f"{base}/readyz").status_code == 200
+        replaced = children_of(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert "exited with -9; starting another" in err.decode()
+    assert not any(Path(f"/proc/{pid}").exists() and "serve-worker" in
+                   Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+                   for pid in replaced)
+
+
+def test_several_workers_need_a_shared_broker(tmp_path: Path, free_port: int) -> None:
+    proc = serve(tmp_path, free_port, "--workers", "3", broker=False)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "needs ONAIR_BROKER_URL" in err.decode()
+
+
+def test_a_taken_port_is_a_clear_error(tmp_path: Path, free_port: int) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", free_port))
+        taken.listen()
+        proc = serve(tmp_path, free_port, "--workers", "2")
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{free_port}" in err.decode()
