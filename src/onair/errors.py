@@ -122,8 +122,30 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         # Reached only from outside RequestContextMiddleware, which answers the rest itself.
+        outage = outage_problem(exc)
+        if outage is not None:
+            log.warning("dependency_unavailable", path=request.url.path, error=type(exc).__name__)
+            return problem_response(outage)
         log.error("unhandled_error", path=request.url.path, exc_info=exc)
         return problem_response(internal_error())
+
+
+def outage_problem(exc: BaseException) -> Problem | None:
+    """503 when what failed is something onair depends on (the database or the broker not
+    answering, a lock held too long), not the request: the client should retry, not report a
+    bug. None for anything else."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    from onair.broker.base import BrokerUnavailable
+
+    dependency_down = isinstance(
+        exc, (OperationalError, InterfaceError, OSError, TimeoutError, BrokerUnavailable)
+    ) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+    if not dependency_down:
+        return None
+    return Problem(503, "service-unavailable", "Temporarily unavailable",
+                   "A service onair depends on did not answer; retry shortly.",
+                   headers={"Retry-After": "1"})
 
 
 def internal_error() -> Problem:

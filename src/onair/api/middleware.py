@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from onair.errors import Problem, internal_error, problem_response
+from onair.errors import Problem, internal_error, outage_problem, problem_response
 from onair.logs import REQUEST_ID
 from onair.metrics import Metrics
 
@@ -97,9 +97,15 @@ class RequestContextMiddleware:
             if responding:
                 raise  # too late for an error response; the server closes the connection
             # Here rather than in Starlette's ServerErrorMiddleware (outside this one) so the
-            # log line and the 500 carry the request id.
-            log.error("unhandled_error", path=scope.get("path"), exc_info=exc)
-            await problem_response(internal_error())(scope, receive, send_with_id)
+            # log line and the answer carry the request id.
+            outage = outage_problem(exc)
+            if outage is not None:  # retryable: a short line, no traceback per request
+                log.warning("dependency_unavailable", path=scope.get("path"),
+                            error=type(exc).__name__, detail=str(exc)[:200])
+                await problem_response(outage)(scope, receive, send_with_id)
+            else:
+                log.error("unhandled_error", path=scope.get("path"), exc_info=exc)
+                await problem_response(internal_error())(scope, receive, send_with_id)
         finally:
             self._observe(scope, status, started)
             REQUEST_ID.reset(bound)
