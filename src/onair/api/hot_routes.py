@@ -85,7 +85,7 @@ class HotRoutes:
             if body is None:
                 return  # the client went away before it finished sending
             reply = await route.handler(self.ctx, path_params, Headers(scope=scope), body)
-        except Problem as problem:  # anything else is RequestContextMiddleware's 500
+        except Problem as problem:  # anything else: RequestContextMiddleware's 500 or 503
             await problem_response(problem)(scope, receive, send)
             return
         await send({"type": "http.response.start", "status": reply.status,
