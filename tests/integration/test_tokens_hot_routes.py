@@ -16,32 +16,16 @@ import orjson
 import pytest
 
 from onair.context import AppContext
-from onair.settings import Settings
 from tests.apps import comparable, hot_and_plain_clients
 
-API = "/api/v1"
-APP_ID = "970CA35de60c44645bbae8a215061b33"
-CERT = "5CFd2fd1755d40ecb72977518be15d3b"
-
-
-@pytest.fixture
-def settings(backend: dict[str, Any]) -> Settings:
-    return Settings(_env_file=None, jwt_secret="test-secret-" + "x" * 40, reaper_interval=3600,
-                    agora_app_id=APP_ID, agora_app_certificate=CERT,
-                    agora_token_rate_limit="100000/minute", **backend)
+# The token tests' settings fixture (Agora credentials, a high issuing limit) and helpers.
+from tests.integration.test_tokens_api import API, live_stream, settings  # noqa: F401
 
 
 @pytest.fixture
 async def clients(ctx: AppContext) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
     async with hot_and_plain_clients(ctx) as pair:
         yield pair
-
-
-async def live_stream(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
-    response = await client.post(f"{API}/streams", json={"title": "Drop"}, headers=headers)
-    sid = str(response.json()["id"])
-    assert (await client.post(f"{API}/streams/{sid}/start", headers=headers)).status_code == 200
-    return sid
 
 
 def without_salt(response: httpx.Response) -> tuple[int, dict[str, str], dict[str, Any]]:
