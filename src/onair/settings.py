@@ -240,6 +240,10 @@ class Settings(BaseSettings):
         5.0, ge=0, description="Seconds a broker topic stays subscribed after its last local "
         "member left."
     )
+    realtime_chat_reorder_wait: float = Field(
+        0.5, gt=0, le=10, description="With a Redis broker (several processes): seconds a chat "
+        "row that arrives ahead of a missing seq waits for it before it is delivered anyway."
+    )
 
     # --- web ---
     ice_servers: list[dict[str, Any]] = Field(

@@ -23,6 +23,7 @@ from onair.realtime.client import Client
 from onair.realtime.dispatcher import Dispatcher, TokenInfo, Verify
 from onair.realtime.hub import Hub
 from onair.realtime.limits import RealtimeLimits
+from onair.realtime.ordering import ChatOrder
 from onair.realtime.policies import AllowAll, Authorizer, StreamPolicy, stream_id_of
 from onair.realtime.protocol.connection import ConnectionProtocol, JoinRequested, TokenRefreshed
 from onair.realtime.protocol.errors import Disconnect
@@ -38,7 +39,8 @@ class RealtimeService:
     def __init__(self, verify: Verify, broker: Broker | None = None, *, limits: RealtimeLimits = RealtimeLimits(),
                  authorizer: Authorizer | None = None, distributed: bool = False, sweep_interval: float = 1.0,
                  unsubscribe_delay: float = 5.0, wall_clock: Callable[[], float] = time.time,
-                 presence_store: Callable[[], Any] | None = None, presence_heartbeat: float = 5.0) -> None:
+                 presence_store: Callable[[], Any] | None = None, presence_heartbeat: float = 5.0,
+                 chat_reorder_wait: float = 0.5) -> None:
         self.node_id = uuid.uuid4().hex[:8]
         self.broker = broker
         self.distributed = distributed
@@ -65,6 +67,9 @@ class RealtimeService:
         self._publisher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stream_versions: dict[str, int] = {}
+        # Only several processes can publish one stream's chat rows out of seq order.
+        self._chat_order: ChatOrder[RowChange] | None = ChatOrder(chat_reorder_wait) if distributed else None
+        self._chat_order_timer: asyncio.TimerHandle | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -190,6 +195,8 @@ class RealtimeService:
     def _maybe_unsubscribe(self, topic: str) -> None:
         if topic not in self.hub.broker_refs and self.broker is not None:
             self._spawn(self.broker.unsubscribe(topic))
+            if self._chat_order is not None and topic.startswith("stream:"):
+                self._chat_order.forget(topic[len("stream:"):])
 
     def _relay(self, topic: str, event: str, payload: Any, raw: bytes | None, sender: Client | None) -> None:
         if self._outbox is None or self.broker is None:
@@ -264,7 +271,8 @@ class RealtimeService:
             change = RowChange.from_event(event)
             if change is not None:
                 self._maybe_revoke(stream_id, change)
-                self.hub.change(change)
+                for ready in self._in_seq_order(stream_id, change):
+                    self.hub.change(ready)
         elif kind == "stream_state":
             version = event.get("version")
             if isinstance(version, int):
@@ -280,6 +288,36 @@ class RealtimeService:
             if event["event"] == "chat_sanction" and isinstance(payload, dict):
                 self._sanction(stream_id, payload)  # first: a banned user gets nothing more
             self.hub.broadcast(channel, event["event"], payload)
+
+    def _in_seq_order(self, stream_id: str, change: RowChange) -> list[RowChange]:
+        seq = (change.record or {}).get("seq")
+        if (self._chat_order is None or self.loop is None or change.table != "chat_messages"
+                or type(seq) is not int):
+            return [change]
+        ready = self._chat_order.push(stream_id, seq, change.type == "INSERT", change, self.loop.time())
+        self._schedule_chat_order()
+        return ready
+
+    def _schedule_chat_order(self) -> None:
+        assert self.loop is not None and self._chat_order is not None
+        deadline = self._chat_order.next_deadline()
+        if self._chat_order_timer is not None:
+            if deadline is not None and self._chat_order_timer.when() <= deadline:
+                return
+            self._chat_order_timer.cancel()
+            self._chat_order_timer = None
+        if deadline is not None:
+            self._chat_order_timer = self.loop.call_at(deadline, self._give_up_chat_gaps)
+
+    def _give_up_chat_gaps(self) -> None:
+        assert self.loop is not None and self._chat_order is not None
+        self._chat_order_timer = None
+        try:
+            for ready in self._chat_order.expire(self.loop.time()):
+                self.hub.change(ready)
+        except Exception:
+            log.exception("realtime: delivering held chat rows failed")
+        self._schedule_chat_order()
 
     def _sanction(self, stream_id: str, sanction: dict[str, Any]) -> None:
         """A ban cuts the banned user off the stream at once (issue 5 §6); a lift is seen by the
