@@ -262,6 +262,17 @@ async def test_ops_endpoints(app_client) -> None:
     assert "x-request-id" in ready.headers
     echoed = await app_client.get("/healthz", headers={"x-request-id": "abc-123"})
     assert echoed.headers["x-request-id"] == "abc-123"
+    # Made-up ids are unique; an id that is not a safe token is replaced, not echoed.
+    made = {(await app_client.get("/healthz")).headers["x-request-id"] for _ in range(50)}
+    assert len(made) == 50
+    replaced = await app_client.get("/healthz", headers={"x-request-id": "bad id<script>"})
+    assert replaced.headers["x-request-id"] not in ("bad id<script>", "")
+    # Any token is an HTTP method; metrics must not grow a time series per invented one.
+    for method in ("FOO", "BAR", "BAZ"):
+        await app_client.request(method, "/healthz")
+    metrics = (await app_client.get("/metrics")).text
+    assert 'method="other",route="/healthz",status="405"' in metrics
+    assert 'method="FOO"' not in metrics
 
 
 async def test_readyz_names_failing_part(app_client, ctx) -> None:

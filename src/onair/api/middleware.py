@@ -22,13 +22,11 @@ from onair.metrics import Metrics
 
 log = structlog.get_logger("onair.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # A random prefix per process and a counter: unique like random ids, without a getrandom()
 # system call per request.
 _PROCESS_PREFIX = secrets.token_hex(6)
 _SEQUENCE = itertools.count(1)
-
-
-_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def new_request_id() -> str:
