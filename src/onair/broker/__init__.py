@@ -1,8 +1,9 @@
 """Brokers carry events and presence between onair processes (see base.py, presence_base.py).
 
 ``create_broker(url, settings)``, ``open_presence_store(url, publish, settings)`` and
-``create_buckets(url, …)`` (rate limits) pick the implementation from the URL: nothing or ``memory://`` for one process; ``redis://``,
-``rediss://`` or ``unix://`` to share one Redis between processes.
+``create_buckets(url, …)`` (rate limits) pick the implementation from the URL: nothing or
+``memory://`` for one process; ``redis://``, ``rediss://`` or ``unix://`` to share one Redis
+between processes.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ from onair.domain.clock import Clock
 from onair.domain.identity import Principal
 from onair.domain.ids import is_uuid, uuid7
 from onair.errors import Problem
-from onair.services.events import EventPublisher, broadcast_event, row_event
 from onair.group_commit import GroupCommit
+from onair.services.events import EventPublisher, broadcast_event, row_event
 from onair.services.streams import stream_not_found
 from onair.settings import Settings
 from onair.store import chat as store

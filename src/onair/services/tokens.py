@@ -42,8 +42,8 @@ from onair.domain.token_policy import (
     schedule,
 )
 from onair.errors import Problem
-from onair.services.events import EventPublisher, broadcast_event, row_event
 from onair.group_commit import GroupCommit
+from onair.services.events import EventPublisher, broadcast_event, row_event
 from onair.services.streams import not_owner, require_signed_in, stream_not_found
 from onair.settings import Settings
 from onair.store import streams as stream_store
