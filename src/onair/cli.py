@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 
 from onair.settings import Settings
 
@@ -23,8 +24,16 @@ app = typer.Typer(help="onair: live-shopping streams, chat and realtime in one s
 
 
 def _settings(**overrides: object) -> Settings:
+    """Settings from the environment and the command line; a bad value is a one-line error per
+    setting (naming its ONAIR_ variable) and exit status 2, not a traceback."""
     values = {key: value for key, value in overrides.items() if value is not None}
-    return Settings(**values)  # type: ignore[arg-type]
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except ValidationError as err:
+        for error in err.errors(include_url=False):
+            name = "ONAIR_" + "_".join(str(part) for part in error["loc"]).upper()
+            typer.echo(f"onair: {name}: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()

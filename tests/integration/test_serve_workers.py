@@ -185,3 +185,15 @@ async def test_chat_from_both_workers_reaches_a_subscriber_in_seq_order(
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
+
+
+def test_bad_settings_are_one_line_errors(tmp_path: Path, free_port: int) -> None:
+    env = {**os.environ, "ONAIR_DATA_DIR": str(tmp_path), "ONAIR_WORKERS": "0",
+           "ONAIR_PORT": "eighty"}
+    done = subprocess.run([sys.executable, "-m", "onair", "serve"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "onair: ONAIR_PORT: Input should be a valid integer, unable to parse string as an integer",
+        "onair: ONAIR_WORKERS: Input should be greater than or equal to 1",
+    ]
