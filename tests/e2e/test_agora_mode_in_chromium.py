@@ -76,7 +76,9 @@ def agora_page(browser: Any) -> Any:
 
 
 def calls(page: Any, name: str) -> list[list[Any]]:
-    return page.evaluate(f"""() => AgoraRTC.calls.filter(c => c[0] === {name!r})
+    """The stub SDK's recorded calls named ``name``; none while the page has not loaded it."""
+    return page.evaluate(f"""() => typeof AgoraRTC === 'undefined' ? [] :
+        AgoraRTC.calls.filter(c => c[0] === {name!r})
         .map(c => c.map(x => (x instanceof Element ? 'ELEMENT' : x)))""")
 
 
