@@ -56,6 +56,15 @@ def postgres_available() -> bool:
     return _port_open(url.host or "127.0.0.1", url.port or 5432)
 
 
+def need_redis() -> None:
+    """Skip (or, under ONAIR_REQUIRE_SERVICES=1, fail) when the machine's Redis is not there."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(REDIS_URL)
+    need(_port_open(url.host or "127.0.0.1", url.port or 6379),
+         f"Redis not reachable at {REDIS_URL}")
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"

@@ -18,16 +18,9 @@ from hypothesis import strategies as st
 from onair.broker.buckets import BucketsUnavailable, MemoryBuckets
 from onair.broker.buckets_redis import RedisBuckets
 from onair.domain.chat import TokenBucket
-from tests.conftest import REDIS_URL, _port_open, need
+from tests.conftest import REDIS_URL, need_redis
 
 BASE = 1_790_000_000.0  # a unix time like the clock's
-
-
-def redis_available() -> None:
-    from sqlalchemy.engine import make_url
-
-    url = make_url(REDIS_URL)
-    need(_port_open(url.host or "127.0.0.1", url.port or 6379), f"Redis not reachable at {REDIS_URL}")
 
 
 takes = st.lists(
@@ -79,7 +72,7 @@ def test_memory_buckets_follow_the_rule(bucket: TokenBucket,
 @given(bucket=buckets, sequence=takes)
 def test_redis_buckets_follow_the_rule(bucket: TokenBucket,
                                        sequence: list[tuple[str, int]]) -> None:
-    redis_available()
+    need_redis()
 
     async def run() -> list[tuple[bool, float]]:
         store = RedisBuckets(REDIS_URL, bucket, name="contract",
@@ -94,7 +87,7 @@ def test_redis_buckets_follow_the_rule(bucket: TokenBucket,
 
 @pytest.mark.redis
 async def test_redis_buckets_are_shared_and_expire_when_full() -> None:
-    redis_available()
+    need_redis()
     prefix = f"onair-test-{uuid.uuid4().hex}:"
     bucket = TokenBucket(rate=10.0, burst=3)
     first, second = (RedisBuckets(REDIS_URL, bucket, name="chat-send", key_prefix=prefix,
@@ -132,7 +125,7 @@ def test_concurrent_redis_takes_batch_and_still_follow_the_rule(
 ) -> None:
     """Takes submitted together share round trips (one script call for many) and are applied
     in submission order, the same key twice included."""
-    redis_available()
+    need_redis()
 
     async def run() -> list[tuple[bool, float]]:
         store = RedisBuckets(REDIS_URL, bucket, name="contract",

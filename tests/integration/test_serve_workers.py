@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import REDIS_URL, _port_open, need
+from tests.conftest import REDIS_URL, need_redis
 from tests.integration.test_serve import wait_ready
 
 
@@ -53,10 +53,7 @@ def serve(data_dir: Path, port: int, *args: str, broker: bool = True) -> subproc
 
 
 def test_two_workers_share_the_port_restart_and_stop(tmp_path: Path, free_port: int) -> None:
-    from sqlalchemy.engine import make_url
-
-    url = make_url(REDIS_URL)
-    need(_port_open(url.host or "127.0.0.1", url.port or 6379), f"Redis not reachable at {REDIS_URL}")
+    need_redis()
     proc = serve(tmp_path, free_port, "--workers", "2")
     try:
         wait_ready(free_port)
@@ -127,13 +124,11 @@ async def test_chat_from_both_workers_reaches_a_subscriber_in_seq_order(
     import secrets
 
     import websockets
-    from sqlalchemy.engine import make_url
 
     from onair.auth.jwt import mint_key, mint_token
     from onair.domain.identity import Role
 
-    url = make_url(REDIS_URL)
-    need(_port_open(url.host or "127.0.0.1", url.port or 6379), f"Redis not reachable at {REDIS_URL}")
+    need_redis()
     secret = secrets.token_hex(32)
     os.environ["ONAIR_JWT_SECRET"] = secret  # read by serve() through os.environ
     try:

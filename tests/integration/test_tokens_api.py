@@ -432,14 +432,11 @@ async def test_rate_limit_answers_429_with_retry_after(app_client, make_user, ct
 
 async def test_rate_limit_is_shared_through_redis() -> None:
     """Two processes with a Redis broker share one budget per user (two limiters here)."""
-    from sqlalchemy.engine import make_url
-
     from onair.errors import Problem
     from onair.services.tokens import IssueLimiter
-    from tests.conftest import REDIS_URL, _port_open, need
+    from tests.conftest import REDIS_URL, need_redis
 
-    url = make_url(REDIS_URL)
-    need(_port_open(url.host or "127.0.0.1", url.port or 6379), f"Redis not reachable at {REDIS_URL}")
+    need_redis()
     first, second = IssueLimiter("3/minute", REDIS_URL), IssueLimiter("3/minute", REDIS_URL)
     user = f"user-{secrets.token_hex(6)}"
     for limiter in (first, second, first):

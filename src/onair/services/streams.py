@@ -31,6 +31,14 @@ def stream_not_found(stream_id: str) -> Problem:
                    f"no stream with id {stream_id!r}", stream_id=stream_id)
 
 
+async def existing_stream(conn: Any, stream_id: str, *, lock: bool = False) -> Stream:
+    """The stream (row-locked with ``lock``), or its 404 problem."""
+    stream = await store.get_stream(conn, stream_id, lock=lock)
+    if stream is None:
+        raise stream_not_found(stream_id)
+    return stream
+
+
 def illegal_transition(err: IllegalTransition) -> Problem:
     return Problem(409, "illegal-transition", "Illegal stream transition", str(err),
                    current_status=err.current.value, action=err.action.value,
@@ -78,10 +86,7 @@ class StreamService:
         if not is_uuid(stream_id):
             raise stream_not_found(stream_id)
         async with self._db.read() as conn:
-            stream = await store.get_stream(conn, stream_id)
-        if stream is None:
-            raise stream_not_found(stream_id)
-        return stream
+            return await existing_stream(conn, stream_id)
 
     async def access(self, stream_id: str) -> StreamAccess | None:
         """What the realtime policies need about ``stream_id``; None for an unknown stream."""
@@ -134,9 +139,7 @@ class StreamService:
             raise stream_not_found(stream_id)
         for _attempt in range(self._settings.transition_retries + 1):
             async with self._db.write() as conn:
-                before = await store.get_stream(conn, stream_id)
-                if before is None:
-                    raise stream_not_found(stream_id)
+                before = await existing_stream(conn, stream_id)
                 if principal is not None and not rules.may_control(principal, before):
                     raise not_owner()
                 now = self._clock.now()
@@ -190,9 +193,7 @@ class StreamService:
             raise stream_not_found(stream_id)
         async with self._db.write() as conn:
             # The row lock serializes joins/leaves of one stream, so counts and peak are exact.
-            stream = await store.get_stream(conn, stream_id, lock=True)
-            if stream is None:
-                raise stream_not_found(stream_id)
+            stream = await existing_stream(conn, stream_id, lock=True)
             if present and stream.status is Status.ENDED:
                 raise Problem(409, "stream-ended", "Stream has ended",
                               "an ended stream cannot be joined", stream_id=stream_id)

@@ -44,9 +44,13 @@ from onair.domain.token_policy import (
 from onair.errors import Problem
 from onair.group_commit import GroupCommit
 from onair.services.events import EventPublisher, broadcast_event, row_event
-from onair.services.streams import not_owner, require_signed_in, stream_not_found
+from onair.services.streams import (
+    existing_stream,
+    not_owner,
+    require_signed_in,
+    stream_not_found,
+)
 from onair.settings import Settings
-from onair.store import streams as stream_store
 from onair.store import tokens as store
 from onair.store.db import Database
 
@@ -323,8 +327,7 @@ class TokenService:
         if not is_uuid(stream_id):
             raise stream_not_found(stream_id)
         async with self._db.read() as conn:
-            if await stream_store.get_stream(conn, stream_id) is None:
-                raise stream_not_found(stream_id)
+            await existing_stream(conn, stream_id)
             return [store.record(row) for row in await store.cohosts_of(conn, stream_id)]
 
     async def invite(self, principal: Principal, stream_id: str,
@@ -335,9 +338,7 @@ class TokenService:
             raise stream_not_found(stream_id)
         now = self._clock.now()
         async with self._db.write() as conn:
-            stream = await stream_store.get_stream(conn, stream_id, lock=True)
-            if stream is None:
-                raise stream_not_found(stream_id)
+            stream = await existing_stream(conn, stream_id, lock=True)
             if not stream_rules.may_control(principal, stream):
                 raise not_owner()
             if stream.status is Status.ENDED:
@@ -370,9 +371,7 @@ class TokenService:
             raise stream_not_found(stream_id)
         now = self._clock.now()
         async with self._db.write() as conn:
-            stream = await stream_store.get_stream(conn, stream_id, lock=True)
-            if stream is None:
-                raise stream_not_found(stream_id)
+            stream = await existing_stream(conn, stream_id, lock=True)
             if not stream_rules.may_control(principal, stream) and actor != user_id:
                 raise not_owner()
             existing = await store.get_cohost(conn, stream_id, user_id)

@@ -21,7 +21,7 @@ from onair.errors import Problem
 from onair.services.chat import ChatService, send_bucket
 from onair.settings import Settings
 from tests.apps import running_context
-from tests.conftest import REDIS_URL, _port_open, need
+from tests.conftest import REDIS_URL, need_redis
 
 pytestmark = pytest.mark.redis
 
@@ -29,11 +29,7 @@ pytestmark = pytest.mark.redis
 async def test_two_processes_share_one_bucket_per_user(
     chat_settings: Settings, chat_clock: FakeClock,
 ) -> None:
-    from sqlalchemy.engine import make_url
-
-    url = make_url(REDIS_URL)
-    need(_port_open(url.host or "127.0.0.1", url.port or 6379),
-         f"Redis not reachable at {REDIS_URL}")
+    need_redis()
     settings = chat_settings.model_copy(update={
         "broker_url": REDIS_URL, "broker_key_prefix": f"onair-test-{uuid.uuid4().hex}:",
         "chat_rate_burst": 3, "chat_rate_per_second": 0.5,

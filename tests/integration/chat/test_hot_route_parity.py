@@ -33,6 +33,14 @@ async def both_clients(
         yield clients
 
 
+@pytest.fixture
+async def live(chat_stream: Any, chat_user: Any) -> tuple[str, dict[str, str]]:
+    """A live stream and a buyer's headers."""
+    stream_id, _, _ = await chat_stream()
+    _, buyer = chat_user("buyer")
+    return stream_id, buyer
+
+
 async def post_both(
     clients: tuple[httpx.AsyncClient, httpx.AsyncClient], path: str, **kwargs: Any
 ) -> tuple[httpx.Response, httpx.Response]:
@@ -41,11 +49,9 @@ async def post_both(
 
 
 async def test_sends_and_retries_answer_the_same(
-    both_clients: tuple[httpx.AsyncClient, httpx.AsyncClient], chat_stream: Any,
-    chat_user: Any,
+    both_clients: tuple[httpx.AsyncClient, httpx.AsyncClient], live: tuple[str, dict[str, str]],
 ) -> None:
-    stream_id, _, _ = await chat_stream()
-    _, buyer = chat_user("buyer")
+    stream_id, buyer = live
     hot, plain = both_clients
     for first, second in ((hot, plain), (plain, hot)):
         payload = {"body": " <b>hi</b>\u0007 ", "client_msg_id": str(uuid.uuid4()),
@@ -100,11 +106,9 @@ async def chunks(data: bytes) -> AsyncIterator[bytes]:
 @pytest.mark.parametrize(("name", "make"), CASES, ids=[name for name, _ in CASES])
 async def test_refusals_answer_the_same(
     both_clients: tuple[httpx.AsyncClient, httpx.AsyncClient], chat_ctx: AppContext,
-    chat_stream: Any, chat_user: Any, name: str,
-    make: Callable[[dict[str, str]], dict[str, Any]],
+    live: tuple[str, dict[str, str]], name: str, make: Callable[[dict[str, str]], dict[str, Any]],
 ) -> None:
-    stream_id, _, _ = await chat_stream()
-    _, buyer = chat_user("buyer")
+    stream_id, buyer = live
     hot, plain = both_clients
     results = []
     for client in (hot, plain):
@@ -134,11 +138,9 @@ async def test_stream_refusals_answer_the_same(
 
 
 async def test_other_methods_and_paths_are_left_to_the_router(
-    both_clients: tuple[httpx.AsyncClient, httpx.AsyncClient], chat_stream: Any,
-    chat_user: Any,
+    both_clients: tuple[httpx.AsyncClient, httpx.AsyncClient], live: tuple[str, dict[str, str]],
 ) -> None:
-    stream_id, _, _ = await chat_stream()
-    _, buyer = chat_user("buyer")
+    stream_id, buyer = live
     hot, plain = both_clients
     for method, path in [("GET", SEND.format(stream_id)), ("PUT", SEND.format(stream_id)),
                          ("POST", SEND.format(stream_id) + "/"),
@@ -152,10 +154,9 @@ async def test_other_methods_and_paths_are_left_to_the_router(
 
 async def test_an_unexpected_failure_is_a_generic_500_with_the_request_id_logged(
     both_clients: tuple[httpx.AsyncClient, httpx.AsyncClient], chat_ctx: AppContext,
-    chat_stream: Any, chat_user: Any, monkeypatch: pytest.MonkeyPatch,
+    live: tuple[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    stream_id, _, _ = await chat_stream()
-    _, buyer = chat_user("buyer")
+    stream_id, buyer = live
 
     async def broken(*_: Any, **__: Any) -> None:
         raise RuntimeError("secret internals")
@@ -174,11 +175,9 @@ async def test_an_unexpected_failure_is_a_generic_500_with_the_request_id_logged
 
 
 async def test_hot_sends_are_counted_under_their_route_template(
-    both_clients: tuple[httpx.AsyncClient, httpx.AsyncClient], chat_stream: Any,
-    chat_user: Any,
+    both_clients: tuple[httpx.AsyncClient, httpx.AsyncClient], live: tuple[str, dict[str, str]],
 ) -> None:
-    stream_id, _, _ = await chat_stream()
-    _, buyer = chat_user("buyer")
+    stream_id, buyer = live
     hot, _ = both_clients
     response = await hot.post(SEND.format(stream_id), json={"body": "hi", "client_msg_id": "m"},
                               headers=buyer)
