@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -80,11 +81,54 @@ async def _create_schema(schema: str, drop: bool = False) -> None:
     await engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# The suites that also run through PgBouncer in transaction mode (issue 11 §7); elsewhere the
+# `pgbouncer` backend is deselected, which keeps the run short.
+POOLED_SUITES = (
+    "tests/integration/chat/",
+    "tests/integration/test_streams_api.py",
+    "tests/integration/test_tokens_api.py",
+    "tests/integration/test_token_lifecycle.py",
+    "tests/integration/test_tokens_concurrency.py",
+    "tests/integration/test_pgbouncer.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    keep, drop = [], []
+    for item in items:
+        pooled = "[pgbouncer" in item.nodeid or "-pgbouncer" in item.nodeid
+        path = Path(str(item.path)).relative_to(root).as_posix()
+        (drop if pooled and not path.startswith(POOLED_SUITES) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_url() -> Iterator[str]:
+    """A real PgBouncer in transaction mode in front of the test PostgreSQL."""
+    need(shutil.which("pgbouncer") is not None, "pgbouncer not installed (Debian package)")
+    need(postgres_available(), f"PostgreSQL not reachable at {POSTGRES_URL}")
+    from tests.pgbouncer import PgBouncer
+
+    with PgBouncer(POSTGRES_URL) as bouncer:
+        yield bouncer.url
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "pgbouncer"])
 async def backend(request: pytest.FixtureRequest, data_dir: Path) -> AsyncIterator[dict[str, Any]]:
     """Settings overrides for one database backend (fresh database or schema per test)."""
     if request.param == "sqlite":
         yield {"data_dir": data_dir}
+        return
+    if request.param == "pgbouncer":
+        base = request.getfixturevalue("pgbouncer_url")
+        request.applymarker(pytest.mark.postgres)
+        from tests.pgbouncer import fresh_database
+
+        async with fresh_database(POSTGRES_URL, base) as url:
+            yield {"data_dir": data_dir, "database_url": url, "db_prepared_statements": False}
         return
     need(postgres_available(), f"PostgreSQL not reachable at {POSTGRES_URL}")
     request.applymarker(pytest.mark.postgres)

@@ -54,7 +54,8 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url, pool_size=settings.db_pool_size,
                   timeout=settings.db_timeout, sqlite_synchronous=settings.sqlite_synchronous,
-                  schema=settings.database_schema)
+                  schema=settings.database_schema,
+                  prepared_statements=settings.db_prepared_statements)
     broker = broker or create_broker(settings.broker_url, settings)
     events = EventPublisher(broker)
     streams = StreamService(db, events, clock, settings)

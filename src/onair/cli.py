@@ -148,7 +148,8 @@ def _server_options(settings: Settings) -> dict[str, object]:
 async def _migrate_and_close(settings: Settings, upgrade_fn: object) -> None:
     from onair.store.db import Database
 
-    db = Database(settings.resolved_database_url, schema=settings.database_schema)
+    db = Database(settings.resolved_database_url, schema=settings.database_schema,
+                  prepared_statements=settings.db_prepared_statements)
     try:
         await upgrade_fn(db.engine)  # type: ignore[operator]
     finally:

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -55,6 +55,20 @@ class Settings(BaseSettings):
         64 * 1024, ge=1024, description="Largest accepted REST request body (bytes) → 413."
     )
     db_pool_size: int = Field(10, ge=1, description="PostgreSQL connection pool size.")
+    db_prepared_statements: bool = Field(
+        True, description="Use cached prepared statements on PostgreSQL. Set false when the "
+        "database is reached through a pooler in transaction mode (PgBouncer, Supavisor port "
+        "6543), where they break; not combinable with `ONAIR_DATABASE_SCHEMA`.",
+    )
+
+    @field_validator("db_prepared_statements")
+    @classmethod
+    def _pooler_mode_has_no_schema(cls, value: bool, info: ValidationInfo) -> bool:
+        if not value and info.data.get("database_schema"):
+            raise ValueError("a pooler in transaction mode cannot keep ONAIR_DATABASE_SCHEMA's "
+                             "search_path: use a database of its own instead")
+        return value
+
     db_timeout: float = Field(
         10.0, gt=0, description="Seconds to wait for a database lock or connection."
     )

@@ -5,10 +5,17 @@ lock after another writer committed fails at once instead of waiting. So on SQLi
 through one connection that starts every transaction with ``BEGIN IMMEDIATE`` (writers queue on
 the pool, never deadlock), while reads use a small pool of their own (WAL lets them run beside the
 writer). On PostgreSQL both paths share one asyncpg pool.
+
+Behind a pooler in transaction mode (PgBouncer < 1.21, Supavisor), consecutive statements of one
+client may run on different server connections, so a statement prepared on one is missing (or
+already there) on the next: with ``prepared_statements=False`` asyncpg keeps no statement cache and
+names each statement uniquely, which is what SQLAlchemy documents for PgBouncer. A per-connection
+``search_path`` cannot survive there either, so that mode refuses a schema.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -32,6 +39,10 @@ def async_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def _unique_statement_name() -> str:
+    return f"__onair_{uuid.uuid4().hex}__"
+
+
 class Database:
     def __init__(
         self,
@@ -41,6 +52,7 @@ class Database:
         timeout: float = 10.0,
         sqlite_synchronous: str = "NORMAL",
         schema: str | None = None,
+        prepared_statements: bool = True,
     ) -> None:
         self.url = async_url(url)
         self.dialect = make_url(self.url).get_backend_name()
@@ -50,17 +62,27 @@ class Database:
             self._reader = self._sqlite_engine(timeout, sqlite_synchronous, immediate=False,
                                                pool_size=4)
         else:
+            connect_args: dict[str, Any] = {
+                "timeout": timeout,
+                "command_timeout": timeout * 3,
+                "server_settings": {"search_path": schema} if schema else {},
+            }
+            url_for_engine: Any = self.url
+            if not prepared_statements:
+                if schema:
+                    raise ValueError("a database schema needs a session-mode connection: "
+                                     "it cannot be combined with prepared statements off")
+                connect_args.update(statement_cache_size=0,
+                                    prepared_statement_name_func=_unique_statement_name)
+                url_for_engine = make_url(self.url).update_query_dict(
+                    {"prepared_statement_cache_size": "0"})
             engine = create_async_engine(
-                self.url,
+                url_for_engine,
                 pool_size=pool_size,
                 max_overflow=pool_size,
                 pool_timeout=timeout,
                 pool_pre_ping=True,
-                connect_args={
-                    "timeout": timeout,
-                    "command_timeout": timeout * 3,
-                    "server_settings": {"search_path": schema} if schema else {},
-                },
+                connect_args=connect_args,
             )
             self._writer = self._reader = engine
 

@@ -56,12 +56,25 @@ def chat_pg_url() -> Iterator[str]:
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="session")
+def chat_pgbouncer_db_url(pgbouncer_url: str, chat_pg_url: str) -> str:
+    """The chat scratch database, reached through PgBouncer in transaction mode."""
+    return f"{pgbouncer_url}/{chat_pg_url.rpartition('/')[2]}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres),
+                        pytest.param("pgbouncer", marks=pytest.mark.postgres)])
 def chat_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path_factory.mktemp('chat-sqlite') / 'onair.db'}"
-    url: str = request.getfixturevalue("chat_pg_url")
+    fixture = "chat_pgbouncer_db_url" if request.param == "pgbouncer" else "chat_pg_url"
+    url: str = request.getfixturevalue(fixture)
     return url
+
+
+def through_pooler(request: pytest.FixtureRequest) -> bool:
+    callspec = getattr(request.node, "callspec", None)
+    return callspec is not None and callspec.params.get("chat_db_url") == "pgbouncer"
 
 
 def chat_test_settings(data_dir: Any, database_url: str, **overrides: Any) -> Settings:
@@ -74,8 +87,10 @@ def chat_test_settings(data_dir: Any, database_url: str, **overrides: Any) -> Se
 
 
 @pytest.fixture
-def chat_settings(tmp_path_factory: pytest.TempPathFactory, chat_db_url: str) -> Settings:
-    return chat_test_settings(tmp_path_factory.mktemp("chat-data"), chat_db_url)
+def chat_settings(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                  chat_db_url: str) -> Settings:
+    pooled = {"db_prepared_statements": False} if through_pooler(request) else {}
+    return chat_test_settings(tmp_path_factory.mktemp("chat-data"), chat_db_url, **pooled)
 
 
 @pytest.fixture
