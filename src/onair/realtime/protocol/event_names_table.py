@@ -44,7 +44,9 @@ def _fold_once(text: str) -> str:
 
 
 def derive(ch: str) -> set[str]:
-    """Every ASCII-ish spelling ``ch`` may turn into under normalisation and casing."""
+    """Every ASCII spelling ``ch`` may turn into under normalisation and casing."""
+    if not unicodedata.decomposition(ch) and ch.lower() == ch.upper() == ch.casefold() == ch:
+        return set()  # most of Unicode: nothing to fold
     seen: set[str] = set()
     todo = [ch, ch.lower(), ch.upper()]
     while todo:
