@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from onair.realtime.policies import StreamFacts, StreamPolicy
 from onair.realtime.protocol import event_names_table
 from onair.realtime.protocol.event_names import (
+    _TABLE,
     HOST,
     HOST_ONLY_PREFIXES,
     SERVER,
     SERVER_ONLY,
-    _TABLE,
     fold,
     reserved_for,
 )
@@ -162,7 +162,7 @@ def test_server_events_in_any_spelling_only_from_the_service_role(
 @pytest.mark.parametrize("event", FORGED_HOST)
 def test_host_events_in_any_spelling_only_from_hosts_and_staff(event: str) -> None:
     policy = _policy()
-    allowed = lambda user, role: policy.allowed(  # noqa: E731
+    allowed = lambda user, role: policy.allowed(
         _principal(user, role), "stream:s1", "broadcast", "write", event=event)
     assert not allowed("buyer", "buyer") and not allowed(None, "anon")
     assert not allowed("other-seller", "seller") and not allowed("banned", "buyer")
