@@ -62,4 +62,6 @@ def test_official_js_clients(js_clients: Path, server: OnairServer) -> None:
     assert r["after_refresh"] == "joined"
     assert r["private_anon"][0] == "CHANNEL_ERROR" and "Unauthorized" in r["private_anon"][1]
     assert r["subscribe_buyer"] == "SUBSCRIBED" and r["buyer_sends"] == ["error", "ok"]
-    assert r["seller_saw"] == ["reaction"]  # the buyer's "stream_state" was dropped
+    assert r["buyer_forged"] == ["error"] * 8  # STREAM_STATE, WEBRTC:signal, ſtream_state, ...
+    assert r["seller_named_forged"] == []  # realtime-js's stream_state/webrtc:signal listeners got none
+    assert r["seller_saw"] == ["reaction", "reaction"]  # the buyer's "stream_state" was dropped

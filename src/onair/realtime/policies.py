@@ -9,8 +9,9 @@ can ask it on every push; whatever it needs from the database is loaded beforeha
 Rules for ``stream:{id}``: staff may do everything; a user banned from the stream gets nothing;
 the stream must exist; everyone else may read (anonymous viewers only on public channels);
 signed-in users may track presence and send ordinary broadcasts; server events (``stream_state``,
-``viewer_count``, ``token_renew``) come only from the service role, and seller events (names
-starting with ``seller:`` or ``webrtc:``) only from the stream's seller and co-hosts.
+``viewer_count``, ``token_renew``, ``chat_sanction``, ``chat_settings``) come only from the service
+role, and host events (names starting with ``seller:`` or ``webrtc:``) only from the stream's
+seller, co-hosts and staff — in any spelling a client could fold onto them (``event_names``).
 ``stream_viewers`` changes are readable by the seller, co-hosts and staff only.
 Other topics: public channels are open to any valid token; private ones are denied by default.
 """
@@ -20,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol
 
+from onair.realtime.protocol.event_names import HOST, SERVER, reserved_for
+
 STAFF_ROLES = frozenset({"moderator", "admin", "service"})
-SERVER_EVENTS = frozenset({"stream_state", "viewer_count", "token_renew"})
-SELLER_EVENT_PREFIXES = ("seller:", "webrtc:")
 STREAM_PREFIX = "stream:"
 
 
@@ -75,6 +76,10 @@ class StreamPolicy:
         stream_id = stream_id_of(topic)
         if stream_id is None:
             return not private or is_staff(principal)
+        writes = extension == "broadcast" and action == "write"
+        reserved = reserved_for(event) if writes and event is not None else None
+        if reserved == SERVER:
+            return role_of(principal) == "service"
         if is_staff(principal):
             return True
         facts = self.facts.get(stream_id)
@@ -89,11 +94,8 @@ class StreamPolicy:
             if extension == "postgres_changes:stream_viewers":
                 return owner
             return signed_in or not private
-        if extension == "broadcast" and event is not None:
-            if event in SERVER_EVENTS:
-                return False
-            if event.startswith(SELLER_EVENT_PREFIXES):
-                return owner
+        if reserved == HOST:
+            return owner
         return signed_in
 
     def ban(self, stream_id: str, user_id: str) -> None:

@@ -62,11 +62,14 @@ results.presence_leave = await until(() => syncs.length && !syncs[syncs.length -
 let sellerToken = env.SELLER_TOKEN
 const seller = createClient(url, env.ANON_KEY, { accessToken: async () => sellerToken, realtime: { transport: WebSocket } })
 await seller.realtime.setAuth()  // otherwise the first join can race the callback and go out without a token
-const changes = [], counts = [], sellerSaw = []
+const changes = [], counts = [], sellerSaw = [], sellerNamed = []
 const chS = seller.channel(`stream:${env.STREAM_X}`)
   .on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'stream_viewers', filter: `stream_id=eq.${env.STREAM_X}` }, (p) => changes.push(p))
   .on('broadcast', { event: 'viewer_count' }, (m) => counts.push(m.payload.viewer_count))
   .on('broadcast', { event: '*' }, (m) => sellerSaw.push(m.event))
+for (const event of ['stream_state', 'token_renew', 'viewer_count', 'webrtc:signal', 'seller:state', 'chat_sanction']) {
+  chS.on('broadcast', { event }, (m) => sellerNamed.push([event, m.event, m.payload]))
+}
 results.subscribe_changes = (await subscribe(chS))[0][0]
 for (const stream of [env.STREAM_Y, env.STREAM_X]) {
   const r = await fetch(`${url}/api/v1/streams/${stream}/viewers`, { method: 'POST', headers: { Authorization: `Bearer ${env.VIEWER_TOKEN}` } })
@@ -97,8 +100,17 @@ results.buyer_sends = [
   await chBuyer.send({ type: 'broadcast', event: 'stream_state', payload: { status: 'ended' } }),
   await chBuyer.send({ type: 'broadcast', event: 'reaction', payload: { e: '+1' } }),
 ]
+// 7. ...nor in another spelling that realtime-js would match onto the real listener
+// (it compares toLocaleLowerCase of both names)
+results.buyer_forged = []
+for (const event of ['STREAM_STATE', 'Stream_State', 'TOKEN_RENEW', 'WEBRTC:signal', 'Seller:state', 'ſtream_state', 'ＳＴＲＥＡＭ_ＳＴＡＴＥ', 'Chat_Sanction']) {
+  results.buyer_forged.push(await chBuyer.send({ type: 'broadcast', event, payload: { forged: event } }))
+}
+await chBuyer.send({ type: 'broadcast', event: 'reaction', payload: { last: true } })
+await until(() => sellerSaw.length >= 2)
 await sleep(500)
 results.seller_saw = sellerSaw
+results.seller_named_forged = sellerNamed.filter(([, , p]) => p && typeof p === 'object' && 'forged' in p)
 
 await sb.removeAllChannels(); await seller.removeAllChannels(); await buyer.removeAllChannels()
 v1.disconnect()

@@ -7,6 +7,7 @@
 
 import { convertRecord } from "./change_values.js";
 import { Emitter } from "./emitter.js";
+import { isLookAlike } from "./event_names.js";
 
 export const REJOIN_DELAYS_MS = [1000, 2000, 5000, 10000];
 
@@ -146,6 +147,9 @@ export class Channel extends Emitter {
         this._dispatch("system", () => true, payload);
         return;
       case "broadcast":
+        // listeners match names case-insensitively, as realtime-js does: a look-alike of a
+        // server or host event (STREAM_STATE, ſtream_state) must not reach the real one's listener
+        if (isLookAlike(payload?.event)) return;
         this._dispatch(
           "broadcast",
           (f) => !f.event || f.event === "*" || String(f.event).toLowerCase() === String(payload?.event).toLowerCase(),
