@@ -73,6 +73,25 @@ class Settings(BaseSettings):
     jwks_url: str | None = Field(
         None, description="JWKS URL for asymmetric (RS256/ES256) tokens, checked besides HS256."
     )
+    jwks_fetch_timeout: float = Field(
+        5.0, gt=0, le=60, description="Seconds one JWKS fetch may take in all (off the event "
+        "loop); also the longest a request with a new `kid` waits for it before 401.",
+    )
+    jwks_min_refresh_interval: float = Field(
+        30.0, ge=0, description="Least seconds between two JWKS fetches, however many unknown "
+        "`kid`s arrive (tokens with one of them meanwhile get 401).",
+    )
+    jwks_negative_ttl: float = Field(
+        30.0, ge=0, description="Seconds a failed JWKS fetch, or a `kid` missing from a fresh "
+        "key set, is remembered before it is fetched for again.",
+    )
+    jwks_max_age: float = Field(
+        600.0, gt=0, description="Seconds after which the JWKS is refreshed in the background "
+        "(its keys keep working meanwhile).",
+    )
+    jwks_max_bytes: int = Field(
+        262_144, ge=1024, description="Largest JWKS document accepted (bytes).",
+    )
     jwt_audience: str = Field("authenticated", description="Required `aud` of user tokens.")
     jwt_app_role_claim: str = Field(
         "app_metadata.role",
