@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, FastAPI
 
 from onair import __version__
@@ -39,6 +40,7 @@ from onair.store.db import Database
 from onair.store.migrate import upgrade
 
 API_PREFIX = "/api/v1"
+log = structlog.get_logger("onair")
 
 
 def jwt_secret_of(settings: Settings) -> str:
@@ -89,7 +91,20 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
     return context
 
 
+def warn_about_exposure(settings: Settings) -> None:
+    """Loud lines at start for the settings that make this server unsafe to expose."""
+    warning = settings.dev_auth_warning()
+    if warning is not None:
+        level, message = warning
+        getattr(log, level)("dev_auth_enabled", detail=message)
+    if settings.metrics_token is None and not settings.binds_loopback:
+        log.warning("metrics_public", detail=f"/metrics answers anyone who reaches "
+                    f"{settings.host}:{settings.port}; set ONAIR_METRICS_TOKEN to require a bearer "
+                    "token")
+
+
 async def start_context(ctx: AppContext, *, migrate: bool = True, reaper: bool = True) -> None:
+    warn_about_exposure(ctx.settings)
     if migrate:
         await upgrade(ctx.db.engine)
     if ctx.jwt.jwks is not None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from onair.api.deps import Ctx, CurrentPrincipal
 from onair.auth.jwt import mint_token
 from onair.domain.identity import Role
 from onair.errors import Problem
+from onair.settings import is_loopback_host
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -35,12 +36,19 @@ class Me(BaseModel):
     signed_in: bool
 
 
+def _from_loopback(request: Request) -> bool:
+    return request.client is not None and is_loopback_host(request.client.host)
+
+
 @router.post("/dev-sign-in", response_model=SignedIn)
-async def dev_sign_in(body: DevSignIn, ctx: Ctx) -> SignedIn:
+async def dev_sign_in(body: DevSignIn, ctx: Ctx, request: Request) -> SignedIn:
     settings = ctx.settings
-    if not settings.dev_auth_enabled:
+    # On by default only for loopback clients too: the app may be served by something other
+    # than `onair serve` (whose bind address the default is decided on).
+    if not settings.dev_auth_enabled or (settings.dev_auth is None and not _from_loopback(request)):
         raise Problem(404, "dev-auth-disabled", "Dev sign-in is off",
-                      "set ONAIR_DEV_AUTH=true to enable it (never in production)")
+                      "it is on by default only for a loopback bind with the generated secret; "
+                      "ONAIR_DEV_AUTH=true forces it on (never in production)")
     token = mint_token(ctx.jwt_secret, body.user, Role(body.role), settings.dev_token_ttl,
                        audience=settings.jwt_audience, app_role_claim=settings.jwt_app_role_claim,
                        now=ctx.clock.now().timestamp())
