@@ -311,6 +311,10 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Browser clients: interval (s) of the cheap chat check that "
         "catches a lost last event while connected.",
     )
+    web_content_security_policy: str | None = Field(
+        None, description="Content-Security-Policy of the pages, replacing the built-in one "
+        "(same origin only; plus Agora's SDK CDN and servers in Agora mode).",
+    )
     web_local_max_viewers: int = Field(
         8, ge=1, description="Local WebRTC mode: most viewers one studio browser sends video to "
         "(each costs the seller's upload bandwidth).",
