@@ -108,8 +108,8 @@ class Settings(BaseSettings):
         None,
         description="Offer `POST /api/v1/auth/dev-sign-in` (anyone may mint any role's token). "
         "Default: on only with SQLite, a loopback `host` and the generated secret (no "
-        "`ONAIR_JWT_SECRET`), and then only to loopback clients; `true` forces it on (logged as "
-        "a warning at start), `false` off.",
+        "`ONAIR_JWT_SECRET`), and then only for local requests (loopback client and Host, no "
+        "proxy headers); `true` forces it on (logged as a warning at start), `false` off.",
     )
     dev_token_ttl: int = Field(
         24 * 3600, ge=60, description="Lifetime (s) of tokens minted by dev sign-in."

@@ -56,12 +56,14 @@ def test_decision_table(tmp_path: Path, host: str, secret: str | None, postgres:
         assert ("ONAIR_JWT_SECRET" in message) is (secret is not None)
 
 
-async def sign_in(settings: Settings, client_addr: tuple[str, int]) -> httpx.Response:
+async def sign_in(settings: Settings, client_addr: tuple[str, int],
+                  base_url: str = "http://127.0.0.1:8000", **headers: str) -> httpx.Response:
     async with running_context(settings, FakeClock()) as ctx:
         app = create_app(settings, ctx=ctx, run_reaper=False)
         transport = httpx.ASGITransport(app=app, client=client_addr)
-        async with httpx.AsyncClient(transport=transport, base_url="http://onair.test") as http:
-            return await http.post("/api/v1/auth/dev-sign-in", json={"user": "mallory", "role": "admin"})
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
+            return await http.post("/api/v1/auth/dev-sign-in", json={"user": "mallory", "role": "admin"},
+                                   headers=headers)
 
 
 @pytest.mark.parametrize("secret,client,explicit,status", [
@@ -79,6 +81,21 @@ async def test_dev_sign_in_in_the_app(tmp_path: Path, secret: str | None, client
     assert response.status_code == status, response.text
     if status == 404:
         assert response.json()["type"].endswith("dev-auth-disabled")
+
+
+@pytest.mark.parametrize("base_url,headers,status", [
+    ("http://localhost:8000", {}, 200),
+    ("http://[::1]:8000", {}, 200),
+    ("http://127.0.0.1:8000", {"x-forwarded-for": "198.51.100.7"}, 404),  # a proxy on this host
+    ("http://127.0.0.1:8000", {"forwarded": "for=198.51.100.7"}, 404),
+    ("http://127.0.0.1:8000", {"x-real-ip": "198.51.100.7"}, 404),
+    ("http://shop.example.com", {}, 404),  # relayed under the public name, or DNS rebinding
+])
+async def test_default_dev_sign_in_needs_a_local_request(tmp_path: Path, base_url: str,
+                                                         headers: dict[str, str], status: int) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path, reaper_interval=3600)
+    response = await sign_in(settings, ("127.0.0.1", 5000), base_url, **headers)
+    assert response.status_code == status, response.text
 
 
 async def test_explicit_dev_auth_is_logged_at_start(tmp_path: Path) -> None:

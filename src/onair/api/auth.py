@@ -36,16 +36,27 @@ class Me(BaseModel):
     signed_in: bool
 
 
-def _from_loopback(request: Request) -> bool:
-    return request.client is not None and is_loopback_host(request.client.host)
+FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+
+
+def _local_request(request: Request) -> bool:
+    """From this machine, by a local name, not relayed. The bind address alone is not enough:
+    the app may be served by something other than `onair serve`, a reverse proxy on this host
+    connects from loopback (and usually says so in a forwarding header), and a DNS-rebinding
+    page reaches a loopback port under its own host name."""
+    if request.client is None or not is_loopback_host(request.client.host):
+        return False
+    if any(name in request.headers for name in FORWARDING_HEADERS):
+        return False
+    host = request.headers.get("host", "")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return is_loopback_host(name)
 
 
 @router.post("/dev-sign-in", response_model=SignedIn)
 async def dev_sign_in(body: DevSignIn, ctx: Ctx, request: Request) -> SignedIn:
     settings = ctx.settings
-    # On by default only for loopback clients too: the app may be served by something other
-    # than `onair serve` (whose bind address the default is decided on).
-    if not settings.dev_auth_enabled or (settings.dev_auth is None and not _from_loopback(request)):
+    if not settings.dev_auth_enabled or (settings.dev_auth is None and not _local_request(request)):
         raise Problem(404, "dev-auth-disabled", "Dev sign-in is off",
                       "it is on by default only for a loopback bind with the generated secret; "
                       "ONAIR_DEV_AUTH=true forces it on (never in production)")
