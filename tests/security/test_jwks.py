@@ -106,7 +106,8 @@ async def test_a_rotated_in_key_is_picked_up_after_the_interval() -> None:
         server.keys.append(new)
         clock.now += INTERVAL + 1
         assert (await verifier.verify_async(sign(new, claims=user_claims("rotated")))).user_id == "rotated"
-        assert verifier.verify(sign(old)).user_id == "u-jwks"  # the old key still works
+        old_token = sign(old, claims=user_claims("old"))
+        assert verifier.verify(old_token).user_id == "old"  # the old key still works
         # retired: gone from the set after the next (background, age-driven) refresh
         server.keys.remove(old)
         clock.now += 601
@@ -114,6 +115,7 @@ async def test_a_rotated_in_key_is_picked_up_after_the_interval() -> None:
         await verifier.jwks.wait("")  # type: ignore[union-attr]
         assert server.requests == 3
         await refused(verifier, sign(old, claims=user_claims("retired")))
+        await refused(verifier, old_token)  # verified (and cached) before: refused now too
 
 
 def _b64(data: bytes) -> str:

@@ -111,6 +111,9 @@ class JwksCache:
         self._wanted: set[str] = set()
         self._inflight: asyncio.Task[None] | None = None
         self.fetches = 0
+        # Called when a refresh drops keys (retired or revoked): tokens verified with them and
+        # cached by their verifier must stop working now, not at their expiry.
+        self.on_keys_dropped: Callable[[], None] | None = None
 
     # -- lookups ------------------------------------------------------------------------------------
 
@@ -190,7 +193,10 @@ class JwksCache:
                         self.negative_ttl)
             return
         now = self._clock()
+        dropped = bool(self._keys.keys() - keys.keys())
         self._keys = keys
+        if dropped and self.on_keys_dropped is not None:
+            self.on_keys_dropped()
         self._fetched_at = now
         for kid in self._wanted - keys.keys():
             self._missing[kid] = now + self.negative_ttl

@@ -78,6 +78,8 @@ class JwtVerifier:
         self._leeway = leeway
         self.jwks = jwks or (JwksCache(jwks_url) if jwks_url else None)
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        if self.jwks is not None:
+            self.jwks.on_keys_dropped = self._cache.clear
         self._cache_size = cache_size
 
     def verify(self, token: str, now: float | None = None) -> Principal:
