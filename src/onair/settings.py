@@ -76,7 +76,8 @@ class Settings(BaseSettings):
         "into `<data_dir>/jwt-secret` (mode 0600).",
     )
     jwks_url: str | None = Field(
-        None, description="JWKS URL for asymmetric (RS256/ES256) tokens, checked besides HS256."
+        None, description="JWKS URL for asymmetric (RS256/ES256/EdDSA) tokens, checked besides "
+        "HS256 (fetched off the event loop, cached; see the `jwks_*` settings)."
     )
     jwks_fetch_timeout: float = Field(
         5.0, gt=0, le=60, description="Seconds one JWKS fetch may take in all (off the event "

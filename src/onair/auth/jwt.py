@@ -1,9 +1,10 @@
 """Supabase-compatible JWTs: verification of user, anon and service keys, and minting.
 
 Supabase Auth signs user tokens with HS256 (the project's JWT secret) or, on newer projects,
-with asymmetric keys published as JWKS (see :mod:`onair.auth.jwks`: keys come from memory only;
-:meth:`JwtVerifier.verify_async` also waits briefly for a key set fetch when a kid is new). Claims checked: ``exp`` and ``role`` always (the realtime
-server refuses tokens without them), ``sub`` and ``aud`` for signed-in users. Error messages are
+with asymmetric keys published as JWKS (see :mod:`onair.auth.jwks`: :meth:`JwtVerifier.verify`
+takes keys from memory only; :meth:`JwtVerifier.verify_async` also waits briefly for a key set
+fetch when a kid is new). Claims checked: ``exp`` and ``role`` always (the realtime server
+refuses tokens without them), ``sub`` and ``aud`` for signed-in users. Error messages are
 Supabase Realtime's, so clients that match on them keep working.
 """
 
