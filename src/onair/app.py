@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, FastAPI
 
 from onair import __version__
@@ -17,6 +18,7 @@ from onair.api import streams as streams_api
 from onair.api import tokens as tokens_api
 from onair.api.hot_routes import HotRoutes
 from onair.api.middleware import RequestContextMiddleware
+from onair.auth.jwks import JwksCache
 from onair.auth.jwt import JwtVerifier, mint_key
 from onair.auth.keys import load_or_create_secret
 from onair.broker import create_broker, create_buckets
@@ -38,12 +40,22 @@ from onair.store.db import Database
 from onair.store.migrate import upgrade
 
 API_PREFIX = "/api/v1"
+log = structlog.get_logger("onair")
 
 
 def jwt_secret_of(settings: Settings) -> str:
     if settings.jwt_secret is not None:
         return settings.jwt_secret.get_secret_value()
     return load_or_create_secret(settings.data_dir)
+
+
+def jwks_of(settings: Settings) -> JwksCache | None:
+    if not settings.jwks_url:
+        return None
+    return JwksCache(settings.jwks_url, fetch_timeout=settings.jwks_fetch_timeout,
+                     min_interval=settings.jwks_min_refresh_interval,
+                     negative_ttl=settings.jwks_negative_ttl, max_age=settings.jwks_max_age,
+                     max_bytes=settings.jwks_max_bytes)
 
 
 def build_context(settings: Settings, *, clock: Clock | None = None,
@@ -64,7 +76,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
         clock=clock,
         jwt=JwtVerifier(secret, audience=settings.jwt_audience,
                         app_role_claim=settings.jwt_app_role_claim, leeway=settings.jwt_leeway,
-                        jwks_url=settings.jwks_url, now=lambda: clock.now().timestamp()),
+                        jwks=jwks_of(settings), now=lambda: clock.now().timestamp()),
         jwt_secret=secret,
         anon_key=mint_key(secret, "anon", settings.anon_key_ttl),
         service_key=mint_key(secret, "service_role", settings.anon_key_ttl),
@@ -80,9 +92,24 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
     return context
 
 
+def warn_about_exposure(settings: Settings) -> None:
+    """Loud lines at start for the settings that make this server unsafe to expose."""
+    warning = settings.dev_auth_warning()
+    if warning is not None:
+        level, message = warning
+        getattr(log, level)("dev_auth_enabled", detail=message)
+    if settings.metrics_token is None and not settings.binds_loopback:
+        log.warning("metrics_public", detail=f"/metrics answers anyone who reaches "
+                    f"{settings.host}:{settings.port}; set ONAIR_METRICS_TOKEN to require a bearer "
+                    "token")
+
+
 async def start_context(ctx: AppContext, *, migrate: bool = True, reaper: bool = True) -> None:
+    warn_about_exposure(ctx.settings)
     if migrate:
         await upgrade(ctx.db.engine)
+    if ctx.jwt.jwks is not None:
+        ctx.jwt.jwks.start()  # in the background: a slow key server does not hold up the start
     await ctx.broker.start(ctx.broker_fan_in)
     await ctx.chat.start()
     await ctx.extras[REALTIME].start()
@@ -97,6 +124,8 @@ async def stop_context(ctx: AppContext) -> None:
     await ctx.chat.close()
     await ctx.broker.close()
     await ctx.db.close()
+    if ctx.jwt.jwks is not None:
+        await ctx.jwt.jwks.close()
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None,

@@ -105,7 +105,9 @@ def _print_banner(settings: Settings, anon_key: str) -> None:
     typer.echo(f"  realtime  {base.replace('http', 'ws', 1)}/realtime/v1/websocket", err=True)
     typer.echo(f"  anon key  {anon_key}", err=True)
     if settings.dev_auth_enabled:
-        typer.echo(f"  dev auth  POST {base}/api/v1/auth/dev-sign-in (on)", err=True)
+        warning = settings.dev_auth_warning()
+        note = f"on — WARNING: {warning[1]}" if warning else "on, loopback clients only"
+        typer.echo(f"  dev auth  POST {base}/api/v1/auth/dev-sign-in ({note})", err=True)
     if settings.workers > 1:
         typer.echo(f"  workers   {settings.workers} processes", err=True)
 

@@ -7,6 +7,7 @@ setting without a description is a bug.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +52,10 @@ class Settings(BaseSettings):
         "info", description="Log level of the JSON logs on stdout."
     )
     log_json: bool = Field(True, description="JSON logs (true) or human-readable console logs.")
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token `GET /metrics` requires (`Authorization: Bearer …`). "
+        "Unset: /metrics is public, and a non-loopback `host` logs a warning at start.",
+    )
     max_body_bytes: int = Field(
         64 * 1024, ge=1024, description="Largest accepted REST request body (bytes) → 413."
     )
@@ -85,7 +90,27 @@ class Settings(BaseSettings):
         "into `<data_dir>/jwt-secret` (mode 0600).",
     )
     jwks_url: str | None = Field(
-        None, description="JWKS URL for asymmetric (RS256/ES256) tokens, checked besides HS256."
+        None, description="JWKS URL for asymmetric (RS256/ES256/EdDSA) tokens, checked besides "
+        "HS256 (fetched off the event loop, cached; see the `jwks_*` settings)."
+    )
+    jwks_fetch_timeout: float = Field(
+        5.0, gt=0, le=60, description="Seconds one JWKS fetch may take in all (off the event "
+        "loop); also the longest a request with a new `kid` waits for it before 401.",
+    )
+    jwks_min_refresh_interval: float = Field(
+        30.0, ge=0, description="Least seconds between two JWKS fetches, however many unknown "
+        "`kid`s arrive (tokens with one of them meanwhile get 401).",
+    )
+    jwks_negative_ttl: float = Field(
+        30.0, ge=0, description="Seconds a failed JWKS fetch, or a `kid` missing from a fresh "
+        "key set, is remembered before it is fetched for again.",
+    )
+    jwks_max_age: float = Field(
+        600.0, gt=0, description="Seconds after which the JWKS is refreshed in the background "
+        "(its keys keep working meanwhile).",
+    )
+    jwks_max_bytes: int = Field(
+        262_144, ge=1024, description="Largest JWKS document accepted (bytes).",
     )
     jwt_audience: str = Field("authenticated", description="Required `aud` of user tokens.")
     jwt_app_role_claim: str = Field(
@@ -96,8 +121,10 @@ class Settings(BaseSettings):
     jwt_leeway: float = Field(5.0, ge=0, description="Seconds of clock skew allowed on `exp`.")
     dev_auth: bool | None = Field(
         None,
-        description="Offer `POST /api/v1/auth/dev-sign-in`. Default: on with SQLite, off with "
-        "PostgreSQL.",
+        description="Offer `POST /api/v1/auth/dev-sign-in` (anyone may mint any role's token). "
+        "Default: on only with SQLite, a loopback `host` and the generated secret (no "
+        "`ONAIR_JWT_SECRET`), and then only for local requests (loopback client and Host, no "
+        "proxy headers); `true` forces it on (logged as a warning at start), `false` off.",
     )
     dev_token_ttl: int = Field(
         24 * 3600, ge=60, description="Lifetime (s) of tokens minted by dev sign-in."
@@ -299,6 +326,10 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Browser clients: interval (s) of the cheap chat check that "
         "catches a lost last event while connected.",
     )
+    web_content_security_policy: str | None = Field(
+        None, description="Content-Security-Policy of the pages, replacing the built-in one "
+        "(same origin only; plus Agora's SDK CDN and servers in Agora mode).",
+    )
     web_local_max_viewers: int = Field(
         8, ge=1, description="Local WebRTC mode: most viewers one studio browser sends video to "
         "(each costs the seller's upload bandwidth).",
@@ -344,12 +375,44 @@ class Settings(BaseSettings):
         return self.resolved_database_url.startswith("sqlite")
 
     @property
+    def binds_loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+    @property
     def dev_auth_enabled(self) -> bool:
-        return self.is_sqlite if self.dev_auth is None else self.dev_auth
+        if self.dev_auth is not None:
+            return self.dev_auth
+        return self.is_sqlite and self.binds_loopback and self.jwt_secret is None
+
+    def dev_auth_warning(self) -> tuple[str, str] | None:
+        """(level, message) to log at start when dev sign-in was switched on explicitly."""
+        if not self.dev_auth:
+            return None
+        exposed = [reason for reason, applies in (
+            (f"the server binds {self.host}, not a loopback address", not self.binds_loopback),
+            (("ONAIR_JWT_SECRET is configured: the minted tokens are trusted by everything "
+              "that shares that secret"), self.jwt_secret is not None)) if applies]
+        if exposed:
+            return "error", ("ONAIR_DEV_AUTH=true: anyone who can reach this server can mint an "
+                             "admin token, and " + "; ".join(exposed) + ". Never do this in "
+                             "production.")
+        return "warning", ("ONAIR_DEV_AUTH=true: dev sign-in is on; anyone who can reach this "
+                           "server can mint an admin token.")
 
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost (what `onair serve --host` may be given)."""
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache(maxsize=1)

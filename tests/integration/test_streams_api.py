@@ -232,7 +232,7 @@ async def test_host_heartbeat(app_client, make_user, clock) -> None:
 async def test_dev_sign_in_and_me(app_client, ctx) -> None:
     response = await app_client.post(f"{API}/auth/dev-sign-in",
                                      json={"user": "alice", "role": "seller"})
-    if not ctx.settings.is_sqlite:  # dev auth defaults to off beside PostgreSQL
+    if not ctx.settings.dev_auth_enabled:  # off by default with a configured secret (here)
         assert_problem(response, 404, "dev-auth-disabled")
         ctx.settings.dev_auth = True
         response = await app_client.post(f"{API}/auth/dev-sign-in",

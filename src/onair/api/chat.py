@@ -170,7 +170,7 @@ async def send_message(request: Request) -> Response:
 async def handle_send(ctx: AppContext, path_params: Mapping[str, str], headers: Headers,
                       raw: bytes) -> Reply:
     stream_id = path_params["stream_id"]
-    principal = deps.signed_in(deps.principal_from_headers(ctx, headers))
+    principal = deps.signed_in(await deps.principal_from_headers(ctx, headers))
     try:
         payload = SendIn.model_validate_json(raw)
     except ValidationError as err:

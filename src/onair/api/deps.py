@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from onair.auth.jwt import AuthError
+from onair.auth.jwt import AuthError, SigningKeyPending
 from onair.context import AppContext
 from onair.domain.identity import Principal, Role
 from onair.errors import Problem
@@ -36,13 +36,17 @@ def bearer_token(authorization: str | None, apikey: str | None) -> str | None:
     return apikey or None
 
 
-def principal_from_headers(ctx: AppContext, headers: Mapping[str, str]) -> Principal:
-    """The caller; requests without a token act as the anon role."""
+async def principal_from_headers(ctx: AppContext, headers: Mapping[str, str]) -> Principal:
+    """The caller; requests without a token act as the anon role. A token is checked from
+    memory; only one signed with a JWKS key not seen yet waits for the key set (off the loop)."""
     token = bearer_token(headers.get("authorization"), headers.get("apikey"))
     if token is None:
         return ANONYMOUS
     try:
-        return ctx.jwt.verify(token)
+        try:
+            return ctx.jwt.verify(token)
+        except SigningKeyPending:
+            return await ctx.jwt.verify_async(token)
     except AuthError as err:
         raise Problem(401, "invalid-token", "Invalid credentials", err.message,
                       headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
@@ -58,7 +62,7 @@ def signed_in(principal: Principal) -> Principal:
 
 async def current_principal(request: Request) -> Principal:
     """The caller; requests without a token act as the anon role."""
-    return principal_from_headers(request.app.state.ctx, request.headers)
+    return await principal_from_headers(request.app.state.ctx, request.headers)
 
 
 async def require_user(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
+from typing import Annotated
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
 from starlette.responses import Response
 
 from onair.api.deps import Ctx
+from onair.context import AppContext
+from onair.errors import Problem
 from onair.store.streams import count_by_status
 
 router = APIRouter(tags=["ops"])
@@ -41,8 +45,21 @@ async def readyz(ctx: Ctx) -> Response:
                     media_type="application/problem+json")
 
 
+def _check_metrics_token(ctx: AppContext, authorization: str | None) -> None:
+    expected = ctx.settings.metrics_token
+    if expected is None:
+        return
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), expected.get_secret_value().encode()):
+        raise Problem(401, "unauthorized", "Metrics need a token",
+                      "send `Authorization: Bearer <ONAIR_METRICS_TOKEN>`",
+                      headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+
+
 @router.get("/metrics")
-async def metrics(ctx: Ctx) -> Response:
+async def metrics(ctx: Ctx, authorization: Annotated[str | None, Header()] = None) -> Response:
+    _check_metrics_token(ctx, authorization)
     m = ctx.metrics
     async with ctx.db.read() as conn:
         counts = await count_by_status(conn)

@@ -1,8 +1,8 @@
 """Pure ASGI middleware (BaseHTTPMiddleware would skip WebSocket scopes and buffer bodies).
 
 Per HTTP request: a request id (taken from `X-Request-ID` or made up) bound to the logs and echoed
-in the response, Prometheus counts/latency by route template and status, an access log line, and
-a cap on the request body size (413 problem+json).
+in the response with `X-Content-Type-Options: nosniff`, Prometheus counts/latency by route
+template and status, an access log line, and a cap on the request body size (413 problem+json).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 # A random prefix per process and a counter: unique like random ids, without a getrandom()
 # system call per request.
 _PROCESS_PREFIX = secrets.token_hex(6)
+# On every response: browsers must not guess a script or page out of a JSON body or a static file.
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 _SEQUENCE = itertools.count(1)
 
 
@@ -57,6 +59,7 @@ class RequestContextMiddleware:
                 declared = value
         request_id = given if given and _REQUEST_ID.match(given) else new_request_id()
         request_id_header = (b"x-request-id", request_id.encode())
+        added = (request_id_header, NOSNIFF)
         bound = REQUEST_ID.set(request_id)
         status = 500
         started = time.perf_counter()
@@ -64,6 +67,7 @@ class RequestContextMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             response = problem_response(BodyTooLarge(self.max_body))
             response.headers["x-request-id"] = request_id
+            response.headers["x-content-type-options"] = "nosniff"
             await response(scope, receive, send)
             self._observe(scope, 413, started)
             REQUEST_ID.reset(bound)
@@ -86,7 +90,7 @@ class RequestContextMiddleware:
             nonlocal status, responding
             if message["type"] == "http.response.start":
                 status, responding = message["status"], True
-                message["headers"] = [*message.get("headers", ()), request_id_header]
+                message["headers"] = [*message.get("headers", ()), *added]
             await send(message)
 
         try:

@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from onair.api.deps import Ctx
 from onair.api.health import client_config
+from onair.api.page_policy import page_headers
 from onair.context import AppContext
 from onair.web import STATIC_DIR, TEMPLATES_DIR
 
@@ -65,7 +66,8 @@ async def _render(name: str, ctx: AppContext, **extra: Any) -> HTMLResponse:
     # JSON inside <script type="application/json">: escape "<" so no value can close the tag.
     payload = orjson.dumps(config).decode().replace("<", "\\u003c")
     html = _shell(name).replace(CONFIG_MARK, payload)
-    return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
+    headers = page_headers(config["media_mode"] == "agora", ctx.settings.web_content_security_policy)
+    return HTMLResponse(html, headers=headers)
 
 
 @router.get("/", response_class=HTMLResponse)

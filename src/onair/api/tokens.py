@@ -85,7 +85,7 @@ RTC_REFRESH_PATH = RTC_PATH + "/refresh"
 def rtc_handler(refresh: bool) -> Handler:
     async def handle(ctx: AppContext, path_params: Mapping[str, str], headers: Headers,
                      raw: bytes) -> Reply:
-        principal = deps.signed_in(deps.principal_from_headers(ctx, headers))
+        principal = deps.signed_in(await deps.principal_from_headers(ctx, headers))
         try:
             # No body, `null` and `{}` all mean "what I am entitled to".
             body = _RTC_BODY.validate_json(raw) if raw.strip() else None

@@ -1,8 +1,10 @@
 """Supabase-compatible JWTs: verification of user, anon and service keys, and minting.
 
 Supabase Auth signs user tokens with HS256 (the project's JWT secret) or, on newer projects,
-with asymmetric keys published as JWKS. Claims checked: ``exp`` and ``role`` always (the realtime
-server refuses tokens without them), ``sub`` and ``aud`` for signed-in users. Error messages are
+with asymmetric keys published as JWKS (see :mod:`onair.auth.jwks`: :meth:`JwtVerifier.verify`
+takes keys from memory only; :meth:`JwtVerifier.verify_async` also waits briefly for a key set
+fetch when a kid is new). Claims checked: ``exp`` and ``role`` always (the realtime server
+refuses tokens without them), ``sub`` and ``aud`` for signed-in users. Error messages are
 Supabase Realtime's, so clients that match on them keep working.
 """
 
@@ -15,6 +17,7 @@ from typing import Any
 
 import jwt
 
+from onair.auth.jwks import ALGORITHMS, JwksCache, KeyNotCached, KeyUnavailable
 from onair.domain.identity import Principal, Role
 
 EXPIRED = "Token has expired"
@@ -34,6 +37,15 @@ class AuthError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class SigningKeyPending(AuthError):
+    """Signed with a JWKS key we do not hold yet: refused by :meth:`JwtVerifier.verify`, which
+    never waits; :meth:`JwtVerifier.verify_async` waits for the key set fetch and tries again."""
+
+    def __init__(self, kid: str) -> None:
+        super().__init__(BAD_SIGNATURE)
+        self.kid = kid
 
 
 def _claim_path(claims: dict[str, Any], path: str) -> Any:
@@ -56,6 +68,7 @@ class JwtVerifier:
         app_role_claim: str = "app_metadata.role",
         leeway: float = 5.0,
         jwks_url: str | None = None,
+        jwks: JwksCache | None = None,
         cache_size: int = 10_000,
         now: Callable[[], float] = time.time,
     ) -> None:
@@ -64,8 +77,10 @@ class JwtVerifier:
         self._audience = audience
         self._role_claim = app_role_claim
         self._leeway = leeway
-        self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True) if jwks_url else None
+        self.jwks = jwks or (JwksCache(jwks_url) if jwks_url else None)
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        if self.jwks is not None:
+            self.jwks.on_keys_dropped = self._cache.clear
         self._cache_size = cache_size
 
     def verify(self, token: str, now: float | None = None) -> Principal:
@@ -85,6 +100,16 @@ class JwtVerifier:
             self._cache.popitem(last=False)
         return principal
 
+    async def verify_async(self, token: str) -> Principal:
+        """:meth:`verify`, but a token signed with a key we do not hold yet waits (at most the
+        JWKS fetch timeout, on a fetch shared with every other waiter) instead of failing."""
+        try:
+            return self.verify(token)
+        except SigningKeyPending as pending:
+            assert self.jwks is not None
+            await self.jwks.wait(pending.kid)
+        return self.verify(token)
+
     def claims(self, token: str) -> dict[str, Any]:
         """The verified claims (uncached; for `access_token` refreshes and diagnostics)."""
         return self._decode(token, self._now())
@@ -97,12 +122,17 @@ class JwtVerifier:
         alg = header.get("alg")
         if alg == "HS256":
             return self._secret, ["HS256"]
-        if self._jwks is not None and alg in {"RS256", "ES256", "EdDSA"}:
+        if self.jwks is not None and alg in ALGORITHMS:
+            kid = header.get("kid")
+            if not isinstance(kid, str):
+                raise AuthError(BAD_SIGNATURE)
             try:
-                return self._jwks.get_signing_key_from_jwt(token).key, [alg]
-            except jwt.PyJWTError:
+                return self.jwks.key(kid, alg), [alg]
+            except KeyNotCached:
+                raise SigningKeyPending(kid) from None
+            except KeyUnavailable:  # e.g. an ES256 header naming an RSA key
                 raise AuthError(BAD_SIGNATURE) from None
-        raise AuthError(BAD_SIGNATURE)
+        raise AuthError(BAD_SIGNATURE)  # `none`, HS384, …, or no JWKS configured
 
     def _decode(self, token: str, now: float) -> dict[str, Any]:
         if not isinstance(token, str) or token.count(".") != 2:
@@ -121,6 +151,8 @@ class JwtVerifier:
             raise AuthError(BAD_SIGNATURE) from None
         except jwt.PyJWTError:
             raise AuthError(NOT_A_JWT) from None
+        except (ValueError, TypeError):  # a key the library could not use: still a bad token
+            raise AuthError(BAD_SIGNATURE) from None
         exp, role = claims.get("exp"), claims.get("role")
         if not isinstance(exp, (int, float)) or isinstance(exp, bool) or not isinstance(role, str):
             raise AuthError(MISSING_CLAIMS)

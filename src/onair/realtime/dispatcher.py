@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -45,6 +46,7 @@ class TokenRejected(Exception):
 
 
 Verify = Callable[[str], TokenInfo]  # raises TokenRejected
+AsyncVerify = Callable[[str], Awaitable[TokenInfo]]  # the same, may wait for a signing key
 Relay = Callable[[str, str, Any, "bytes | None", Client], None]
 
 
@@ -55,9 +57,11 @@ def expired_message(exp: float, now: float) -> str:
 class Dispatcher:
     def __init__(self, hub: Hub, verify: Verify, *, authorizer: Authorizer | None = None,
                  limits: RealtimeLimits = RealtimeLimits(), relay: Relay | None = None,
-                 presence_seed: Callable[[str], Any] | None = None) -> None:
+                 presence_seed: Callable[[str], Any] | None = None,
+                 verify_async: AsyncVerify | None = None) -> None:
         self.hub = hub
         self.verify = verify
+        self.verify_async = verify_async
         self.authorizer: Authorizer = authorizer or AllowAll()
         self.limits = limits
         self.relay = relay
@@ -155,7 +159,7 @@ class Dispatcher:
         try:
             if len(client.protocol.channels) > self.limits.max_channels_per_connection:
                 raise TokenRejected("Too many channels", "ChannelRateLimitReached")
-            info = apikey if config.access_token is None else self._verify(config.access_token, now)
+            info = apikey if config.access_token is None else await self._verify(config.access_token, now)
             if info.exp is not None and info.exp <= now:
                 raise TokenRejected(expired_message(info.exp, now))
             await self.authorizer.prepare(info.principal, sub)
@@ -219,7 +223,9 @@ class Dispatcher:
             checked.append(b)
         return dataclasses.replace(config, bindings=tuple(checked))
 
-    def _verify(self, token: str, now: float) -> TokenInfo:
+    async def _verify(self, token: str, now: float) -> TokenInfo:
+        if self.verify_async is not None:
+            return await self.verify_async(token)
         return self.verify(token)
 
     async def refresh(self, client: Client, req: TokenRefreshed, now: float) -> None:
@@ -229,7 +235,7 @@ class Dispatcher:
             return  # the same token again (realtime-js re-sends it on every heartbeat)
         sub = m.sub_topic(req.topic) or ""
         try:
-            info = self._verify(req.token, now)
+            info = await self._verify(req.token, now)
             if info.exp is not None and info.exp <= now:
                 raise TokenRejected(expired_message(info.exp, now))
             await self.authorizer.prepare(info.principal, sub)

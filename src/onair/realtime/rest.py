@@ -35,12 +35,14 @@ def _service(request: Request) -> RealtimeService:
     return request.app.state.ctx.extras[STATE_KEY]  # type: ignore[no-any-return]
 
 
-def _principal(request: Request, service: RealtimeService) -> Any:
+async def _principal(request: Request, service: RealtimeService) -> Any:
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("apikey")
     if not token:
         return None
     try:
+        if service.verify_async is not None:
+            return (await service.verify_async(token)).principal
         return service.verify(token).principal
     except TokenRejected:
         return None
@@ -58,7 +60,7 @@ def _send(service: RealtimeService, principal: Any, msg: BroadcastMessage) -> No
 @router.post("/broadcast", status_code=202, response_class=Response)
 async def broadcast(request: Request) -> Response:
     service = _service(request)
-    principal = _principal(request, service)
+    principal = await _principal(request, service)
     if principal is None:
         return _unauthorized()
     body = await request.body()
@@ -78,7 +80,7 @@ async def broadcast(request: Request) -> Response:
 @router.post("/broadcast/{topic}/events/{event}", status_code=202, response_class=Response)
 async def broadcast_one(request: Request, topic: str, event: str, private: bool = False) -> Response:
     service = _service(request)
-    principal = _principal(request, service)
+    principal = await _principal(request, service)
     if principal is None:
         return _unauthorized()
     if request.headers.get("content-type", "application/json").split(";")[0].strip() != "application/json":

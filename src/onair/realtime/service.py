@@ -20,7 +20,7 @@ import orjson
 from onair.broker.base import Broker
 from onair.realtime.changes import RowChange
 from onair.realtime.client import Client
-from onair.realtime.dispatcher import Dispatcher, TokenInfo, Verify
+from onair.realtime.dispatcher import AsyncVerify, Dispatcher, TokenInfo, Verify
 from onair.realtime.hub import Hub
 from onair.realtime.limits import RealtimeLimits
 from onair.realtime.ordering import ChatOrder
@@ -40,7 +40,7 @@ class RealtimeService:
                  authorizer: Authorizer | None = None, distributed: bool = False, sweep_interval: float = 1.0,
                  unsubscribe_delay: float = 5.0, wall_clock: Callable[[], float] = time.time,
                  presence_store: Callable[[], Any] | None = None, presence_heartbeat: float = 5.0,
-                 chat_reorder_wait: float = 0.5) -> None:
+                 chat_reorder_wait: float = 0.5, verify_async: AsyncVerify | None = None) -> None:
         self.node_id = uuid.uuid4().hex[:8]
         self.broker = broker
         self.distributed = distributed
@@ -56,12 +56,14 @@ class RealtimeService:
                        on_presence=self._presence_changed if shared else None)
         self.dispatcher = Dispatcher(self.hub, verify, authorizer=self.authorizer, limits=limits,
                                      relay=self._relay if distributed else None,
-                                     presence_seed=self._seed_presence if shared else None)
+                                     presence_seed=self._seed_presence if shared else None,
+                                     verify_async=verify_async)
         self._presence_factory = presence_store if shared else None
         self._presence_heartbeat = presence_heartbeat
         self.presence: Any = None  # the shared PresenceStore while running
         self._stack: Any = None
         self.verify = verify
+        self.verify_async = verify_async
         self._sweeper: asyncio.TimerHandle | None = None
         self._outbox: asyncio.Queue[Callable[[], Any]] | None = None
         self._publisher: asyncio.Task[None] | None = None

@@ -6,7 +6,7 @@ from typing import Any
 
 from onair.broker import open_presence_store
 from onair.broker.memory import MemoryBroker
-from onair.realtime.auth import jwt_verify
+from onair.realtime.auth import jwt_verify, jwt_verify_async
 from onair.realtime.facts import StreamFactsLoader
 from onair.realtime.limits import RealtimeLimits
 from onair.realtime.policies import StreamPolicy
@@ -39,6 +39,7 @@ def build_realtime(ctx: Any) -> RealtimeService:
         chat_reorder_wait=ctx.settings.realtime_chat_reorder_wait,
         presence_store=lambda: open_presence_store(ctx.settings.broker_url, ctx.broker.publish, ctx.settings),
         presence_heartbeat=ctx.settings.presence_heartbeat_interval,
+        verify_async=jwt_verify_async(ctx.jwt, now=wall_clock),
     )
     ctx.broker_fan_in.consumers.append(service)
     ctx.extras[STATE_KEY] = service
