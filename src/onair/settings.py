@@ -225,6 +225,44 @@ class Settings(BaseSettings):
         20, ge=1, description="Concurrent realtime sockets per user (HTTP 429 "
         "`Too many connected users` at the upgrade)."
     )
+    realtime_max_connections_per_ip: int = Field(
+        100, ge=1, description="Concurrent realtime sockets per client IP, signed in or not (HTTP "
+        "429 `Too many connected users` at the upgrade). The IP is the TCP peer's, or the "
+        "`X-Forwarded-For` hop left of the last `realtime_trusted_proxies` hop."
+    )
+    realtime_trusted_proxies: list[str] = Field(
+        default_factory=list, description="JSON list of proxy IPs/networks (CIDR) whose "
+        "`X-Forwarded-For` names the realtime client's IP (for the per-IP cap); empty: the TCP "
+        "peer is the client, so behind a proxy every socket counts toward the proxy's IP."
+    )
+    realtime_max_topic_bytes: int = Field(
+        255, ge=16, le=65_536, description="Longest channel topic (UTF-8 bytes, `realtime:` "
+        "included); longer joins get `TopicNameTooLong`."
+    )
+    realtime_stream_max_payload_bytes: int = Field(
+        32_768, ge=1024, description="Largest client broadcast / presence payload on `stream:` "
+        "channels (bytes); the global limit still applies to other channels."
+    )
+    realtime_stream_max_presence_bytes: int = Field(
+        2_048, ge=256, description="Largest presence track payload on `stream:` channels "
+        "(bytes): every joiner receives all of them in `presence_state`."
+    )
+    realtime_user_bytes_per_second: int = Field(
+        65_536, ge=1024, description="Bytes per second of client broadcasts + presence one user "
+        "(anonymous: one IP) may send, across sockets and channels; over it broadcasts are "
+        "refused (`rate_limit_exceeded`) and tracks get `Client presence rate limit exceeded`."
+    )
+    realtime_user_burst_bytes: int = Field(
+        262_144, ge=1024, description="Burst of `realtime_user_bytes_per_second` (bytes); a "
+        "payload larger than the burst is always refused."
+    )
+    realtime_topic_bytes_per_second: int = Field(
+        131_072, ge=1024, description="Bytes per second of client broadcasts + presence one "
+        "topic accepts from all its senders (keeps slow viewers from being cut off)."
+    )
+    realtime_topic_burst_bytes: int = Field(
+        524_288, ge=1024, description="Burst of `realtime_topic_bytes_per_second` (bytes)."
+    )
     realtime_max_pending_bytes: int = Field(
         1_048_576, ge=65_536, description="Bytes queued for a socket that stopped reading before "
         "it is cut off as a slow consumer."

@@ -96,7 +96,7 @@ class ChannelTable:
         return [c for c in self._channels.values() if c.state is JOINED]
 
     def __len__(self) -> int:
-        return sum(1 for c in self._channels.values() if c.state in (JOINING, JOINED))
+        return len(self._channels)  # errored channels too: every entry holds a client's topic
 
     def topics(self) -> list[str]:
         return list(self._channels)

@@ -87,10 +87,11 @@ Request = (
 
 
 class ConnectionProtocol:
-    __slots__ = ("serializer", "channels", "last_seen", "_out")
+    __slots__ = ("serializer", "channels", "last_seen", "_out", "max_topic_bytes")
 
-    def __init__(self, serializer: Serializer, now: float) -> None:
+    def __init__(self, serializer: Serializer, now: float, max_topic_bytes: int = 255) -> None:
         self.serializer = serializer
+        self.max_topic_bytes = max_topic_bytes  # a topic is kept per channel and per hub topic
         self.channels = ChannelTable()
         self.last_seen = now
         self._out: list[bytes] = []
@@ -163,6 +164,10 @@ class ConnectionProtocol:
             return None
         if not sub:
             reason = "TopicNameRequired: You must provide a topic name"
+            self.send(m.reply(msg.join_ref, msg.ref, msg.topic, "error", {"reason": reason}))
+            return None
+        if len(msg.topic) > self.max_topic_bytes or len(msg.topic.encode()) > self.max_topic_bytes:
+            reason = f"TopicNameTooLong: Topic name must be at most {self.max_topic_bytes} bytes"
             self.send(m.reply(msg.join_ref, msg.ref, msg.topic, "error", {"reason": reason}))
             return None
         replaces = self.channels.state(msg.topic) is State.JOINED
