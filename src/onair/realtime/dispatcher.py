@@ -18,12 +18,7 @@ from onair.realtime.limits import ByteBudget, RealtimeLimits, over_rate
 from onair.realtime.policies import STREAM_PREFIX, AllowAll, Authorizer, role_of
 from onair.realtime.protocol import messages as m
 from onair.realtime.protocol.connection import (
-    BroadcastRequested,
-    JoinRequested,
-    LeaveRequested,
-    PresenceRequested,
-    ProtocolViolation,
-    Request,
+    BroadcastRequested, JoinRequested, LeaveRequested, PresenceRequested, ProtocolViolation, Request,
     TokenRefreshed,
 )
 from onair.realtime.protocol.errors import Disconnect
