@@ -38,7 +38,7 @@ class LiveServer:
         return f"{base}/realtime/v1/websocket?apikey={apikey or self.anon_key}&vsn={vsn}"
 
     def token(self, user: str, role: str = "buyer", ttl: float = 3600, now: float | None = None) -> str:
-        return mint_token(self.ctx.settings.jwt_secret or "", user, role, ttl, now=now)
+        return mint_token(self.ctx.jwt_secret, user, role, ttl, now=now)
 
 
 @asynccontextmanager
@@ -69,10 +69,10 @@ def realtime_tables(service: RealtimeService) -> dict[str, Any]:
         "members": sum(len(t.members) for t in hub.topics.values()),
         "presence": sum(len(t.presence) for t in hub.topics.values()),
         "users": len(hub.users),
-        "ips": len(hub.ips),
+        "ips": len(getattr(hub, "ips", {})),
         "subs": len(hub.changes),
         "change_tables": len(hub.changes._tables),
         "broker_refs": len(hub.broker_refs),
         "stream_versions": len(service._stream_versions),
-        "budgets": len(service.dispatcher.user_budget) + len(service.dispatcher.topic_budget),
+        "budgets": sum(len(getattr(service.dispatcher, b, ())) for b in ("user_budget", "topic_budget")),
     }
