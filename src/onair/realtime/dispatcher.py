@@ -129,13 +129,17 @@ class Dispatcher:
         return self.hub.member(client, topic)
 
     def _within_budget(self, client: Client, member: Any, topic: str, size: int, now: float) -> bool:
+        fallback = f"ip:{client.ip}" if client.ip is not None else client.id
+        return self.spend(member.principal, verified_user(client.principal) or fallback, topic, size, now)
+
+    def spend(self, principal: Any, fallback: object, topic: str, size: int, now: float) -> bool:
         """Spend ``size`` bytes of the sender's and the topic's budgets (both or neither). The
-        sender is the verified user, else the IP, so neither more sockets nor more channels
-        buy more bytes. The service role (server-side senders) is not limited."""
-        if role_of(member.principal) == "service":
+        sender is the verified user, else ``fallback`` (the socket's user or IP), so neither more
+        sockets nor more channels buy more bytes. The service role (server-side senders) is not
+        limited."""
+        if role_of(principal) == "service":
             return True
-        sender: object = (verified_user(member.principal) or verified_user(client.principal)
-                          or (f"ip:{client.ip}" if client.ip is not None else client.id))
+        sender = verified_user(principal) or fallback
         if not self.user_budget.take(sender, size, now):
             return False
         if not self.topic_budget.take(topic, size, now):

@@ -101,6 +101,10 @@ class RealtimeService:
         if self._stack is not None:
             await self._stack.aclose()
 
+    def monotonic(self) -> float:
+        """The loop's clock (the sweep and the byte budgets run on it)."""
+        return self.loop.time() if self.loop is not None else time.monotonic()
+
     def _call_soon(self, callback: Callable[[], None]) -> None:
         assert self.loop is not None
         self.loop.call_soon(callback)
