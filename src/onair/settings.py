@@ -226,22 +226,32 @@ class Settings(BaseSettings):
         "`Too many connected users` at the upgrade)."
     )
     realtime_max_connections_per_ip: int = Field(
-        100, ge=1, description="Concurrent realtime sockets per client IP, signed in or not (HTTP "
-        "429 `Too many connected users` at the upgrade). The IP is the TCP peer's, or the "
-        "`X-Forwarded-For` hop left of the last `realtime_trusted_proxies` hop."
+        100, ge=1, description="Concurrent realtime sockets per client IP (IPv6: per /64), signed "
+        "in or not (HTTP 429 `Too many connected users` at the upgrade). The IP is the TCP "
+        "peer's, or the first `X-Forwarded-For` hop from the right that is not a "
+        "`realtime_trusted_proxies` one. Raise it if many viewers share one NAT address."
     )
     realtime_trusted_proxies: list[str] = Field(
         default_factory=list, description="JSON list of proxy IPs/networks (CIDR) whose "
         "`X-Forwarded-For` names the realtime client's IP (for the per-IP cap); empty: the TCP "
         "peer is the client, so behind a proxy every socket counts toward the proxy's IP."
     )
+    @field_validator("realtime_trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: list[str]) -> list[str]:
+        from onair.realtime.client_ip import trusted_networks
+
+        trusted_networks(value)  # raises ValueError naming the bad entry
+        return value
+
     realtime_max_topic_bytes: int = Field(
         255, ge=16, le=65_536, description="Longest channel topic (UTF-8 bytes, `realtime:` "
         "included); longer joins get `TopicNameTooLong`."
     )
     realtime_stream_max_payload_bytes: int = Field(
-        32_768, ge=1024, description="Largest client broadcast / presence payload on `stream:` "
-        "channels (bytes); the global limit still applies to other channels."
+        32_768, ge=1024, description="Largest client broadcast payload on `stream:` channels "
+        "(bytes, also REST broadcasts of non-service callers); other channels have "
+        "`realtime_max_payload_bytes`."
     )
     realtime_stream_max_presence_bytes: int = Field(
         2_048, ge=256, description="Largest presence track payload on `stream:` channels "

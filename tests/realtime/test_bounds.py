@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -224,3 +225,18 @@ def test_byte_budget_never_lets_more_than_burst_plus_refill_through(steps: list[
         if budget.take("k", size, now):
             accepted += size
         assert accepted <= 4000 + 1000 * now + 1e-6
+
+
+def test_client_ip_trusts_only_the_configured_proxies() -> None:
+    from onair.realtime.client_ip import client_ip, trusted_networks
+
+    proxies = trusted_networks(["10.0.0.0/8", "::1"])
+    assert client_ip("198.51.100.4", "203.0.113.9", proxies) == "198.51.100.4"  # not from a proxy: ignored
+    assert client_ip("10.0.0.2", "203.0.113.9", proxies) == "203.0.113.9"
+    assert client_ip("10.0.0.2", "1.2.3.4, 203.0.113.9, 10.0.0.7", proxies) == "203.0.113.9"  # forged left hop
+    assert client_ip("10.0.0.2", "not-an-ip", proxies) == "10.0.0.2"
+    assert client_ip("10.0.0.2", "203.0.113.9", ()) == "10.0.0.2"
+    assert client_ip("2001:db8:1:2:aaaa::1", None, ()) == client_ip("2001:db8:1:2:bbbb::9", None, ()) == "2001:db8:1:2::/64"
+    assert client_ip("::ffff:198.51.100.4", None, ()) == "198.51.100.4"
+    with pytest.raises(ValueError):
+        trusted_networks(["10.0.0.0/33"])
