@@ -248,6 +248,11 @@ class Settings(BaseSettings):
         255, ge=16, le=65_536, description="Longest channel topic (UTF-8 bytes, `realtime:` "
         "included); longer joins get `TopicNameTooLong`."
     )
+    realtime_max_join_bytes_per_connection: int = Field(
+        262_144, ge=4096, description="Bytes of `phx_join` frames one socket's open channels may "
+        "hold together (topic, config, bindings, token are kept while joined); past it a join "
+        "gets `JoinPayloadTooLarge`."
+    )
     realtime_stream_max_payload_bytes: int = Field(
         32_768, ge=1024, description="Largest client broadcast payload on `stream:` channels "
         "(bytes, also REST broadcasts of non-service callers); other channels have "

@@ -240,3 +240,26 @@ def test_client_ip_trusts_only_the_configured_proxies() -> None:
     assert client_ip("::ffff:198.51.100.4", None, ()) == "198.51.100.4"
     with pytest.raises(ValueError):
         trusted_networks(["10.0.0.0/33"])
+
+
+def test_what_open_joins_keep_is_bounded_per_connection() -> None:
+    """Keys, bindings and tokens of a join are kept while the channel is open: however they are
+    padded, one socket's open joins hold at most ``max_join_bytes`` of frames."""
+    h = Harness()
+    c, t = h.connect("u1:buyer")
+    c.protocol.max_join_bytes = 100_000
+    bindings = [{"event": "*", "schema": "public", "table": "chat_messages", "pad": "p" * 1000}] * 30
+    h.join(c, "realtime:a", ref="1", presence={"key": "k" * 40_000})
+    h.join(c, "realtime:b", ref="2", postgres_changes=bindings)
+    h.join(c, "realtime:c", ref="3", presence={"key": "k" * 40_000})
+    got = t.take()
+    assert [m[4]["status"] for r in ("1", "2", "3") for m in got if m[3] == "phx_reply" and m[1] == r] == ["ok", "ok", "error"]
+    h.join(c, "realtime:c", ref="4", presence={"key": "k" * 40_000})
+    assert replies(t, "4")[0]["response"]["reason"].startswith("JoinPayloadTooLarge:")
+    h.join(c, "realtime:a", ref="5", presence={"key": "short"})  # a rejoin replaces its own share
+    h.join(c, "realtime:c", ref="6", presence={"key": "k" * 40_000})
+    got = t.take()
+    assert [m[4]["status"] for r in ("5", "6") for m in got if m[3] == "phx_reply" and m[1] == r] == ["ok", "ok"]
+    h.send(c, "realtime:b", "phx_leave", {}, ref="7")
+    h.join(c, "realtime:d", ref="8", presence={"key": "k" * 40_000})
+    assert replies(t, "8")[0]["status"] == "ok"

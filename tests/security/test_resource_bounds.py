@@ -138,9 +138,15 @@ async def test_anonymous_sockets_huge_topics_and_many_channels_are_capped(server
                 assert (await join(ws, f"realtime:{i}-{n:03d}-" + "y" * 230, str(n)))["status"] == "ok"
             reply = await join(ws, f"realtime:{i}-extra", "x")
             assert reply == {"status": "error", "response": {"reason": "ChannelRateLimitReached: Too many channels"}}
+            # what the open joins keep (keys, bindings, tokens) is bounded too, however padded
+            await ws.send(json.dumps(["1", "leave", f"realtime:{i}-000-" + "y" * 230, "phx_leave", {}]))
+            padded = {"config": {"presence": {"key": "k" * 200_000}}}
+            assert (await join(ws, f"realtime:{i}-pad1", "p1", padded))["status"] == "ok"
+            reply = await join(ws, f"realtime:{i}-pad2", "p2", padded)
+            assert reply["status"] == "error" and reply["response"]["reason"].startswith("JoinPayloadTooLarge:")
         tables = baseline(server)
         assert tables["topics"] == 800 and tables["members"] == 800 and tables["ips"] == 1
-        assert rss() - before < 64 << 20  # 800 short topics, not 24 × 300 KB ones
+        assert rss() - before < 64 << 20  # 800 short topics, not 24 × 300 KB ones nor 800 × 200 KB keys
     finally:
         for ws in socks:
             await ws.close()

@@ -16,6 +16,7 @@ class RealtimeLimits:
     max_pending_bytes: int = 1_048_576
     write_buffer_high_water: int = 262_144
     max_topic_bytes: int = 255
+    max_join_bytes_per_connection: int = 262_144
     max_connections_per_ip: int = 100
     stream_max_payload_bytes: int = 32_768
     stream_max_presence_bytes: int = 2_048

@@ -23,6 +23,7 @@ def limits_from(settings: Any) -> RealtimeLimits:
         max_pending_bytes=settings.realtime_max_pending_bytes,
         write_buffer_high_water=settings.realtime_write_buffer_bytes,
         max_topic_bytes=settings.realtime_max_topic_bytes,
+        max_join_bytes_per_connection=settings.realtime_max_join_bytes_per_connection,
         max_connections_per_ip=settings.realtime_max_connections_per_ip,
         stream_max_payload_bytes=settings.realtime_stream_max_payload_bytes,
         stream_max_presence_bytes=settings.realtime_stream_max_presence_bytes,

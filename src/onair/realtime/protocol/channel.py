@@ -60,6 +60,7 @@ class Channel:
     join_ref: str | None = None
     state: State = CLOSED
     config: JoinConfig = field(default_factory=JoinConfig)
+    size: int = 0  # bytes of the join frame this channel keeps (topic, config, token)
 
 
 class ChannelTable:
@@ -97,6 +98,9 @@ class ChannelTable:
 
     def __len__(self) -> int:
         return len(self._channels)  # errored channels too: every entry holds a client's topic
+
+    def join_bytes(self) -> int:
+        return sum(c.size for c in self._channels.values())
 
     def topics(self) -> list[str]:
         return list(self._channels)
