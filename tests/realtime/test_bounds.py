@@ -263,3 +263,15 @@ def test_what_open_joins_keep_is_bounded_per_connection() -> None:
     h.send(c, "realtime:b", "phx_leave", {}, ref="7")
     h.join(c, "realtime:d", ref="8", presence={"key": "k" * 40_000})
     assert replies(t, "8")[0]["status"] == "ok"
+
+
+def test_viewers_exhausting_a_topic_budget_do_not_silence_the_hosts_signalling() -> None:
+    h = Harness(limits=RealtimeLimits(topic_bytes_per_second=10_000, topic_burst_bytes=20_000))
+    viewers = [h.connect(f"v{i}:buyer")[0] for i in range(6)]
+    host, th = h.connect("host:seller")
+    for c in [*viewers, host]:
+        h.join(c, ROOM, ref="1", broadcast={"ack": True})
+    assert "error" in [flood(h, c, ROOM, 5000, 1, 0.0)[0] for c in viewers]  # the topic is spent
+    th.take()
+    h.send(host, ROOM, "broadcast", {"type": "broadcast", "event": "webrtc:signal", "payload": {"sdp": "x" * 5000}}, ref="9")
+    assert replies(th, "9")[0]["status"] == "ok"

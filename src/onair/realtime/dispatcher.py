@@ -15,7 +15,7 @@ from typing import Any, Callable
 from onair.realtime.client import Client
 from onair.realtime.hub import Hub
 from onair.realtime.limits import ByteBudget, RealtimeLimits, over_rate
-from onair.realtime.policies import STREAM_PREFIX, AllowAll, Authorizer, role_of
+from onair.realtime.policies import SELLER_EVENT_PREFIXES, STREAM_PREFIX, AllowAll, Authorizer, role_of
 from onair.realtime.protocol import messages as m
 from onair.realtime.protocol.connection import (
     BroadcastRequested, JoinRequested, LeaveRequested, PresenceRequested, ProtocolViolation, Request,
@@ -128,20 +128,26 @@ class Dispatcher:
     def _member(self, client: Client, topic: str) -> Any:
         return self.hub.member(client, topic)
 
-    def _within_budget(self, client: Client, member: Any, topic: str, size: int, now: float) -> bool:
+    def _within_budget(self, client: Client, member: Any, topic: str, size: int, now: float,
+                       event: str | None = None) -> bool:
         fallback = f"ip:{client.ip}" if client.ip is not None else client.id
-        return self.spend(member.principal, verified_user(client.principal) or fallback, topic, size, now)
+        return self.spend(member.principal, verified_user(client.principal) or fallback, topic, size, now, event)
 
-    def spend(self, principal: Any, fallback: object, topic: str, size: int, now: float) -> bool:
+    def spend(self, principal: Any, fallback: object, topic: str, size: int, now: float,
+              event: str | None = None) -> bool:
         """Spend ``size`` bytes of the sender's and the topic's budgets (both or neither). The
         sender is the verified user, else ``fallback`` (the socket's user or IP), so neither more
         sockets nor more channels buy more bytes. The service role (server-side senders) is not
-        limited."""
+        limited, and the host's own events (``seller:``/``webrtc:``, which only the stream's
+        seller and co-hosts may send) skip the topic's budget: viewers flooding a topic must not
+        be able to cut the host's signalling off."""
         if role_of(principal) == "service":
             return True
         sender = verified_user(principal) or fallback
         if not self.user_budget.take(sender, size, now):
             return False
+        if event is not None and event.casefold().startswith(SELLER_EVENT_PREFIXES):
+            return True
         if not self.topic_budget.take(topic, size, now):
             self.user_budget.refund(sender, size)
             return False
@@ -165,7 +171,7 @@ class Dispatcher:
             if config.broadcast_ack:
                 client.protocol.send(m.reply(join_ref, req.ref, req.topic, "error", {"reason": "Unauthorized"}))
             return
-        if not self._within_budget(client, member, req.topic, req.size, now):
+        if not self._within_budget(client, member, req.topic, req.size, now, req.event):
             if config.broadcast_ack:
                 client.protocol.send(m.reply(join_ref, req.ref, req.topic, "error", {"error": "rate_limit_exceeded"}))
             return

@@ -65,7 +65,8 @@ def _send(service: RealtimeService, principal: Any, msg: BroadcastMessage, reque
         if msg.topic.startswith("stream:") and size > service.limits.stream_max_payload_bytes:
             return _too_large()
         ip = request.client.host if request.client else None
-        if not service.dispatcher.spend(principal, f"ip:{ip}", f"realtime:{msg.topic}", size, service.monotonic()):
+        if not service.dispatcher.spend(principal, f"ip:{ip}", f"realtime:{msg.topic}", size, service.monotonic(),
+                                        msg.event):
             return JSONResponse({"message": "You have exceeded your rate limit"}, status_code=429)
     service.broadcast(f"realtime:{msg.topic}", msg.event, msg.payload)
     return None
