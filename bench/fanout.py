@@ -299,7 +299,11 @@ async def run_idle(port: int, key: str, pid: int, n: int) -> dict[str, object]:
 def start_server(port: int, data_dir: str) -> tuple[subprocess.Popen[bytes], str]:
     env = {**os.environ, "ONAIR_DATA_DIR": data_dir, "ONAIR_LOG_LEVEL": "warning", "ONAIR_PORT": str(port),
            "ONAIR_REALTIME_MAX_MESSAGES_PER_SECOND": "1000000", "ONAIR_HEARTBEAT_TIMEOUT": "600",
-           "ONAIR_REALTIME_MAX_PENDING_BYTES": str(16 << 20)}
+           "ONAIR_REALTIME_MAX_PENDING_BYTES": str(16 << 20),
+           # every load-generator socket comes from 127.0.0.1 and one publisher sends it all
+           "ONAIR_REALTIME_MAX_CONNECTIONS_PER_IP": "1000000",
+           "ONAIR_REALTIME_USER_BYTES_PER_SECOND": str(1 << 30), "ONAIR_REALTIME_USER_BURST_BYTES": str(1 << 30),
+           "ONAIR_REALTIME_TOPIC_BYTES_PER_SECOND": str(1 << 30), "ONAIR_REALTIME_TOPIC_BURST_BYTES": str(1 << 30)}
     cmd = ["taskset", "-c", "0", sys.executable, "-m", "onair", "serve", "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None

@@ -266,6 +266,59 @@ class Settings(BaseSettings):
         20, ge=1, description="Concurrent realtime sockets per user (HTTP 429 "
         "`Too many connected users` at the upgrade)."
     )
+    realtime_max_connections_per_ip: int = Field(
+        100, ge=1, description="Concurrent realtime sockets per client IP (IPv6: per /64), signed "
+        "in or not (HTTP 429 `Too many connected users` at the upgrade). The IP is the TCP "
+        "peer's, or the first `X-Forwarded-For` hop from the right that is not a "
+        "`realtime_trusted_proxies` one. Raise it if many viewers share one NAT address."
+    )
+    realtime_trusted_proxies: list[str] = Field(
+        default_factory=list, description="JSON list of proxy IPs/networks (CIDR) whose "
+        "`X-Forwarded-For` names the realtime client's IP (for the per-IP cap); empty: the TCP "
+        "peer is the client, so behind a proxy every socket counts toward the proxy's IP."
+    )
+    @field_validator("realtime_trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: list[str]) -> list[str]:
+        from onair.realtime.client_ip import trusted_networks
+
+        trusted_networks(value)  # raises ValueError naming the bad entry
+        return value
+
+    realtime_max_topic_bytes: int = Field(
+        255, ge=16, le=65_536, description="Longest channel topic (UTF-8 bytes, `realtime:` "
+        "included); longer joins get `TopicNameTooLong`."
+    )
+    realtime_max_join_bytes_per_connection: int = Field(
+        262_144, ge=4096, description="Bytes of `phx_join` frames one socket's open channels may "
+        "hold together (topic, config, bindings, token are kept while joined); past it a join "
+        "gets `JoinPayloadTooLarge`."
+    )
+    realtime_stream_max_payload_bytes: int = Field(
+        32_768, ge=1024, description="Largest client broadcast payload on `stream:` channels "
+        "(bytes, also REST broadcasts of non-service callers); other channels have "
+        "`realtime_max_payload_bytes`."
+    )
+    realtime_stream_max_presence_bytes: int = Field(
+        2_048, ge=256, description="Largest presence track payload on `stream:` channels "
+        "(bytes): every joiner receives all of them in `presence_state`."
+    )
+    realtime_user_bytes_per_second: int = Field(
+        65_536, ge=1024, description="Bytes per second of client broadcasts + presence one user "
+        "(anonymous: one IP) may send, across sockets and channels; over it broadcasts are "
+        "refused (`rate_limit_exceeded`) and tracks get `Client presence rate limit exceeded`."
+    )
+    realtime_user_burst_bytes: int = Field(
+        262_144, ge=1024, description="Burst of `realtime_user_bytes_per_second` (bytes); a "
+        "payload larger than the burst is always refused."
+    )
+    realtime_topic_bytes_per_second: int = Field(
+        131_072, ge=1024, description="Bytes per second of client broadcasts + presence one "
+        "topic accepts from all its senders (keeps slow viewers from being cut off)."
+    )
+    realtime_topic_burst_bytes: int = Field(
+        524_288, ge=1024, description="Burst of `realtime_topic_bytes_per_second` (bytes)."
+    )
     realtime_max_pending_bytes: int = Field(
         1_048_576, ge=65_536, description="Bytes queued for a socket that stopped reading before "
         "it is cut off as a slow consumer."

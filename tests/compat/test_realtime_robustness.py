@@ -18,7 +18,9 @@ from tests.compat.onair_server import OnairServer, run_server
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnairServer]:
     env = {"ONAIR_REALTIME_MAX_MESSAGES_PER_SECOND": "200", "ONAIR_REALTIME_MAX_PAYLOAD_BYTES": "65536",
-           "ONAIR_REALTIME_MAX_PENDING_BYTES": "262144", "ONAIR_REALTIME_WRITE_BUFFER_BYTES": "65536"}
+           "ONAIR_REALTIME_MAX_PENDING_BYTES": "262144", "ONAIR_REALTIME_WRITE_BUFFER_BYTES": "65536",
+           # these tests push MB/s through one sender on purpose: byte budgets out of the way
+           "ONAIR_REALTIME_USER_BYTES_PER_SECOND": "100000000", "ONAIR_REALTIME_TOPIC_BYTES_PER_SECOND": "100000000"}
     with run_server(tmp_path_factory.mktemp("onair-robust"), **env) as srv:
         yield srv
 

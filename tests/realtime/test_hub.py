@@ -137,21 +137,22 @@ def test_presence_state_diff_and_leave_on_disconnect() -> None:
     h = Harness()
     a, ta = h.connect("a:buyer")
     b, tb = h.connect("b:buyer", vsn="1.0.0")
-    h.join(a, T, presence={"key": "alice", "enabled": True})
+    h.join(a, T, presence={"key": "a", "enabled": True})
     h.push(a, ["1", "2", T, "presence", {"type": "presence", "event": "track", "payload": {"name": "a"}}])
     h.flush()
-    h.join(b, T, presence={"key": "bob", "enabled": True})
+    h.join(b, T, presence={"key": "b", "enabled": True})
     state = [m for m in tb.take() if m["event"] == "presence_state"][0]["payload"]
-    assert list(state) == ["alice"] and state["alice"]["metas"][0]["name"] == "a" and "phx_ref" in state["alice"]["metas"][0]
+    assert list(state) == ["a"] and state["a"]["metas"][0]["name"] == "a" and "phx_ref" in state["a"]["metas"][0]
     h.push(a, ["1", "3", T, "presence", {"event": "track", "payload": {"name": "a2"}}])
     h.flush()
     diff = [m for m in tb.take() if m["event"] == "presence_diff"][0]["payload"]
-    assert diff["joins"]["alice"]["metas"][0]["name"] == "a2"
-    assert diff["joins"]["alice"]["metas"][0]["phx_ref_prev"] == diff["leaves"]["alice"]["metas"][0]["phx_ref"]
+    assert diff["joins"]["a"]["metas"][0]["name"] == "a2"
+    assert diff["joins"]["a"]["metas"][0]["phx_ref_prev"] == diff["leaves"]["a"]["metas"][0]["phx_ref"]
     h.hub.disconnect(a)
     h.flush()
     diff = [m for m in tb.take() if m["event"] == "presence_diff"][0]["payload"]
-    assert diff == {"joins": {}, "leaves": {"alice": {"metas": [{"phx_ref": diff["leaves"]["alice"]["metas"][0]["phx_ref"], "name": "a2"}]}}}
+    meta = {"phx_ref": diff["leaves"]["a"]["metas"][0]["phx_ref"], "name": "a2", "user_id": "a", "role": "buyer"}
+    assert diff == {"joins": {}, "leaves": {"a": {"metas": [meta]}}}
     assert h.hub.presence_state(T) == {}
 
 

@@ -178,7 +178,7 @@ class HubMachine(RuleBasedStateMachine):
         self.h.send(client, topic, "presence", {"event": "track", "payload": {"v": value}}, ref=self.ref())
         mem = self.members.get((client.id, topic))
         if mem is not None and (not mem["private"] or client.user_id in ("u1", "u2")):
-            mem["tracked"] = {"v": value}
+            mem["tracked"] = {"v": value, "user_id": client.user_id, "role": "buyer"}  # identity set by the server
 
     @rule(client=clients, topic=st.sampled_from(TOPICS))
     def untrack(self, client: Client, topic: str) -> None:

@@ -17,6 +17,14 @@ from onair.realtime.protocol.connection import ConnectionProtocol
 _ids = itertools.count(1)
 
 
+def _closed_write(data: bytes) -> None:
+    return None
+
+
+def _ignore(client: Client) -> None:
+    return None
+
+
 class Transport(Protocol):
     """The part of ``asyncio.Transport`` the hub uses."""
 
@@ -30,7 +38,7 @@ class Client:
     __slots__ = (
         "id", "protocol", "transport", "principal", "user_id", "vsn_index", "write", "direct",
         "closed", "_pending", "_pending_bytes", "max_pending_bytes", "on_overflow", "tokens",
-        "rate_window", "rate_count", "closer", "apikey", "__weakref__",
+        "rate_window", "rate_count", "closer", "apikey", "ip", "users", "__weakref__",
     )
 
     def __init__(
@@ -41,6 +49,7 @@ class Client:
         max_pending_bytes: int,
         on_overflow: Callable[[Client], None],
         closer: Callable[[int, str], None] | None = None,
+        ip: str | None = None,
     ) -> None:
         self.id = next(_ids)
         self.protocol = protocol
@@ -60,6 +69,9 @@ class Client:
         self.rate_count = 0
         self.closer = closer
         self.apikey: Any = None  # the connection-level token (TokenInfo), used when a join has none
+        self.ip = ip
+        # users this socket counts toward (the apikey's, each join's): user -> memberships naming it
+        self.users: dict[str, int] = {}
 
     def close(self, code: int, reason: str) -> None:
         """Close the socket (a WebSocket close frame when the shell gave a closer)."""
@@ -119,3 +131,11 @@ class Client:
         self.direct = False
         self._pending.clear()
         self._pending_bytes = 0
+
+    def release(self) -> None:
+        """Drop the references back to the shell (closer, the transport's bound write): with
+        them gone nothing points from here to the socket's protocol object, so a closed
+        connection is freed by reference counting, without waiting for a full GC."""
+        self.closer = None
+        self.write = _closed_write
+        self.on_overflow = _ignore

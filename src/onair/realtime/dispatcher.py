@@ -15,8 +15,9 @@ from typing import Any, Callable
 
 from onair.realtime.client import Client
 from onair.realtime.hub import Hub
-from onair.realtime.limits import RealtimeLimits, over_rate
-from onair.realtime.policies import AllowAll, Authorizer
+from onair.realtime.limits import ByteBudget, RealtimeLimits, over_rate
+from onair.realtime.policies import STREAM_PREFIX, AllowAll, Authorizer, role_of
+from onair.realtime.protocol import event_names
 from onair.realtime.protocol import messages as m
 from onair.realtime.protocol.connection import (
     BroadcastRequested, JoinRequested, LeaveRequested, PresenceRequested, ProtocolViolation, Request,
@@ -54,6 +55,33 @@ def expired_message(exp: float, now: float) -> str:
     return f"Token has expired {max(0, int(now - exp))} seconds ago"
 
 
+TOO_MANY_USERS = "Too many connected users"
+IDENTITY_FIELDS = ("user_id", "role")  # presence meta fields only the server may fill in
+
+
+def verified_user(principal: Any) -> str | None:
+    """The user a token proves (None for the anon key)."""
+    user = getattr(principal, "user_id", None)
+    return user if isinstance(user, str) and role_of(principal) != "anon" else None
+
+
+def presence_key(principal: Any, requested: str) -> str:
+    """A signed-in user's presence key is their user id, whatever the client asked for; only
+    anonymous clients choose theirs (and their metas carry no ``user_id``, see below)."""
+    return verified_user(principal) or requested
+
+
+def presence_meta(principal: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    """The client's meta with ``user_id`` and ``role`` set from the token: present and verified
+    for signed-in users, ``role: "anon"`` and no ``user_id`` for anonymous ones."""
+    out = {k: v for k, v in meta.items() if k not in IDENTITY_FIELDS}
+    user = verified_user(principal)
+    if user is not None:
+        out["user_id"] = user
+    out["role"] = role_of(principal) if user is not None else "anon"
+    return out
+
+
 class Dispatcher:
     def __init__(self, hub: Hub, verify: Verify, *, authorizer: Authorizer | None = None,
                  limits: RealtimeLimits = RealtimeLimits(), relay: Relay | None = None,
@@ -66,6 +94,9 @@ class Dispatcher:
         self.limits = limits
         self.relay = relay
         self.presence_seed = presence_seed  # loads other processes' presence of a topic
+        # client-originated broadcast + presence bytes, per sender and per topic (issue 10 §9)
+        self.user_budget = ByteBudget(limits.user_bytes_per_second, limits.user_burst_bytes)
+        self.topic_budget = ByteBudget(limits.topic_bytes_per_second, limits.topic_burst_bytes)
 
     # -- synchronous requests ---------------------------------------------------------------------
 
@@ -84,9 +115,9 @@ class Dispatcher:
             self.shutdown(client, topic, "Too many messages per second")
             return
         if isinstance(req, BroadcastRequested):
-            self._broadcast(client, req)
+            self._broadcast(client, req, now)
         elif isinstance(req, PresenceRequested):
-            self._presence(client, req)
+            self._presence(client, req, now)
         self.hub.send_protocol_output(client)
 
     def admit(self, client: Client, now: float) -> bool:
@@ -102,22 +133,52 @@ class Dispatcher:
     def _member(self, client: Client, topic: str) -> Any:
         return self.hub.member(client, topic)
 
-    def _broadcast(self, client: Client, req: BroadcastRequested) -> None:
+    def _within_budget(self, client: Client, member: Any, topic: str, size: int, now: float,
+                       event: str | None = None) -> bool:
+        fallback = f"ip:{client.ip}" if client.ip is not None else client.id
+        return self.spend(member.principal, verified_user(client.principal) or fallback, topic, size, now, event)
+
+    def spend(self, principal: Any, fallback: object, topic: str, size: int, now: float,
+              event: str | None = None) -> bool:
+        """Spend ``size`` bytes of the sender's and the topic's budgets (both or neither). The
+        sender is the verified user, else ``fallback`` (the socket's user or IP), so neither more
+        sockets nor more channels buy more bytes. The service role (server-side senders) is not
+        limited, and the host's own events (``seller:``/``webrtc:``, which only the stream's
+        seller and co-hosts may send) skip the topic's budget: viewers flooding a topic must not
+        be able to cut the host's signalling off."""
+        if role_of(principal) == "service":
+            return True
+        sender = verified_user(principal) or fallback
+        if not self.user_budget.take(sender, size, now):
+            return False
+        if event is not None and event_names.reserved_for(event) == event_names.HOST:
+            return True
+        if not self.topic_budget.take(topic, size, now):
+            self.user_budget.refund(sender, size)
+            return False
+        return True
+
+    def _broadcast(self, client: Client, req: BroadcastRequested, now: float) -> None:
         member = self._member(client, req.topic)
         if member is None:
             return
         config: JoinConfig = member.config
         join_ref = member.join_ref
-        if req.size > self.limits.max_payload_bytes:
+        sub = m.sub_topic(req.topic) or ""
+        limit = self.limits.stream_max_payload_bytes if sub.startswith(STREAM_PREFIX) else self.limits.max_payload_bytes
+        if req.size > min(limit, self.limits.max_payload_bytes):
             if config.broadcast_ack:
                 client.protocol.send(m.reply(join_ref, req.ref, req.topic, "error", {"error": "payload_size_exceeded"}))
             return
-        sub = m.sub_topic(req.topic) or ""
         if not self.authorizer.allowed(member.principal, sub, "broadcast", "write", private=config.private, event=req.event):
             # Supabase drops these silently even with ack (spec §4.2); with ack on we say so,
             # which spares the client a 10 s timeout and changes nothing for the others
             if config.broadcast_ack:
                 client.protocol.send(m.reply(join_ref, req.ref, req.topic, "error", {"reason": "Unauthorized"}))
+            return
+        if not self._within_budget(client, member, req.topic, req.size, now, req.event):
+            if config.broadcast_ack:
+                client.protocol.send(m.reply(join_ref, req.ref, req.topic, "error", {"error": "rate_limit_exceeded"}))
             return
         self.hub.broadcast(req.topic, req.event, req.payload, raw=req.raw, sender=client)
         if self.relay is not None:
@@ -125,19 +186,24 @@ class Dispatcher:
         if config.broadcast_ack:
             client.protocol.send(m.reply(join_ref, req.ref, req.topic, "ok", {}))
 
-    def _presence(self, client: Client, req: PresenceRequested) -> None:
+    def _presence(self, client: Client, req: PresenceRequested, now: float) -> None:
         member = self._member(client, req.topic)
         if member is None:
             return
-        if req.size > self.limits.max_payload_bytes:
+        sub = m.sub_topic(req.topic) or ""
+        limit = self.limits.stream_max_presence_bytes if sub.startswith(STREAM_PREFIX) else self.limits.max_payload_bytes
+        if req.size > min(limit, self.limits.max_payload_bytes):
             self.shutdown(client, req.topic, "Track message size exceeded")
             return
-        sub = m.sub_topic(req.topic) or ""
         if not self.authorizer.allowed(member.principal, sub, "presence", "write", private=member.config.private):
             client.protocol.send(m.reply(member.join_ref, req.ref, req.topic, "error", {}))
             return
         if req.track:
-            self.hub.track(client, req.topic, req.meta)
+            if not self._within_budget(client, member, req.topic, req.size, now):
+                reason = {"reason": "Client presence rate limit exceeded"}
+                client.protocol.send(m.reply(member.join_ref, req.ref, req.topic, "error", reason))
+                return
+            self.hub.track(client, req.topic, presence_meta(member.principal, req.meta))
         else:
             self.hub.untrack(client, req.topic)
         client.protocol.send(m.reply(member.join_ref, req.ref, req.topic, "ok", {}))
@@ -169,6 +235,9 @@ class Dispatcher:
             if not (reads_b or reads_p):
                 raise TokenRejected(f"You do not have permissions to read from this Channel topic: {sub}", "Unauthorized")
             config = await self._check_bindings(info.principal, config)
+            # after the last await: the count and the join below happen in one step
+            if self._over_user_cap(client, info.principal):
+                raise TokenRejected(TOO_MANY_USERS, "ConnectionRateLimitReached")
         except TokenRejected as exc:
             if client.closed:
                 return
@@ -184,7 +253,8 @@ class Dispatcher:
         if client.closed:
             return
         member = self.hub.join(client, topic, req.join_ref, config, reads_broadcast=reads_b,
-                               reads_presence=reads_p, presence_key=config.presence_key, principal=info.principal)
+                               reads_presence=reads_p, presence_key=presence_key(info.principal, config.presence_key),
+                               principal=info.principal)
         member.token = config.access_token
         if info.exp is not None:
             client.tokens[topic] = info.exp
@@ -205,6 +275,13 @@ class Dispatcher:
                 self.hub.send(client, m.system(req.join_ref, topic, "postgres_changes", "error", errors[0]))
             if len(errors) < len(config.bindings):
                 self.hub.send(client, m.system(req.join_ref, topic, "postgres_changes", "ok", "Subscribed to PostgreSQL"))
+
+    def _over_user_cap(self, client: Client, principal: Any) -> bool:
+        """A socket counts toward every user its apikey or its channels name (a join's
+        ``access_token`` too), so more sockets on the anon key do not get around the cap."""
+        user = getattr(principal, "user_id", None)
+        return (user is not None and user not in client.users
+                and self.hub.connections_of(user) >= self.limits.max_connections_per_user)
 
     async def _check_bindings(self, principal: Any, config: JoinConfig) -> JoinConfig:
         if not config.bindings:
@@ -249,7 +326,11 @@ class Dispatcher:
             return
         if client.closed or self._member(client, req.topic) is not member:
             return
-        member.principal = info.principal
+        if self._over_user_cap(client, info.principal):
+            self.shutdown(client, req.topic, TOO_MANY_USERS)
+            return
+        self.hub.set_principal(member, info.principal)
+        member.presence_key = presence_key(info.principal, member.config.presence_key) or member.presence_key
         member.token = req.token
         if member.config.bindings:
             fresh = dataclasses.replace(member.config, bindings=tuple(parse_binding(b.raw) for b in member.config.bindings))
@@ -266,14 +347,30 @@ class Dispatcher:
     # -- periodic -----------------------------------------------------------------------------------
 
     def sweep(self, now_mono: float, now_epoch: float) -> None:
-        """Close silent connections and channels whose token expired (run every second or so)."""
+        """Close silent connections, connections whose apikey expired and channels whose token
+        expired (run every second or so); forget idle byte budgets."""
         timeout = self.limits.heartbeat_timeout
         for client in list(self.hub.clients):
             if client.protocol.idle_for(now_mono) > timeout:
                 self.hub.disconnect(client, Disconnect(1000, "heartbeat timeout"))
                 continue
+            apikey = client.apikey
+            if apikey is not None and apikey.exp is not None and apikey.exp <= now_epoch:
+                self._expire_connection(client, expired_message(apikey.exp, now_epoch))
+                continue
             if client.tokens:
                 for topic, exp in list(client.tokens.items()):
                     if exp <= now_epoch:
                         self.shutdown(client, topic, expired_message(exp, now_epoch))
+        self.user_budget.prune(now_mono)
+        self.topic_budget.prune(now_mono)
         self.hub.flush()
+
+    def _expire_connection(self, client: Client, message: str) -> None:
+        """The token the socket connected with expired: every channel gets the ``system`` error
+        (as for a channel token, spec §7.3), then the socket is closed — its apikey proves nothing
+        any more, so it may not even keep answering heartbeats."""
+        for channel in client.protocol.channels.joined():
+            self.shutdown(client, channel.topic, message)
+        self.hub.send_protocol_output(client)
+        self.hub.disconnect(client, Disconnect(1008, message))

@@ -39,6 +39,18 @@ def no_broker_topics(topic: str, config: JoinConfig) -> Iterable[str]:
     return ()
 
 
+def _user_of(principal: Any) -> str | None:
+    return getattr(principal, "user_id", None)
+
+
+def _decrement(counts: dict[str, int], key: str) -> None:
+    left = counts.get(key, 1) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
+
+
 @dataclass(slots=True, eq=False)
 class Member:
     client: Client
@@ -132,7 +144,8 @@ class Hub:
         self.node_id = node_id
         self.topics: dict[str, Topic] = {}
         self.clients: dict[Client, None] = {}
-        self.users: dict[str, int] = {}
+        self.users: dict[str, int] = {}  # user -> sockets counting toward it
+        self.ips: dict[str, int] = {}  # client IP -> sockets
         self.changes = ChangeIndex()
         self.broker_refs: dict[str, int] = {}
         self._broker_topics = broker_topics
@@ -146,28 +159,58 @@ class Hub:
 
     def connect(self, client: Client) -> None:
         self.clients[client] = None
+        if client.ip is not None:
+            self.ips[client.ip] = self.ips.get(client.ip, 0) + 1
         if client.user_id is not None:
-            self.users[client.user_id] = self.users.get(client.user_id, 0) + 1
+            self.hold_user(client, client.user_id)
 
     def connections_of(self, user_id: str) -> int:
+        """Sockets counting toward ``user_id``: its apikey or one of its channels names the user."""
         return self.users.get(user_id, 0)
+
+    def connections_from(self, ip: str) -> int:
+        return self.ips.get(ip, 0)
+
+    def hold_user(self, client: Client, user_id: str) -> None:
+        held = client.users.get(user_id, 0)
+        client.users[user_id] = held + 1
+        if not held:
+            self.users[user_id] = self.users.get(user_id, 0) + 1
+
+    def drop_user(self, client: Client, user_id: str) -> None:
+        held = client.users.get(user_id, 0) - 1
+        if held > 0:
+            client.users[user_id] = held
+            return
+        client.users.pop(user_id, None)
+        _decrement(self.users, user_id)
+
+    def set_principal(self, member: Member, principal: Any) -> None:
+        """A token refresh changed who a membership acts for: move its user count along."""
+        old, new = _user_of(member.principal), _user_of(principal)
+        member.principal = principal
+        if old != new:
+            if new is not None:
+                self.hold_user(member.client, new)
+            if old is not None:
+                self.drop_user(member.client, old)
 
     def disconnect(self, client: Client, reason: Disconnect | None = None) -> None:
         """Drop every membership of ``client`` (presence leaves at once) and close its socket."""
         if client not in self.clients:
             return
         del self.clients[client]
-        if client.user_id is not None:
-            left = self.users.get(client.user_id, 1) - 1
-            if left:
-                self.users[client.user_id] = left
-            else:
-                self.users.pop(client.user_id, None)
         for topic in client.protocol.channels.topics():
             self._remove(client, topic)
+        for user in client.users:
+            _decrement(self.users, user)
+        client.users.clear()
+        if client.ip is not None:
+            _decrement(self.ips, client.ip)
         client.mark_closed()
         if reason is not None and not client.transport.is_closing():
             client.close(reason.code, reason.reason)
+        client.release()
 
     def overflow(self, client: Client) -> None:
         """Called by a client past its pending bound, possibly in the middle of a fan-out loop."""
@@ -192,6 +235,9 @@ class Hub:
                         presence_key or f"{self.node_id}-{next(self._refs)}", principal=principal,
                         uid=next(self._refs))
         topic.members[client] = member
+        user = _user_of(principal)
+        if user is not None:
+            self.hold_user(client, user)
         if reads_broadcast and reads_presence:
             topic.full[client.vsn_index][client] = None
         else:
@@ -244,6 +290,9 @@ class Hub:
         if topic.pending:
             self._flush_topic(topic)
         member = topic.members.pop(client)
+        user = _user_of(member.principal)
+        if user is not None:
+            self.drop_user(client, user)
         topic.full[client.vsn_index].pop(client, None)
         topic.partial.pop(client, None)
         for sub in member.subs:

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from onair.realtime.dispatcher import TokenRejected
+from onair.realtime.policies import role_of
 from onair.realtime.service import STATE_KEY, RealtimeService
 
 router = APIRouter(prefix="/realtime/v1/api", tags=["realtime"])
@@ -52,9 +53,25 @@ def _unauthorized() -> JSONResponse:
     return JSONResponse({"message": "Unauthorized"}, status_code=401)
 
 
-def _send(service: RealtimeService, principal: Any, msg: BroadcastMessage) -> None:
-    if service.authorizer.allowed(principal, msg.topic, "broadcast", "write", private=msg.private, event=msg.event):
-        service.broadcast(f"realtime:{msg.topic}", msg.event, msg.payload)
+def _too_large() -> JSONResponse:
+    return JSONResponse({"errors": {"payload": ["Payload size exceeds tenant limit"]}}, status_code=422)
+
+
+def _send(service: RealtimeService, principal: Any, msg: BroadcastMessage, request: Request) -> JSONResponse | None:
+    """Fan one message out, or the error that refused it: client senders get the stream-channel
+    payload limit and the byte budgets of sockets (shared with them, so switching gains nothing)."""
+    if not service.authorizer.allowed(principal, msg.topic, "broadcast", "write", private=msg.private, event=msg.event):
+        return None
+    if role_of(principal) != "service":
+        size = len(orjson.dumps(msg.payload)) + len(msg.event)
+        if msg.topic.startswith("stream:") and size > service.limits.stream_max_payload_bytes:
+            return _too_large()
+        ip = request.client.host if request.client else None
+        if not service.dispatcher.spend(principal, f"ip:{ip}", f"realtime:{msg.topic}", size, service.monotonic(),
+                                        msg.event):
+            return JSONResponse({"message": "You have exceeded your rate limit"}, status_code=429)
+    service.broadcast(f"realtime:{msg.topic}", msg.event, msg.payload)
+    return None
 
 
 @router.post("/broadcast", status_code=202, response_class=Response)
@@ -65,7 +82,7 @@ async def broadcast(request: Request) -> Response:
         return _unauthorized()
     body = await request.body()
     if len(body) > service.limits.max_payload_bytes:
-        return JSONResponse({"errors": {"payload": ["Payload size exceeds tenant limit"]}}, status_code=422)
+        return _too_large()
     try:
         batch = BroadcastBatch.model_validate_json(body or b"{}")
     except ValidationError as err:
@@ -73,7 +90,9 @@ async def broadcast(request: Request) -> Response:
         return JSONResponse({"errors": errors}, status_code=422)
     for msg in batch.messages:
         await service.authorizer.prepare(principal, msg.topic)
-        _send(service, principal, msg)
+        refused = _send(service, principal, msg, request)
+        if refused is not None:
+            return refused
     return Response(status_code=202)
 
 
@@ -88,12 +107,12 @@ async def broadcast_one(request: Request, topic: str, event: str, private: bool 
                             status_code=415)
     body = await request.body()
     if len(body) > service.limits.max_payload_bytes:
-        return JSONResponse({"errors": {"payload": ["Payload size exceeds tenant limit"]}}, status_code=422)
+        return _too_large()
     try:
         msg = BroadcastMessage.model_validate({"topic": topic, "event": event, "private": private,
                                                "payload": orjson.loads(body or b"{}")})
     except (ValidationError, ValueError):
         return JSONResponse({"errors": {"payload": ["must be a JSON object"]}}, status_code=422)
     await service.authorizer.prepare(principal, msg.topic)
-    _send(service, principal, msg)
-    return Response(status_code=202)
+    refused = _send(service, principal, msg, request)
+    return refused or Response(status_code=202)

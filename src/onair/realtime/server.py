@@ -49,8 +49,9 @@ class RealtimeWebSocketProtocol(WebSocketsSansIOProtocol):
             self._reject(400, "Unsupported serializer version")
             return
         apikey = event.headers.get("x-api-key") or params.get("apikey", [None])[0]
+        ip = service.client_ip(self.client[0] if self.client else None, event.headers.get("x-forwarded-for"))
         try:
-            info = service.authenticate(apikey)
+            info = service.authenticate(apikey, ip)
         except TokenRejected as exc:
             self._reject(429 if exc.code == "ConnectionRateLimitReached" else 401, exc.message)
             return
@@ -65,7 +66,7 @@ class RealtimeWebSocketProtocol(WebSocketsSansIOProtocol):
         self.realtime = service
         # past this many buffered bytes uvloop calls pause_writing: the hub queues and coalesces
         self.transport.set_write_buffer_limits(high=service.limits.write_buffer_high_water)
-        self.client_handle = service.attach(self.transport, serializer, info, self._close_from_hub)
+        self.client_handle = service.attach(self.transport, serializer, info, self._close_from_hub, ip)
         self.backlog: list[tuple[bytes, bool]] = []
         self.busy = False
 
@@ -134,6 +135,11 @@ class RealtimeWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.client_handle is not None and self.realtime is not None:
             self.realtime.detach(self.client_handle)
         super().connection_lost(exc)
+        # the handle and this object point at each other (closer, transport): part here so a
+        # closed connection is freed by reference counting (gc.freeze() makes full GCs rare)
+        self.client_handle = None
+        self.realtime = None
+        self.backlog = []
 
     def pause_writing(self) -> None:
         if self.client_handle is not None:

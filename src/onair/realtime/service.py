@@ -13,13 +13,14 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import orjson
 
 from onair.broker.base import Broker
 from onair.realtime.changes import RowChange
 from onair.realtime.client import Client
+from onair.realtime.client_ip import client_ip, trusted_networks
 from onair.realtime.dispatcher import AsyncVerify, Dispatcher, TokenInfo, Verify
 from onair.realtime.hub import Hub
 from onair.realtime.limits import RealtimeLimits
@@ -40,7 +41,8 @@ class RealtimeService:
                  authorizer: Authorizer | None = None, distributed: bool = False, sweep_interval: float = 1.0,
                  unsubscribe_delay: float = 5.0, wall_clock: Callable[[], float] = time.time,
                  presence_store: Callable[[], Any] | None = None, presence_heartbeat: float = 5.0,
-                 chat_reorder_wait: float = 0.5, verify_async: AsyncVerify | None = None) -> None:
+                 chat_reorder_wait: float = 0.5, verify_async: AsyncVerify | None = None,
+                 trusted_proxies: Iterable[str] = ()) -> None:
         self.node_id = uuid.uuid4().hex[:8]
         self.broker = broker
         self.distributed = distributed
@@ -49,6 +51,7 @@ class RealtimeService:
         self.sweep_interval = sweep_interval
         self.unsubscribe_delay = unsubscribe_delay
         self.wall_clock = wall_clock
+        self._proxies = trusted_networks(trusted_proxies)
         self.loop: asyncio.AbstractEventLoop | None = None
         shared = distributed and presence_store is not None
         self.hub = Hub(self._call_soon, node_id=self.node_id, broker_topics=broker_topics(distributed),
@@ -101,6 +104,10 @@ class RealtimeService:
         if self._stack is not None:
             await self._stack.aclose()
 
+    def monotonic(self) -> float:
+        """The loop's clock (the sweep and the byte budgets run on it)."""
+        return self.loop.time() if self.loop is not None else time.monotonic()
+
     def _call_soon(self, callback: Callable[[], None]) -> None:
         assert self.loop is not None
         self.loop.call_soon(callback)
@@ -113,9 +120,18 @@ class RealtimeService:
         try:
             assert self.loop is not None
             self.dispatcher.sweep(self.loop.time(), self.wall_clock())
+            self._forget_idle_streams()
         except Exception:
             log.exception("realtime: sweep failed")
         self._schedule_sweep()
+
+    def _forget_idle_streams(self) -> None:
+        """Stream versions are needed only while a local channel of the stream may get a late,
+        older state: drop the rest, so the map follows open channels, not every stream ever seen."""
+        topics = self.hub.topics
+        idle = [sid for sid in self._stream_versions if f"realtime:stream:{sid}" not in topics]
+        for sid in idle:
+            del self._stream_versions[sid]
 
     def _spawn(self, coro: Any) -> None:
         assert self.loop is not None
@@ -125,10 +141,16 @@ class RealtimeService:
 
     # -- connections (called by the WebSocket shell) ----------------------------------------------
 
-    def authenticate(self, apikey: str | None) -> TokenInfo:
-        """Connect-time check of the apikey; raises TokenRejected (HTTP 401 at the upgrade)."""
+    def client_ip(self, peer: str | None, forwarded_for: str | None) -> str | None:
+        return client_ip(peer, forwarded_for, self._proxies)
+
+    def authenticate(self, apikey: str | None, ip: str | None = None) -> TokenInfo:
+        """Connect-time check of the apikey and the connection caps; raises TokenRejected (HTTP
+        401 or 429 at the upgrade)."""
         from onair.realtime.dispatcher import TokenRejected
 
+        if ip is not None and self.hub.connections_from(ip) >= self.limits.max_connections_per_ip:
+            raise TokenRejected("Too many connected users", "ConnectionRateLimitReached")
         if not apikey:
             raise TokenRejected("API key is missing", "")
         info = self.verify(apikey)
@@ -140,10 +162,12 @@ class RealtimeService:
         return info
 
     def attach(self, transport: Any, serializer: Serializer, apikey: TokenInfo,
-               closer: Callable[[int, str], None]) -> Client:
+               closer: Callable[[int, str], None], ip: str | None = None) -> Client:
         assert self.loop is not None
-        protocol = ConnectionProtocol(serializer, self.loop.time())
-        client = Client(protocol, transport, apikey.principal, self.limits.max_pending_bytes, self.hub.overflow, closer)
+        protocol = ConnectionProtocol(serializer, self.loop.time(), self.limits.max_topic_bytes,
+                                      self.limits.max_join_bytes_per_connection)
+        client = Client(protocol, transport, apikey.principal, self.limits.max_pending_bytes, self.hub.overflow,
+                        closer, ip)
         client.apikey = apikey
         self.hub.connect(client)
         return client

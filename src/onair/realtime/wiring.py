@@ -22,6 +22,15 @@ def limits_from(settings: Any) -> RealtimeLimits:
         heartbeat_timeout=settings.heartbeat_timeout,
         max_pending_bytes=settings.realtime_max_pending_bytes,
         write_buffer_high_water=settings.realtime_write_buffer_bytes,
+        max_topic_bytes=settings.realtime_max_topic_bytes,
+        max_join_bytes_per_connection=settings.realtime_max_join_bytes_per_connection,
+        max_connections_per_ip=settings.realtime_max_connections_per_ip,
+        stream_max_payload_bytes=settings.realtime_stream_max_payload_bytes,
+        stream_max_presence_bytes=settings.realtime_stream_max_presence_bytes,
+        user_bytes_per_second=settings.realtime_user_bytes_per_second,
+        user_burst_bytes=settings.realtime_user_burst_bytes,
+        topic_bytes_per_second=settings.realtime_topic_bytes_per_second,
+        topic_burst_bytes=settings.realtime_topic_burst_bytes,
     )
 
 
@@ -40,6 +49,7 @@ def build_realtime(ctx: Any) -> RealtimeService:
         presence_store=lambda: open_presence_store(ctx.settings.broker_url, ctx.broker.publish, ctx.settings),
         presence_heartbeat=ctx.settings.presence_heartbeat_interval,
         verify_async=jwt_verify_async(ctx.jwt, now=wall_clock),
+        trusted_proxies=ctx.settings.realtime_trusted_proxies,
     )
     ctx.broker_fan_in.consumers.append(service)
     ctx.extras[STATE_KEY] = service

@@ -60,6 +60,7 @@ class Channel:
     join_ref: str | None = None
     state: State = CLOSED
     config: JoinConfig = field(default_factory=JoinConfig)
+    size: int = 0  # bytes of the join frame this channel keeps (topic, config, token)
 
 
 class ChannelTable:
@@ -96,7 +97,10 @@ class ChannelTable:
         return [c for c in self._channels.values() if c.state is JOINED]
 
     def __len__(self) -> int:
-        return sum(1 for c in self._channels.values() if c.state in (JOINING, JOINED))
+        return len(self._channels)  # errored channels too: every entry holds a client's topic
+
+    def join_bytes(self) -> int:
+        return sum(c.size for c in self._channels.values())
 
     def topics(self) -> list[str]:
         return list(self._channels)

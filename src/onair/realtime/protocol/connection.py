@@ -87,10 +87,14 @@ Request = (
 
 
 class ConnectionProtocol:
-    __slots__ = ("serializer", "channels", "last_seen", "_out")
+    __slots__ = ("serializer", "channels", "last_seen", "_out", "max_topic_bytes", "max_join_bytes")
 
-    def __init__(self, serializer: Serializer, now: float) -> None:
+    def __init__(self, serializer: Serializer, now: float, max_topic_bytes: int = 255,
+                 max_join_bytes: int = 262_144) -> None:
         self.serializer = serializer
+        # what a connection's channels keep (topics, configs, tokens) is bounded by these
+        self.max_topic_bytes = max_topic_bytes
+        self.max_join_bytes = max_join_bytes  # all open joins' frames together
         self.channels = ChannelTable()
         self.last_seen = now
         self._out: list[bytes] = []
@@ -120,7 +124,7 @@ class ConnectionProtocol:
                 return None
             raise LocalProtocolError(f"unknown event {event!r} on topic 'phoenix'")
         if event == m.PHX_JOIN:
-            return self._join(msg)
+            return self._join(msg, size)
         if event == m.PHX_LEAVE:
             channel = self.channels.get(msg.topic)
             if channel is None or channel.state is not State.JOINED:
@@ -156,7 +160,7 @@ class ConnectionProtocol:
             raise LocalProtocolError(f"stale join_ref {join_ref!r} on topic {topic!r}")
         return channel
 
-    def _join(self, msg: Message) -> Request | None:
+    def _join(self, msg: Message, size: int) -> Request | None:
         sub = m.sub_topic(msg.topic)
         if sub is None:
             self.send(m.reply(msg.join_ref, msg.ref, msg.topic, "error", UNMATCHED))
@@ -165,8 +169,18 @@ class ConnectionProtocol:
             reason = "TopicNameRequired: You must provide a topic name"
             self.send(m.reply(msg.join_ref, msg.ref, msg.topic, "error", {"reason": reason}))
             return None
+        if len(msg.topic) > self.max_topic_bytes or len(msg.topic.encode()) > self.max_topic_bytes:
+            reason = f"TopicNameTooLong: Topic name must be at most {self.max_topic_bytes} bytes"
+            self.send(m.reply(msg.join_ref, msg.ref, msg.topic, "error", {"reason": reason}))
+            return None
+        current = self.channels.get(msg.topic)
+        if self.channels.join_bytes() - (current.size if current else 0) + size > self.max_join_bytes:
+            reason = f"JoinPayloadTooLarge: This connection's joins may take at most {self.max_join_bytes} bytes"
+            self.send(m.reply(msg.join_ref, msg.ref, msg.topic, "error", {"reason": reason}))
+            return None
         replaces = self.channels.state(msg.topic) is State.JOINED
         channel = self.channels.handle(msg.topic, Event.JOIN)
+        channel.size = size
         channel.join_ref = msg.join_ref if msg.join_ref is not None else msg.ref
         channel.config = parse_join(msg.payload)
         return JoinRequested(msg.topic, channel.join_ref, msg.ref, channel.config, replaces)
