@@ -87,7 +87,7 @@ OK = "2xx"
 Rule = Callable[[str, str], Expect]
 
 
-def E(outcome: int | str, finding: str | None = None) -> Expect:  # noqa: N802 - reads as a table
+def E(outcome: int | str, finding: str | None = None) -> Expect:
     return Expect(outcome, finding)
 
 
@@ -125,7 +125,10 @@ def signed_in(rule: Rule) -> Rule:
     return lambda role, state: E(401) if role == ANON else rule(role, state)
 
 
-def only(roles: frozenset[str], then: Rule = everyone(), others: int = 403) -> Rule:
+ALLOWED = everyone()
+
+
+def only(roles: frozenset[str], then: Rule = ALLOWED, others: int = 403) -> Rule:
     return signed_in(lambda role, state: then(role, state) if role in roles else E(others))
 
 

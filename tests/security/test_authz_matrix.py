@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import os
 import random
 import secrets
@@ -25,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+import structlog
 import uvicorn
 import websockets
 from fastapi.routing import APIRoute
@@ -148,24 +150,24 @@ async def world(request: pytest.FixtureRequest,
         await _create_schema(schema)
         backend.update(database_url=POSTGRES_URL, database_schema=schema)
     clock = FakeClock()
+    logging_before = structlog.get_config()
+    # ~4,000 requests: info lines for each would cost more than the requests themselves
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+                        cache_logger_on_first_use=False)
     try:
         async with running_context(matrix_settings(backend), clock) as ctx:
             app = create_app(ctx.settings, ctx=ctx, run_reaper=False)
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
             async with httpx.AsyncClient(transport=transport, base_url="http://onair.test") as http:
                 w = World(request.param, ctx, http, clock)
-                import time, sys
-                t0 = time.monotonic()
                 await run_rest_matrix(w)
-                t1 = time.monotonic()
                 async with serving(app, ctx) as port:
                     w.ws_url = f"ws://127.0.0.1:{port}/realtime/v1/websocket"
                     await run_realtime_matrix(w)
-                    t2 = time.monotonic()
                     await run_role_changes(w)
-                print("TIMING", t1 - t0, t2 - t1, time.monotonic() - t2, file=sys.stderr)
                 yield w
     finally:
+        structlog.configure(**logging_before)
         if schema is not None:
             await _create_schema(schema, drop=True)
 
@@ -203,23 +205,33 @@ def matches(expected: int | str, got: int) -> bool:
     return 200 <= got < 300 if expected == T.OK else expected == got
 
 
+async def run_rest_case(world: World, case: T.RestCase, state: str, n: Any) -> None:
+    for role in T.ROLES:
+        scene = world.scenes.get(state)
+        expect = case.rule(role, state if state != "-" else T.LIVE)
+        response = await call(world, case, scene, role, next(n))
+        got: Any = response.status_code
+        if not matches(expect.outcome, got):
+            got = f"{got} {response.text[:160]}"
+        world.rest[(case.label, role, state)] = (expect, got)
+        if case.resets and 200 <= response.status_code < 300 and scene is not None:
+            world.scenes[state] = await build_scene(world, state)
+
+
 async def run_rest_matrix(world: World) -> None:
-    for state in T.STATES:
-        world.scenes[state] = await build_scene(world, state)
     n = itertools.count()
+    scenes = await asyncio.gather(*(build_scene(world, state) for state in T.STATES))
+    world.scenes.update(zip(T.STATES, scenes))
+
+    async def one_state(state: str) -> None:  # the states' streams are independent
+        for case in T.REST_CASES:
+            if case.per_state:
+                await run_rest_case(world, case, state, n)
+
+    await asyncio.gather(*(one_state(state) for state in T.STATES))
     for case in T.REST_CASES:
-        states = T.STATES if case.per_state else ("-",)
-        for state in states:
-            for role in T.ROLES:
-                scene = world.scenes.get(state)
-                expect = case.rule(role, state if state != "-" else T.LIVE)
-                response = await call(world, case, scene, role, next(n))
-                got: Any = response.status_code
-                if not matches(expect.outcome, got):
-                    got = f"{got} {response.text[:160]}"
-                world.rest[(case.label, role, state)] = (expect, got)
-                if case.resets and 200 <= response.status_code < 300 and scene is not None:
-                    world.scenes[state] = await build_scene(world, state)
+        if not case.per_state:
+            await run_rest_case(world, case, "-", n)
 
 
 # --- realtime -----------------------------------------------------------------------------------
@@ -233,6 +245,7 @@ class Socket:
         self.name = name
         self.inbox: list[list[Any]] = []
         self._refs = itertools.count(1)
+        self._arrived = asyncio.Event()
         self._reader = asyncio.create_task(self._read())
         self.closed = False
 
@@ -240,10 +253,26 @@ class Socket:
         try:
             async for raw in self.ws:
                 self.inbox.append(json.loads(raw))
+                self._arrived.set()
         except websockets.ConnectionClosed:
             pass
         finally:
             self.closed = True
+            self._arrived.set()
+
+    async def until(self, find: Any, timeout: float = WAIT) -> Any:
+        """The first non-None ``find()`` as messages arrive, or None after ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            self._arrived.clear()
+            found = find()
+            if found is not None or self.closed or loop.time() >= deadline:
+                return found
+            try:
+                await asyncio.wait_for(self._arrived.wait(), deadline - loop.time())
+            except TimeoutError:
+                pass
 
     async def close(self) -> None:
         await self.ws.close()
@@ -255,15 +284,12 @@ class Socket:
         return ref
 
     async def reply(self, ref: str, timeout: float = WAIT) -> dict[str, Any] | None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            for msg in self.inbox:
+        def find() -> dict[str, Any] | None:
+            for msg in reversed(self.inbox):
                 if msg[1] == ref and msg[3] == "phx_reply":
                     return msg[4]  # type: ignore[no-any-return]
-            if self.closed:
-                return None
-            await asyncio.sleep(0.005)
-        return None
+            return None
+        return await self.until(find, timeout)  # type: ignore[no-any-return]
 
     async def join(self, topic: str, token: str | None, config: dict[str, Any]) -> tuple[str, str]:
         """(join_ref, "ok"/"error"/"timeout")."""
@@ -308,6 +334,10 @@ async def connect(world: World, name: str) -> Socket:
     ws = await websockets.connect(f"{world.ws_url}?apikey={world.ctx.anon_key}&vsn=2.0.0",
                                   max_size=None)
     return Socket(ws, name)
+
+
+def remaining(deadline: float) -> float:
+    return max(0.0, deadline - asyncio.get_running_loop().time())
 
 
 def random_casing(name: str, rnd: random.Random) -> str:
@@ -366,7 +396,7 @@ async def probe_role(world: World, role: str, sock: Socket, rnd: random.Random,
         scene = world.scenes[state]
         topic = stream_topic(scene)
 
-        def record(case: T.RealtimeCase, got: Any) -> None:
+        def record(case: T.RealtimeCase, got: Any, state: str = state) -> None:
             world.realtime[(case.label, role, state)] = (case.rule(role, state), got)
 
         for case in T.REALTIME_CASES:
@@ -380,6 +410,7 @@ async def probe_role(world: World, role: str, sock: Socket, rnd: random.Random,
             topic, token, {**PUBLIC_CONFIG, "presence": {"key": role, "enabled": True}})
         joined = status == "ok"
         wait = WAIT if joined else 0.0  # a channel never joined gets no replies at all
+        acks: list[tuple[T.RealtimeCase, str, str, str]] = []
         for case in T.REALTIME_CASES:
             if case.action == "join public":
                 record(case, T.JOINED if joined else T.REFUSED if status == "error" else status)
@@ -396,25 +427,24 @@ async def probe_role(world: World, role: str, sock: Socket, rnd: random.Random,
                 if case.rest:
                     got: Any = await rest_broadcast(world, role, scene, event, mark)
                     ok_status: Any = 202
-                else:
+                    pending.append(((case.label, role, state), case.rule(role, state),
+                                    (got, ok_status, mark, event)))
+                else:  # sent now, acks collected below: one round trip for all of them
                     ref = await sock.push(public_ref, topic, "broadcast",
                                           {"type": "broadcast", "event": event,
                                            "payload": {"mx": mark}})
-                    reply = await sock.reply(ref, wait)
-                    got, ok_status = (reply or {}).get("status"), "ok"
-                pending.append(((case.label, role, state), case.rule(role, state),
-                                (got, ok_status, mark, event)))
+                    acks.append((case, ref, mark, event))
             elif case.action == "changes join":
                 ctopic = changes_topic(state, case.table, case.filtered)
                 await sock.join(ctopic, token,
                                 {"postgres_changes": [binding(scene, case.table, case.filtered)]})
-                system = None
-                deadline = asyncio.get_running_loop().time() + WAIT
-                while system is None and asyncio.get_running_loop().time() < deadline:
-                    system = sock.system(ctopic)
-                    await asyncio.sleep(0.005)
+                system = await sock.until(lambda: sock.system(ctopic))  # noqa: B023
                 record(case, T.JOINED if system == "ok" else T.REFUSED if system == "error"
                        else f"no system reply ({system})")
+        for case, ref, mark, event in acks:
+            reply = await sock.reply(ref, wait)
+            pending.append(((case.label, role, state), case.rule(role, state),
+                            ((reply or {}).get("status"), "ok", mark, event)))
 
 
 async def trigger(world: World, state: str, secrets_: dict[str, tuple[str, str]]) -> None:
@@ -464,7 +494,6 @@ def leaked(sock: Socket, state: str, secrets_: dict[str, tuple[str, str]]) -> li
 
 
 async def run_realtime_matrix(world: World) -> None:
-    rnd = random.Random(SEED)
     observer = await connect(world, "observer")
     sockets: dict[str, Socket] = {}
     try:
@@ -475,12 +504,27 @@ async def run_realtime_matrix(world: World) -> None:
         pending: list[tuple[tuple[str, str, str], T.Expect, Any]] = []
         for role in T.ROLES:
             sockets[role] = await connect(world, role)
-            await probe_role(world, role, sockets[role], rnd, pending)
+        # the roles probe side by side, each with its own seeded casings
+        await asyncio.gather(*(probe_role(world, role, sockets[role], random.Random(SEED + i),
+                                          pending) for i, role in enumerate(T.ROLES)))
         secrets_: dict[str, tuple[str, str]] = {}
         for state in T.STATES:
             await trigger(world, state, secrets_)
         await world.ctx.chat.events_published()
-        await asyncio.sleep(SETTLE)
+        await asyncio.sleep(SETTLE)  # what must not arrive has had its chance
+        # what must arrive may take longer on a busy machine: waited for, up to WAIT in all
+        deadline = asyncio.get_running_loop().time() + WAIT
+        for _, expect, (_, _, mark, _) in pending:
+            if expect.outcome == T.DELIVERED:
+                await observer.until(lambda: delivered(observer, mark) or None,  # noqa: B023
+                                     remaining(deadline))
+        for role, sock in sockets.items():
+            for state in T.STATES:
+                for case in T.REALTIME_CASES:
+                    if case.action == "changes rows" and case.rule(role, state).outcome == T.ROWS:
+                        ctopic = changes_topic(state, case.table, case.filtered)
+                        await sock.until(lambda: sock.on(ctopic, "postgres_changes") or None,  # noqa: B023
+                                         remaining(deadline))
         for key, expect, (got, ok_status, mark, event) in pending:
             outcome = broadcast_outcome(got, delivered(observer, mark), ok_status)
             if outcome != expect.outcome:
@@ -539,7 +583,10 @@ async def run_role_changes(world: World) -> None:
                                   {"type": "broadcast", "event": "webrtc:signal",
                                    "payload": {"mx": mark}})
             reply = await sock.reply(ref)
-            await asyncio.sleep(0.2)
+            if (reply or {}).get("status") == "ok":
+                await o.until(lambda: delivered(o, mark) or None)
+            else:
+                await asyncio.sleep(SETTLE)
             return broadcast_outcome((reply or {}).get("status"), delivered(o, mark), "ok")
 
         baseline = await host_event(c, c_ref, "rc-baseline")

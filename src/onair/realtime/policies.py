@@ -17,8 +17,9 @@ Other topics: public channels are open to any valid token; private ones are deni
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Protocol
 
 STAFF_ROLES = frozenset({"moderator", "admin", "service"})
 SERVER_EVENTS = frozenset({"stream_state", "viewer_count", "token_renew"})
