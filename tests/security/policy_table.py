@@ -63,8 +63,14 @@ HAS_MESSAGES = frozenset({LIVE, PAUSED, ENDED})  # the scenario sends messages w
 EXPECTED_FAILURES: dict[str, str] = {
     "f2-casing": "issue 10 finding 2: reserved broadcast events forged by changing letter case; "
                  "fixed on branch sec/events",
+    "f2-staff": "issue 10 finding 2 (server-only events): moderators and admins could send "
+                "stream_state/viewer_count/token_renew ('staff may do everything'); fixed on "
+                "branch sec/events",
     "f5-stale": "issue 10 finding 5: authorization goes stale on open sockets (demote/invite); "
                 "fixed on branch sec/authz",
+    "f5-mute-end": "issue 10 finding 5: mutes and the stream's end must take effect on sockets "
+                   "(a muted user broadcasts and tracks nothing, an ended stream takes no client "
+                   "writes); fixed on branch sec/authz",
     "f6-leaks": "issue 10 finding 6: leaks through change events (stream_cohosts rows, "
                 "deleted/pre-edit bodies, who was sanctioned); fixed on branch sec/authz",
     "f7-edit": "issue 10 finding 7: sanctioned users can still edit their messages; "
@@ -290,9 +296,18 @@ def join_private(role: str, state: str) -> Expect:
     return E(REFUSED if role in (BANNED, ANON) else JOINED)
 
 
+def quieted(role: str, state: str) -> bool:
+    """Muted users write nothing on the stream channel (a broadcast or a presence meta would
+    carry what the mute keeps out of chat) and an ended stream takes no client writes; staff
+    are exempt (issue 10 §5: "mutes and stream end must take effect on open sockets")."""
+    return role not in STAFF and (role == MUTED or state == ENDED)
+
+
 def ordinary_broadcast(role: str, state: str) -> Expect:
     # signed-in users send ordinary broadcasts; the anon key only reads
-    return E(NOT_DELIVERED if role in (ANON, BANNED) else DELIVERED)
+    if role in (ANON, BANNED):
+        return E(NOT_DELIVERED)
+    return E(NOT_DELIVERED, "f5-mute-end") if quieted(role, state) else E(DELIVERED)
 
 
 def server_event(canonical: bool) -> Rule:
@@ -305,7 +320,7 @@ def server_event(canonical: bool) -> Rule:
             return E(NOT_DELIVERED)  # anon may not write at all, banned never joined
         if not canonical:
             return E(NOT_DELIVERED, "f2-casing")
-        return E(NOT_DELIVERED)
+        return E(NOT_DELIVERED, "f2-staff" if role in STAFF else None)
     return rule
 
 
@@ -313,16 +328,22 @@ def host_event(canonical: bool) -> Rule:
     """``seller:*``/``webrtc:*`` only from the stream's seller and co-hosts — and staff, who
     "may do everything" (policies.py) — under any casing (issue 10 §2)."""
     def rule(role: str, state: str) -> Expect:
-        if role in HOSTS or role in STAFF:
+        if role in STAFF:
             return E(DELIVERED)
+        if role in HOSTS:
+            return E(NOT_DELIVERED, "f5-mute-end") if quieted(role, state) else E(DELIVERED)
         if role in (ANON, BANNED):
             return E(NOT_DELIVERED)
-        return E(NOT_DELIVERED, None if canonical else "f2-casing")
+        if not canonical:
+            return E(NOT_DELIVERED, "f2-casing")
+        return E(NOT_DELIVERED)
     return rule
 
 
 def presence_track(role: str, state: str) -> Expect:
-    return E(NOT_DELIVERED if role in (ANON, BANNED) else TRACKED)
+    if role in (ANON, BANNED):
+        return E(NOT_DELIVERED)
+    return E(NOT_DELIVERED, "f5-mute-end") if quieted(role, state) else E(TRACKED)
 
 
 def changes_join(table: str, filtered: bool) -> Rule:

@@ -6,7 +6,7 @@ the sub-topic (``stream:{id}``), ``extension`` one of ``broadcast``, ``presence`
 can ask it on every push; whatever it needs from the database is loaded beforehand by ``prepare``
 (at join and at token refresh) and kept fresh from the stream's events.
 
-Rules for ``stream:{id}``: staff may do everything but send server events; a user banned from the stream gets nothing;
+Rules for ``stream:{id}``: staff may do everything; a user banned from the stream gets nothing;
 the stream must exist; everyone else may read (anonymous viewers only on public channels);
 signed-in users may track presence and send ordinary broadcasts; server events (``stream_state``,
 ``viewer_count``, ``token_renew``) come only from the service role, and seller events (names
@@ -17,9 +17,8 @@ Other topics: public channels are open to any valid token; private ones are deni
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 STAFF_ROLES = frozenset({"moderator", "admin", "service"})
 SERVER_EVENTS = frozenset({"stream_state", "viewer_count", "token_renew"})
@@ -76,8 +75,6 @@ class StreamPolicy:
         stream_id = stream_id_of(topic)
         if stream_id is None:
             return not private or is_staff(principal)
-        if event in SERVER_EVENTS and action == "write" and role_of(principal) != "service":
-            return False  # what viewers trust as the server's word: not even staff users send it
         if is_staff(principal):
             return True
         facts = self.facts.get(stream_id)
