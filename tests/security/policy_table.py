@@ -445,7 +445,8 @@ def realtime_cases() -> tuple[RealtimeCase, ...]:
 
 REALTIME_CASES = realtime_cases()
 
-# --- role changes on an open socket (issue 10 §5: within a second) ----------------------------
+# --- role changes on an open socket (issue 10 §5: "role changes, bans, mutes and stream end must
+# take effect on open sockets within a second") ------------------------------------------------
 
 ROLE_CHANGES: dict[str, Expect] = {
     # a co-host demoted while connected: host events refused, stream_viewers rows stop
@@ -453,6 +454,9 @@ ROLE_CHANGES: dict[str, Expect] = {
     "demoted co-host: stream_viewers rows stop": E(NO_ROWS, "f5-stale"),
     # a buyer invited while connected gains host rights
     "invited buyer: webrtc:signal delivered": E(DELIVERED, "f5-stale"),
+    # a mute and the stream's end stop client writes (see quieted())
+    "muted buyer: broadcast refused": E(NOT_DELIVERED, "f5-mute-end"),
+    "stream ended: a buyer's broadcast refused": E(NOT_DELIVERED, "f5-mute-end"),
     # a user banned while connected is cut off (service.py _sanction: works today)
     "banned user: channel closed": E("closed"),
     "banned user: receives nothing more": E(NO_ROWS),

@@ -564,9 +564,12 @@ async def run_role_changes(world: World) -> None:
     seller = world.headers(T.SELLER)
     cohost_user, buyer_user, victim_user = USER[T.COHOST], "mx-rc-buyer", "mx-rc-victim"
     viewers_topic, chat_topic = "realtime:mx-rc-viewers", "realtime:mx-rc-chat"
-    socks = {name: await connect(world, name) for name in ("observer", "cohost", "buyer", "victim")}
+    muted_user, plain_user = "mx-rc-muted", "mx-rc-plain"
+    socks = {name: await connect(world, name)
+             for name in ("observer", "cohost", "buyer", "victim", "muted", "plain")}
     try:
         o, c, b, v = socks["observer"], socks["cohost"], socks["buyer"], socks["victim"]
+        mu, pl = socks["muted"], socks["plain"]
         assert (await o.join(topic, world.user_token(OBSERVER), {}))[1] == "ok"
         c_ref, status = await c.join(topic, world.user_token(cohost_user), PUBLIC_CONFIG)
         assert status == "ok"
@@ -577,11 +580,15 @@ async def run_role_changes(world: World) -> None:
         assert (await v.join(topic, world.user_token(victim_user), PUBLIC_CONFIG))[1] == "ok"
         await v.join(chat_topic, world.user_token(victim_user),
                      {"postgres_changes": [binding(scene, "chat_messages", True)]})
+        mu_ref, status = await mu.join(topic, world.user_token(muted_user), PUBLIC_CONFIG)
+        assert status == "ok"
+        pl_ref, status = await pl.join(topic, world.user_token(plain_user), PUBLIC_CONFIG)
+        assert status == "ok"
 
-        async def host_event(sock: Socket, join_ref: str, mark: str) -> str:
+        async def host_event(sock: Socket, join_ref: str, mark: str,
+                             event: str = "webrtc:signal") -> str:
             ref = await sock.push(join_ref, topic, "broadcast",
-                                  {"type": "broadcast", "event": "webrtc:signal",
-                                   "payload": {"mx": mark}})
+                                  {"type": "broadcast", "event": event, "payload": {"mx": mark}})
             reply = await sock.reply(ref)
             if (reply or {}).get("status") == "ok":
                 await o.until(lambda: delivered(o, mark) or None)
@@ -591,10 +598,16 @@ async def run_role_changes(world: World) -> None:
 
         baseline = await host_event(c, c_ref, "rc-baseline")
         assert baseline == T.DELIVERED, f"harness: a co-host's host event before demotion: {baseline}"
+        for sock, ref in ((mu, mu_ref), (pl, pl_ref)):
+            baseline = await host_event(sock, ref, f"rc-baseline-{sock.name}", T.ORDINARY_EVENT)
+            assert baseline == T.DELIVERED, f"harness: {sock.name}'s broadcast before: {baseline}"
         for method, path, body in (("DELETE", f"{base}/cohosts/{cohost_user}", None),
                                    ("POST", f"{base}/cohosts", {"user_id": buyer_user}),
                                    ("POST", f"{base}/chat/sanctions",
-                                    {"user_id": victim_user, "kind": "ban"})):
+                                    {"user_id": victim_user, "kind": "ban"}),
+                                   ("POST", f"{base}/chat/sanctions",
+                                    {"user_id": muted_user, "kind": "mute",
+                                     "duration_seconds": 600})):
             response = await world.http.request(method, path, headers=seller, json=body)
             assert 200 <= response.status_code < 300, response.text
         await asyncio.sleep(1.0)  # issue 10 §5: role changes take effect within a second
@@ -602,6 +615,8 @@ async def run_role_changes(world: World) -> None:
         got = {
             "demoted co-host: webrtc:signal refused": await host_event(c, c_ref, "rc-demoted"),
             "invited buyer: webrtc:signal delivered": await host_event(b, b_ref, "rc-invited"),
+            "muted buyer: broadcast refused": await host_event(mu, mu_ref, "rc-muted",
+                                                               T.ORDINARY_EVENT),
         }
         viewer = {"authorization": f"Bearer {world.user_token('mx-rc-viewer')}"}
         assert (await world.http.post(f"{base}/viewers", headers=viewer)).status_code == 200
@@ -618,6 +633,11 @@ async def run_role_changes(world: World) -> None:
         got["banned user: receives nothing more"] = (
             T.ROWS if any(m[3] == "postgres_changes" for m in v.inbox[marks["victim"]:])
             else T.NO_ROWS)
+        ended = await world.http.post(f"{base}/end", headers=seller, json={"reason": "matrix"})
+        assert ended.status_code == 200, ended.text
+        await asyncio.sleep(1.0)
+        got["stream ended: a buyer's broadcast refused"] = await host_event(
+            pl, pl_ref, "rc-ended", T.ORDINARY_EVENT)
         for key, expect in T.ROLE_CHANGES.items():
             world.role_changes[key] = (expect, got.get(key, "not measured"))
     finally:
