@@ -10,9 +10,10 @@ over ASGI, realtime over a real WebSocket) on SQLite and PostgreSQL. Where the r
   casing, stale authorization on open sockets, leaks through change events).
 
 Where today's code disagrees with issue 10, the row follows the issue and names the finding in
-``EXPECTED_FAILURES`` below (the one list of known gaps): the test of that finding's rows is
-marked ``xfail(strict=True)``, so once the branch fixing it is merged the test XPASSes, fails, and
-the mark must be removed. A row that fails without a finding is a wrong row or a new bug.
+``FINDINGS`` below; while it is listed in ``EXPECTED_FAILURES`` (the one list of known gaps) the
+test of that finding's rows is marked ``xfail(strict=True)``, so once the branch fixing it is
+merged the test XPASSes and fails until the finding is deleted from ``EXPECTED_FAILURES``. A
+row that fails without an open finding is a wrong row or a new bug.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ HAS_MESSAGES = frozenset({LIVE, PAUSED, ENDED})  # the scenario sends messages w
 
 # --- known gaps (issue 10 findings other branches fix) ----------------------------------------
 
-EXPECTED_FAILURES: dict[str, str] = {
+FINDINGS: dict[str, str] = {
     "f2-casing": "issue 10 finding 2: reserved broadcast events forged by changing letter case; "
                  "fixed on branch sec/events",
     "f2-staff": "issue 10 finding 2 (server-only events): moderators and admins could send "
@@ -78,15 +79,32 @@ EXPECTED_FAILURES: dict[str, str] = {
 }
 
 
+# The findings whose fix is not merged yet: their rows run as xfail(strict=True). When a branch
+# is merged, delete its findings here; their rows then join the plain test and must pass.
+EXPECTED_FAILURES: frozenset[str] = frozenset({
+    "f2-casing",  # sec/events
+    "f2-staff",  # sec/events
+    "f5-stale",  # sec/authz
+    "f5-mute-end",  # sec/authz
+    "f6-leaks",  # sec/authz
+    "f7-edit",  # sec/authz
+})
+
+
 @dataclass(frozen=True)
 class Expect:
     """One expected outcome: an HTTP status (``OK`` = any 2xx) or a realtime outcome string."""
 
     outcome: int | str
-    finding: str | None = None  # a key of EXPECTED_FAILURES when today's code disagrees
+    finding: str | None = None  # a key of FINDINGS when today's code disagrees
 
     def __post_init__(self) -> None:
-        assert self.finding is None or self.finding in EXPECTED_FAILURES, self.finding
+        assert self.finding is None or self.finding in FINDINGS, self.finding
+
+    @property
+    def open_finding(self) -> str | None:
+        """The finding this row waits for, or None once its fix is merged."""
+        return self.finding if self.finding in EXPECTED_FAILURES else None
 
 
 OK = "2xx"

@@ -649,10 +649,10 @@ async def run_role_changes(world: World) -> None:
 
 
 def groups_of(expects: list[T.Expect]) -> list[Any]:
-    findings = sorted({e.finding for e in expects if e.finding})
+    findings = sorted({e.open_finding for e in expects if e.open_finding})
     params = [pytest.param(None, id="as-the-code-stands")]
     params += [pytest.param(f, id=f, marks=pytest.mark.xfail(strict=True,
-                                                             reason=T.EXPECTED_FAILURES[f]))
+                                                             reason=T.FINDINGS[f]))
                for f in findings]
     return params
 
@@ -669,7 +669,7 @@ ROLE_CHANGE_GROUPS = groups_of(list(T.ROLE_CHANGES.values()))
 def mismatches(rows: dict[Any, tuple[T.Expect, Any]], group: str | None) -> list[str]:
     out = []
     for key, (expect, got) in rows.items():
-        if expect.finding != group:
+        if expect.open_finding != group:
             continue
         ok = matches(expect.outcome, got) if isinstance(got, int) else got == expect.outcome
         if not ok:
@@ -679,7 +679,7 @@ def mismatches(rows: dict[Any, tuple[T.Expect, Any]], group: str | None) -> list
 
 
 def verdict(world: World, kind: str, rows: dict[Any, Any], group: str | None) -> None:
-    selected = [k for k, (e, _) in rows.items() if e.finding == group]
+    selected = [k for k, (e, _) in rows.items() if e.open_finding == group]
     assert selected, f"no {kind} rows for {group}"
     bad = mismatches(rows, group)
     shown = bad[:MAX_LISTED] + ([f"  … and {len(bad) - MAX_LISTED} more"]
