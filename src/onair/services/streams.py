@@ -18,6 +18,7 @@ from onair.services.events import (
     stream_state_event,
     viewer_count_event,
 )
+from onair.realtime.visibility import old_identity
 from onair.settings import Settings
 from onair.store import streams as store
 from onair.store.db import Database
@@ -176,7 +177,7 @@ class StreamService:
         now = after.updated_at
         record, old = store.to_record(after), store.to_record(before)
         events: list[dict[str, Any]] = [
-            row_event(STREAMS_TABLE, "UPDATE", record, old, now),
+            row_event(STREAMS_TABLE, "UPDATE", record, old_identity(STREAMS_TABLE, old), now),
             stream_state_event(record, before.status.value),
         ]
         for user_id in left:
