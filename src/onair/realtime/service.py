@@ -30,7 +30,7 @@ from onair.realtime.protocol.connection import ConnectionProtocol, JoinRequested
 from onair.realtime.protocol.errors import Disconnect
 from onair.realtime.protocol.serializer import Serializer
 from onair.realtime.routing import binding_stream, broker_topics
-from onair.realtime.visibility import SUBJECT_EVENTS
+from onair.realtime.visibility import EVENTS, SUBJECT_EVENTS
 
 log = logging.getLogger("onair.realtime")
 STATE_KEY = "onair.realtime"
@@ -309,8 +309,10 @@ class RealtimeService:
             payload = event.get("payload", {})
             if event["event"] == "chat_sanction" and isinstance(payload, dict):
                 self._sanction(stream_id, payload)  # first: a banned user gets nothing more
+            if event["event"] not in EVENTS:
+                return  # realtime/visibility.py: default deny
             recipients = None
-            if event["event"] in SUBJECT_EVENTS:  # realtime/visibility.py
+            if event["event"] in SUBJECT_EVENTS:
                 subject = payload.get("user_id") if isinstance(payload, dict) else None
                 recipients = self._subject_audience(stream_id, channel, subject)
                 if not recipients:

@@ -56,7 +56,16 @@ TABLES: dict[str, TableRule] = {
 }
 # Not listed, so never delivered: agora_tokens, stream_uids, stream_transitions, leases.
 
-SUBJECT_EVENTS = frozenset({"chat_sanction", "token_renew"})
+# Server broadcasts on a stream channel (services/events.py ``broadcast_event``): who hears them.
+# An event name not listed is not delivered (default deny).
+EVENTS: dict[str, str] = {
+    "stream_state": "all",
+    "viewer_count": "all",
+    "chat_settings": "all",
+    "chat_sanction": "subject",
+    "token_renew": "subject",
+}
+SUBJECT_EVENTS = frozenset(name for name, audience in EVENTS.items() if audience == "subject")
 
 
 def rank_allows(rank: str, needed: str) -> bool:
