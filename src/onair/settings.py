@@ -253,6 +253,11 @@ class Settings(BaseSettings):
         5.0, ge=0, le=300, description="Seconds a `stream:` topic naming no stream is remembered "
         "as missing, so random topics cost one database read, not one per request."
     )
+    realtime_policy_refresh_interval: float = Field(
+        30.0, gt=0, le=3600, description="Seconds after which the authorization facts of a stream "
+        "with local members are read again, besides the events that keep them fresh (events are "
+        "best effort: a lost one is corrected this late at most)."
+    )
     realtime_chat_reorder_wait: float = Field(
         0.5, gt=0, le=10, description="With a Redis broker (several processes): seconds a chat "
         "row that arrives ahead of a missing seq waits for it before it is delivered anyway."

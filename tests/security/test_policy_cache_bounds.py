@@ -25,7 +25,8 @@ CACHE = 50
 def settings(backend: dict[str, Any]) -> Settings:
     return Settings(_env_file=None, jwt_secret="test-secret-" + "x" * 40, reaper_interval=3600,
                     realtime_policy_cache_size=CACHE, realtime_policy_cache_ttl=60,
-                    realtime_policy_missing_ttl=60, **backend)
+                    realtime_policy_missing_ttl=60, realtime_policy_refresh_interval=0.5,
+                    realtime_sweep_interval=0.1, **backend)
 
 
 async def test_random_topics_and_member_churn_leave_bounded_caches(
@@ -77,4 +78,41 @@ async def test_random_topics_and_member_churn_leave_bounded_caches(
         for client in clients:
             service.detach(client)
         assert policy.sizes()["pinned"] == 0
-    assert policy.sizes()["pinned"] == baseline["pinned"] and len(service.hub.topics) == 0
+    assert policy.sizes()["pinned"] == baseline["pinned"] and policy.sizes()["recent"] <= 1
+    assert len(service.hub.topics) == 0
+
+
+async def test_a_lost_event_is_corrected_by_the_periodic_refresh(
+        ctx: Any, app_client: httpx.AsyncClient, make_user: UserFactory) -> None:
+    """Events are best effort: a ban committed without its event still closes the channel once
+    the pinned facts are read again (``realtime_policy_refresh_interval``)."""
+    import asyncio
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from onair.store.tables import chat_sanctions
+
+    service = ctx.extras[STATE_KEY]
+    _, seller = make_user("seller")
+    buyer_id, buyer = make_user("buyer")
+    stream = (await app_client.post("/api/v1/streams", json={"title": "lost"}, headers=seller)).json()
+    transport = FakeTransport()
+    client = service.attach(transport, SERIALIZERS["2.0.0"], service.authenticate(buyer["authorization"].split()[1]),
+                            lambda c, r: None)
+    pending = service.receive(client, orjson.dumps(["1", "1", f"realtime:stream:{stream['id']}", "phx_join",
+                                                    {"config": {}}]), False)
+    if pending is not None:
+        await pending
+    assert transport.take()[0][4]["status"] == "ok"
+    now = ctx.clock.now()
+    async with ctx.db.write() as conn:  # committed, but its event never published
+        await conn.execute(insert(chat_sanctions).values(
+            id=str(uuid.uuid4()), stream_id=stream["id"], user_id=buyer_id, kind="ban", until=now + timedelta(hours=1),
+            reason=None, created_by="seller", created_at=now, lifted_at=None))
+    for _ in range(50):
+        await asyncio.sleep(0.1)
+        if any(m[3] == "phx_close" for m in transport.messages()):
+            break
+    assert [m[3] for m in transport.take()][-2:] == ["system", "phx_close"]
+    service.detach(client)

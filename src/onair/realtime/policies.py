@@ -123,6 +123,7 @@ class StreamPolicy:
         self._monotonic = monotonic
         self.wall_clock = wall_clock
         self.pinned: dict[str, StreamFacts | None] = {}  # None: pinned before its facts arrived
+        self.pinned_at: dict[str, float] = {}  # when each pinned stream was last read, oldest first
         self._pins: dict[str, int] = {}
         self.recent: OrderedDict[str, tuple[float, StreamFacts]] = OrderedDict()  # loaded at (monotonic)
         self.missing: OrderedDict[str, float] = OrderedDict()  # stream -> known absent until (monotonic)
@@ -190,6 +191,7 @@ class StreamPolicy:
         self.missing.pop(stream_id, None)
         if stream_id in self._pins:
             self.pinned[stream_id] = facts
+            self._touch(stream_id, now)
             return
         self.recent[stream_id] = (now, facts)
         self.recent.move_to_end(stream_id)
@@ -202,6 +204,7 @@ class StreamPolicy:
         if count == 0:
             hit = self.recent.pop(stream_id, None)
             self.pinned[stream_id] = hit[1] if hit is not None else None
+            self._touch(stream_id, hit[0] if hit is not None else self._monotonic())
 
     def unpin(self, stream_id: str) -> None:
         count = self._pins.get(stream_id, 0) - 1
@@ -210,6 +213,24 @@ class StreamPolicy:
             return
         self._pins.pop(stream_id, None)
         self.pinned.pop(stream_id, None)  # the last member left: nothing keeps it fresh any more
+        self.pinned_at.pop(stream_id, None)
+
+    def _touch(self, stream_id: str, at: float) -> None:
+        self.pinned_at.pop(stream_id, None)
+        self.pinned_at[stream_id] = at
+
+    def due(self, interval: float, limit: int) -> list[str]:
+        """Pinned streams last read ``interval`` seconds ago or more (at most ``limit``), marked as
+        read now: events are best effort (services/events.py), so pinned facts are read again
+        now and then, and a lost event costs at most that long."""
+        now, out = self._monotonic(), []
+        for stream_id, at in self.pinned_at.items():
+            if at + interval > now or len(out) >= limit:
+                break
+            out.append(stream_id)
+        for stream_id in out:
+            self._touch(stream_id, now)
+        return out
 
     # -- changes published by the services ------------------------------------------------------
 

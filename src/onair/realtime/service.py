@@ -42,13 +42,14 @@ class RealtimeService:
                  authorizer: Authorizer | None = None, distributed: bool = False, sweep_interval: float = 1.0,
                  unsubscribe_delay: float = 5.0, wall_clock: Callable[[], float] = time.time,
                  presence_store: Callable[[], Any] | None = None, presence_heartbeat: float = 5.0,
-                 chat_reorder_wait: float = 0.5) -> None:
+                 chat_reorder_wait: float = 0.5, policy_refresh_interval: float = 30.0) -> None:
         self.node_id = uuid.uuid4().hex[:8]
         self.broker = broker
         self.distributed = distributed
         self.limits = limits
         self.authorizer = authorizer or AllowAll()
         self.policy = self.authorizer if isinstance(self.authorizer, StreamPolicy) else None
+        self.policy_refresh_interval = policy_refresh_interval
         self.sweep_interval = sweep_interval
         self.unsubscribe_delay = unsubscribe_delay
         self.wall_clock = wall_clock
@@ -114,6 +115,9 @@ class RealtimeService:
         try:
             assert self.loop is not None
             self.dispatcher.sweep(self.loop.time(), self.wall_clock())
+            if self.policy is not None:
+                for stream_id in self.policy.due(self.policy_refresh_interval, 100):
+                    self._spawn(self._refresh_facts(stream_id))
         except Exception:
             log.exception("realtime: sweep failed")
         self._schedule_sweep()
@@ -197,11 +201,14 @@ class RealtimeService:
         if stream is not None and self.policy is not None and topic in self.hub.broker_refs:
             # Events published between the join's facts and this subscription were missed:
             # read the facts again now that every later event reaches us.
-            try:
-                if await self.policy.reload(stream) is not None:
-                    self._reauthorize(stream)
-            except Exception:
-                log.exception("realtime: reloading the facts of stream %s failed", stream)
+            await self._refresh_facts(stream)
+
+    async def _refresh_facts(self, stream_id: str) -> None:
+        try:
+            if await self.policy.reload(stream_id) is not None:  # type: ignore[union-attr]
+                self._reauthorize(stream_id)
+        except Exception:
+            log.warning("realtime: reloading the facts of stream %s failed", stream_id, exc_info=True)
 
     def _release(self, topic: str) -> None:
         if topic.startswith("stream:") and self.policy is not None:
