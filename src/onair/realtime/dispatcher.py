@@ -218,9 +218,9 @@ class Dispatcher:
             if b.error is None:
                 error = scope_error(b)
                 stream = binding_stream(b)
-                if error is None and stream is not None:
-                    if not self.authorizer.allowed(principal, f"stream:{stream}", f"postgres_changes:{b.table}", "read"):
-                        error = f"Unauthorized: You do not have permissions to read {b.table} of stream {stream}"
+                if error is None and stream is not None and not self.authorizer.allowed(
+                        principal, f"stream:{stream}", f"postgres_changes:{b.table}", "read"):
+                    error = f"Unauthorized: You do not have permissions to read {b.table} of stream {stream}"
                 if error is not None:
                     b = dataclasses.replace(b, error=error)
             checked.append(b)

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Protocol
+from typing import Any, Protocol
 
 from onair.realtime.visibility import TABLES, rank_allows
 
@@ -223,7 +224,7 @@ class StreamPolicy:
         """Pinned streams last read ``interval`` seconds ago or more (at most ``limit``), marked as
         read now: events are best effort (services/events.py), so pinned facts are read again
         now and then, and a lost event costs at most that long."""
-        now, out = self._monotonic(), []
+        now, out = self._monotonic(), list[str]()
         for stream_id, at in self.pinned_at.items():
             if at + interval > now or len(out) >= limit:
                 break

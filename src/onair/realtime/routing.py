@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from onair.realtime.policies import stream_id_of
-from onair.realtime.visibility import TABLES
 from onair.realtime.protocol.join import Binding, JoinConfig
 from onair.realtime.protocol.messages import sub_topic
+from onair.realtime.visibility import TABLES
 
 # table -> the column that names the stream a row belongs to
 STREAM_COLUMN = {table: rule.stream_column for table, rule in TABLES.items()}

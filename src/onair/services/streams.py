@@ -12,13 +12,13 @@ from onair.domain.identity import Principal, Role
 from onair.domain.ids import is_uuid, uuid7
 from onair.domain.streams import Action, IllegalTransition, Status, Stream
 from onair.errors import Problem
+from onair.realtime.visibility import old_identity
 from onair.services.events import (
     EventPublisher,
     row_event,
     stream_state_event,
     viewer_count_event,
 )
-from onair.realtime.visibility import old_identity
 from onair.settings import Settings
 from onair.store import streams as store
 from onair.store.db import Database
@@ -106,7 +106,8 @@ class StreamService:
         held: dict[str, dict[str, datetime | None]] = {"ban": {}, "mute": {}}
         for user, kind, until in sanctions:
             known = held.setdefault(kind, {})
-            if user not in known or (known[user] is not None and (until is None or until > known[user])):
+            held_until = known.get(user)
+            if user not in known or (held_until is not None and (until is None or until > held_until)):
                 known[user] = until  # the longest sanction of a kind stands
         return StreamAccess(stream.seller_id, frozenset(cohosts), frozenset(held["ban"]),
                             held["ban"], held["mute"], stream.status is Status.ENDED)
