@@ -25,7 +25,7 @@ from onair.realtime.dispatcher import Dispatcher, TokenInfo, Verify
 from onair.realtime.hub import Hub
 from onair.realtime.limits import RealtimeLimits
 from onair.realtime.ordering import ChatOrder
-from onair.realtime.policies import AllowAll, Authorizer, StreamPolicy, is_staff
+from onair.realtime.policies import AllowAll, Authorizer, StreamPolicy, is_staff, role_of
 from onair.realtime.protocol.connection import ConnectionProtocol, JoinRequested, TokenRefreshed
 from onair.realtime.protocol.errors import Disconnect
 from onair.realtime.protocol.serializer import Serializer
@@ -334,7 +334,7 @@ class RealtimeService:
         for member in self.hub.members_of(channel):
             user = getattr(member.principal, "user_id", None)
             if member.reads_broadcast and (is_staff(member.principal) or (user is not None and (
-                    user == subject or (user in owners and getattr(member.principal, "role", "anon") != "anon")))):
+                    user == subject or (user in owners and role_of(member.principal) != "anon")))):
                 out.add(member.client)
         return out
 
@@ -406,6 +406,8 @@ class RealtimeService:
         """Re-check every open channel (of ``user``, or everyone's) that reads stream
         ``stream_id``: its own channel or a postgres_changes binding scoped to it. Runs on
         role changes, sanctions and the end only, so a scan of the members is affordable."""
+        if self.policy is not None and self.policy.facts_of(stream_id) is None:
+            return  # nothing known yet: the reload under way decides (never close on ignorance)
         own = f"realtime:stream:{stream_id}"
         for topic in list(self.hub.topics.values()):
             for member in list(topic.members.values()):
