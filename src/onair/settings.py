@@ -334,6 +334,24 @@ class Settings(BaseSettings):
         5.0, ge=0, description="Seconds a broker topic stays subscribed after its last local "
         "member left."
     )
+    realtime_policy_cache_size: int = Field(
+        10_000, ge=1, description="Streams whose authorization facts (seller, co-hosts, sanctions) "
+        "are cached without a local member, and streams remembered as missing; least recently used "
+        "first out. Streams with local members are kept (and updated from their events) besides."
+    )
+    realtime_policy_cache_ttl: float = Field(
+        1.0, ge=0, le=60, description="Seconds the authorization facts of a stream without local "
+        "members (REST broadcasts) are reused before they are read again."
+    )
+    realtime_policy_missing_ttl: float = Field(
+        5.0, ge=0, le=300, description="Seconds a `stream:` topic naming no stream is remembered "
+        "as missing, so random topics cost one database read, not one per request."
+    )
+    realtime_policy_refresh_interval: float = Field(
+        30.0, gt=0, le=3600, description="Seconds after which the authorization facts of a stream "
+        "with local members are read again, besides the events that keep them fresh (events are "
+        "best effort: a lost one is corrected this late at most)."
+    )
     realtime_chat_reorder_wait: float = Field(
         0.5, gt=0, le=10, description="With a Redis broker (several processes): seconds a chat "
         "row that arrives ahead of a missing seq waits for it before it is delivered anyway."

@@ -72,3 +72,48 @@ async def test_presence_broadcast_and_chat_cross_nodes(tmp_path: Any) -> None:
                     assert leave[4]["leaves"]["bob"]["metas"][0]["name"] == "bob"
     finally:
         await _create_schema(schema, drop=True)
+
+
+async def test_demotion_on_one_node_applies_to_an_open_socket_on_another(tmp_path: Any) -> None:
+    """Issue 10 §5: the co-host change made through node A reaches node B's policy through the
+    broker; B's open channel loses (and first gains) the co-host's rights within a second."""
+    import time
+
+    need(postgres_available(), f"PostgreSQL not reachable at {POSTGRES_URL}")
+    redis = urlparse(REDIS_URL)
+    need(_port_open(redis.hostname or "127.0.0.1", redis.port or 6379), f"Redis not reachable at {REDIS_URL}")
+    schema = f"rt_{secrets.token_hex(4)}"
+    await _create_schema(schema)
+    env = {"ONAIR_DATABASE_URL": POSTGRES_URL, "ONAIR_DATABASE_SCHEMA": schema, "ONAIR_BROKER_URL": REDIS_URL,
+           "ONAIR_BROKER_KEY_PREFIX": f"{schema}:", "ONAIR_JWT_SECRET": secrets.token_hex(32)}
+    try:
+        with ExitStack() as stack:
+            a: OnairServer = stack.enter_context(run_server(tmp_path / "a", **env))
+            b: OnairServer = stack.enter_context(run_server(tmp_path / "b", **env))
+            seller = a.token("seller", "seller")
+            sid = a.create_live_stream(seller)
+            topic = f"realtime:stream:{sid}"
+            async with websockets.connect(f"{b.ws_url}/websocket?apikey={b.anon_key}&vsn=2.0.0") as ws:
+                await ws.send(json.dumps(["1", "1", topic, "phx_join", {"access_token": b.token("carol"), "config": {
+                    "private": True, "broadcast": {"ack": True}, "postgres_changes": [
+                        {"event": "*", "schema": "public", "table": "stream_viewers", "filter": f"stream_id=eq.{sid}"}]}}]))
+                assert (await recv_until(ws, lambda m: m[3] == "phx_reply"))[4]["status"] == "ok"
+                await recv_until(ws, lambda m: m[3] == "system" and m[4]["status"] == "error")
+                await asyncio.sleep(0.5)  # node B's broker subscription settles
+
+                async def offer(ref: str) -> str:
+                    await ws.send(json.dumps(["1", ref, topic, "broadcast", {"type": "broadcast", "event": "webrtc:offer",
+                                                                              "payload": {}}]))
+                    return str((await recv_until(ws, lambda m: m[1] == ref))[4]["status"])
+
+                assert await offer("2") == "error"
+                assert a.api("POST", f"/api/v1/streams/{sid}/cohosts", seller, json={"user_id": "carol"}).status_code == 201
+                await recv_until(ws, lambda m: m[3] == "system" and m[4]["status"] == "ok", timeout=1.0)
+                assert await offer("3") == "ok"
+                assert a.api("DELETE", f"/api/v1/streams/{sid}/cohosts/carol", seller).status_code == 204
+                t0 = time.monotonic()
+                await recv_until(ws, lambda m: m[3] == "system" and m[4]["status"] == "error", timeout=1.0)
+                assert time.monotonic() - t0 < 1.0
+                assert await offer("4") == "error"
+    finally:
+        await _create_schema(schema, drop=True)

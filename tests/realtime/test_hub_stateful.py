@@ -165,7 +165,7 @@ class HubMachine(RuleBasedStateMachine):
                 self.expected[cid].append((t, self.next_id))
         note(f"chat insert on {stream} id={self.next_id}")
         change = RowChange.from_event({"kind": "row", "table": "chat_messages", "type": "INSERT", "old_record": None,
-                                       "record": {"stream_id": stream, "n": self.next_id}, "commit_timestamp": "2026-01-01T00:00:00Z"})
+                                       "record": {"stream_id": stream, "seq": self.next_id}, "commit_timestamp": "2026-01-01T00:00:00Z"})
         assert change is not None
         self.h.hub.change(change)
 
@@ -204,7 +204,7 @@ class HubMachine(RuleBasedStateMachine):
             if event == "broadcast":
                 self.received[cid].append((topic, payload["payload"]["n"]))
             if event == "postgres_changes":
-                self.received[cid].append((topic, payload["data"]["record"]["n"]))
+                self.received[cid].append((topic, payload["data"]["record"]["seq"]))
             if event in ("presence_diff", "presence_state"):
                 mem = self.members.get((cid, topic))
                 assert mem is None or mem["rp"], f"presence leaked to {client!r} on {topic}"

@@ -82,10 +82,6 @@ FINDINGS: dict[str, str] = {
 # The findings whose fix is not merged yet: their rows run as xfail(strict=True). When a branch
 # is merged, delete its findings here; their rows then join the plain test and must pass.
 EXPECTED_FAILURES: frozenset[str] = frozenset({
-    "f5-stale",  # sec/authz
-    "f5-mute-end",  # sec/authz
-    "f6-leaks",  # sec/authz
-    "f7-edit",  # sec/authz
 })
 
 

@@ -140,7 +140,8 @@ def _principal(user: str | None, role: str) -> SimpleNamespace:
 
 def _policy() -> StreamPolicy:
     policy = StreamPolicy()
-    policy.facts["s1"] = StreamFacts(seller_id="seller", cohosts={"cohost"}, banned={"banned"})
+    policy.pin("s1")
+    policy.store("s1", StreamFacts(seller_id="seller", cohosts={"cohost"}, banned={"banned"}))
     return policy
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from onair.realtime import visibility
 from onair.realtime.protocol.join import Binding
 
 if TYPE_CHECKING:
@@ -32,6 +33,11 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
     "stream_viewers": {
         "stream_id": "text", "user_id": "text", "joined_at": "timestamptz", "last_heartbeat_at": "timestamptz",
         "left_at": "timestamptz",
+    },
+    "stream_cohosts": {"stream_id": "text", "user_id": "text", "invited_by": "text", "created_at": "timestamptz"},
+    "chat_sanctions": {
+        "id": "text", "stream_id": "text", "user_id": "text", "kind": "text", "until": "timestamptz",
+        "reason": "text", "created_by": "text", "created_at": "timestamptz", "lifted_at": "timestamptz",
     },
 }
 
@@ -196,11 +202,13 @@ class RowChange:
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> RowChange | None:
+        """The change as its readers may see it (``realtime/visibility.py``): hidden columns are
+        gone before matching, so no filter can probe them either; None for a table nobody reads."""
         table, kind = event.get("table"), event.get("type")
-        if not isinstance(table, str) or kind not in ("INSERT", "UPDATE", "DELETE"):
+        if not isinstance(table, str) or kind not in ("INSERT", "UPDATE", "DELETE") or table not in visibility.TABLES:
             return None
-        record = event.get("record") if isinstance(event.get("record"), dict) else None
-        old = event.get("old_record") if isinstance(event.get("old_record"), dict) else None
+        record = visibility.project(table, event.get("record") if isinstance(event.get("record"), dict) else None)
+        old = visibility.old_identity(table, event.get("old_record") if isinstance(event.get("old_record"), dict) else None)
         schema = event.get("schema") if isinstance(event.get("schema"), str) else "public"
         return cls(schema, table, kind, record, old, commit_timestamp(event.get("commit_timestamp")))
 

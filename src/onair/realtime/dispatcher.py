@@ -286,19 +286,57 @@ class Dispatcher:
     async def _check_bindings(self, principal: Any, config: JoinConfig) -> JoinConfig:
         if not config.bindings:
             return config
+        for b in config.bindings:
+            stream = binding_stream(b)
+            if b.error is None and stream is not None:
+                await self.authorizer.prepare(principal, f"stream:{stream}")
+        return self._checked_bindings(principal, config)
+
+    def _checked_bindings(self, principal: Any, config: JoinConfig) -> JoinConfig:
+        """The bindings with an error on each one ``principal`` may not read (facts prepared)."""
         checked = []
         for b in config.bindings:
             if b.error is None:
                 error = scope_error(b)
                 stream = binding_stream(b)
-                if error is None and stream is not None:
-                    await self.authorizer.prepare(principal, f"stream:{stream}")
-                    if not self.authorizer.allowed(principal, f"stream:{stream}", f"postgres_changes:{b.table}", "read"):
-                        error = f"Unauthorized: You do not have permissions to read {b.table} of stream {stream}"
+                if error is None and stream is not None and not self.authorizer.allowed(
+                        principal, f"stream:{stream}", f"postgres_changes:{b.table}", "read"):
+                    error = f"Unauthorized: You do not have permissions to read {b.table} of stream {stream}"
                 if error is not None:
                     b = dataclasses.replace(b, error=error)
             checked.append(b)
         return dataclasses.replace(config, bindings=tuple(checked))
+
+    def reauthorize(self, client: Client, topic: str) -> None:
+        """Re-check an open channel after its stream's facts changed (a role change, sanction or
+        the end; issue 10 §5), with facts already held by the policy: a member who may no longer
+        read is closed like a refused token refresh; bindings it lost are removed with a
+        ``system`` error (and bindings it gained are switched on); presence it may no longer
+        write is taken back. Broadcast writes are checked at each send anyway."""
+        member = self.hub.member(client, topic)
+        if member is None or client.closed:
+            return
+        sub, principal, private = m.sub_topic(topic) or "", member.principal, member.config.private
+        allowed = self.authorizer.allowed
+        if not (allowed(principal, sub, "broadcast", "read", private=private)
+                or allowed(principal, sub, "presence", "read", private=private)):
+            self.shutdown(client, topic, f"You no longer have permission to read from this Channel topic: {sub}")
+            return
+        if member.presence is not None and not allowed(principal, sub, "presence", "write", private=private):
+            self.hub.untrack(client, topic)
+        if member.config.bindings:
+            fresh = dataclasses.replace(member.config, bindings=tuple(parse_binding(b.raw) for b in member.config.bindings))
+            checked = self._checked_bindings(principal, fresh)
+            before = member.config.bindings
+            if [b.error for b in checked.bindings] != [b.error for b in before]:
+                self.hub.rebind(client, topic, checked)
+                lost = [b.error for old, b in zip(before, checked.bindings) if old.error is None and b.error]
+                gained = any(old.error is not None and b.error is None for old, b in zip(before, checked.bindings))
+                if lost:
+                    self.hub.send(client, m.system(member.join_ref, topic, "postgres_changes", "error", lost[0]))
+                if gained:
+                    self.hub.send(client, m.system(member.join_ref, topic, "postgres_changes", "ok", "Subscribed to PostgreSQL"))
+        self.hub.send_protocol_output(client, topic)
 
     async def _verify(self, token: str, now: float) -> TokenInfo:
         if self.verify_async is not None:

@@ -1,39 +1,29 @@
-"""Loads what the stream policy needs (seller, co-hosts, active bans) from StreamService.
+"""Loads what the stream policy needs (seller, co-hosts, sanctions, ended) from StreamService.
 
-Read-only, cached for a few seconds per stream; bans published as events update the cache at once
-(service.py), so the cache only bounds how often joins hit the database.
+Read-only and uncached: the policy caches (bounded, and kept fresh from the stream's events while
+local members need it; see ``policies.py``).
 """
 
 from __future__ import annotations
 
-import time
+from datetime import datetime
 from typing import Any
 
-from onair.realtime.policies import StreamFacts
+from onair.realtime.policies import StreamFacts, Until
+
+
+def _epoch(until: datetime | None) -> Until:
+    return None if until is None else until.timestamp()
 
 
 class StreamFactsLoader:
-    def __init__(self, ctx: Any, ttl: float = 5.0) -> None:
+    def __init__(self, ctx: Any) -> None:
         self._ctx = ctx
-        self._ttl = ttl
-        self._cache: dict[str, tuple[float, StreamFacts | None]] = {}
 
     async def __call__(self, stream_id: str) -> StreamFacts | None:
-        now = time.monotonic()
-        hit = self._cache.get(stream_id)
-        if hit is not None and now - hit[0] < self._ttl:
-            return hit[1]
-        facts = await self._load(stream_id)
-        self._cache[stream_id] = (now, facts)
-        if len(self._cache) > 10_000:
-            self._cache.pop(next(iter(self._cache)))
-        return facts
-
-    def invalidate(self, stream_id: str) -> None:
-        self._cache.pop(stream_id, None)
-
-    async def _load(self, stream_id: str) -> StreamFacts | None:
         access = await self._ctx.streams.access(stream_id)
         if access is None:
             return None
-        return StreamFacts(access.seller_id, set(access.cohosts), set(access.banned))
+        return StreamFacts(access.seller_id, set(access.cohosts),
+                           {u: _epoch(t) for u, t in access.bans.items()},
+                           {u: _epoch(t) for u, t in access.mutes.items()}, access.ended)

@@ -328,9 +328,11 @@ class Hub:
     # -- fan-out --------------------------------------------------------------------------------
 
     def broadcast(self, topic_name: str, event: str, payload: Any, *, raw: bytes | None = None,
-                  sender: Client | None = None, meta: dict[str, Any] | None = None) -> None:
+                  sender: Client | None = None, meta: dict[str, Any] | None = None,
+                  recipients: set[Client] | None = None) -> None:
         """Fan a user broadcast out to the topic; the sender is skipped unless it joined with
-        ``broadcast.self``. ``raw`` carries raw-byte payloads (binary encoding 0)."""
+        ``broadcast.self``. ``raw`` carries raw-byte payloads (binary encoding 0). A server
+        event meant for a few members names them in ``recipients``."""
         topic = self.topics.get(topic_name)
         if topic is None:
             return
@@ -340,10 +342,11 @@ class Hub:
             if member is None or not member.config.broadcast_self:
                 exclude = sender
         if raw is not None:
-            self._publish_item(topic, _Item(None, (topic_name, event, meta or {}, raw), exclude, False))
+            self._publish_item(topic, _Item(None, (topic_name, event, meta or {}, raw), exclude, False, recipients))
         else:
             body = m.broadcast_payload(event, payload, meta)
-            self._publish_item(topic, _Item(Message(None, None, topic_name, m.BROADCAST, body), None, exclude, False))
+            self._publish_item(topic, _Item(Message(None, None, topic_name, m.BROADCAST, body), None, exclude, False,
+                                            recipients))
 
     def _publish(self, topic: Topic, msg: Message, presence: bool = False) -> None:
         self._publish_item(topic, _Item(msg, None, None, presence))

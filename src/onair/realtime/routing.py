@@ -13,9 +13,10 @@ from typing import Callable, Iterable
 from onair.realtime.policies import stream_id_of
 from onair.realtime.protocol.join import Binding, JoinConfig
 from onair.realtime.protocol.messages import sub_topic
+from onair.realtime.visibility import TABLES
 
 # table -> the column that names the stream a row belongs to
-STREAM_COLUMN = {"chat_messages": "stream_id", "stream_viewers": "stream_id", "stream_sessions": "id"}
+STREAM_COLUMN = {table: rule.stream_column for table, rule in TABLES.items()}
 
 
 def binding_stream(binding: Binding) -> str | None:
@@ -30,8 +31,12 @@ def binding_stream(binding: Binding) -> str | None:
 
 
 def scope_error(binding: Binding) -> str | None:
+    """Every table is per stream: a binding names one stream (``<col>=eq.<id>``), so nobody gets
+    the rows of every stream, and a table nobody may read is refused (default deny)."""
     column = STREAM_COLUMN.get(binding.table)
-    if binding.table == "*" or (column is not None and binding_stream(binding) is None):
+    if binding.table != "*" and column is None:
+        return f"Unauthorized: postgres_changes on {binding.table} are not available"
+    if binding.table == "*" or binding_stream(binding) is None:
         table = binding.table if binding.table != "*" else "chat_messages"
         col = column or "stream_id"
         return f"postgres_changes on {table} need a filter {col}=eq.<stream id>"

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any, Callable, Iterable
 
 import orjson
@@ -25,11 +26,12 @@ from onair.realtime.dispatcher import AsyncVerify, Dispatcher, TokenInfo, Verify
 from onair.realtime.hub import Hub
 from onair.realtime.limits import RealtimeLimits
 from onair.realtime.ordering import ChatOrder
-from onair.realtime.policies import AllowAll, Authorizer, StreamPolicy, stream_id_of
+from onair.realtime.policies import AllowAll, Authorizer, StreamPolicy, is_staff, role_of
 from onair.realtime.protocol.connection import ConnectionProtocol, JoinRequested, TokenRefreshed
 from onair.realtime.protocol.errors import Disconnect
 from onair.realtime.protocol.serializer import Serializer
-from onair.realtime.routing import broker_topics
+from onair.realtime.routing import binding_stream, broker_topics
+from onair.realtime.visibility import EVENTS, SUBJECT_EVENTS
 
 log = logging.getLogger("onair.realtime")
 STATE_KEY = "onair.realtime"
@@ -42,12 +44,14 @@ class RealtimeService:
                  unsubscribe_delay: float = 5.0, wall_clock: Callable[[], float] = time.time,
                  presence_store: Callable[[], Any] | None = None, presence_heartbeat: float = 5.0,
                  chat_reorder_wait: float = 0.5, verify_async: AsyncVerify | None = None,
-                 trusted_proxies: Iterable[str] = ()) -> None:
+                 trusted_proxies: Iterable[str] = (), policy_refresh_interval: float = 30.0) -> None:
         self.node_id = uuid.uuid4().hex[:8]
         self.broker = broker
         self.distributed = distributed
         self.limits = limits
         self.authorizer = authorizer or AllowAll()
+        self.policy = self.authorizer if isinstance(self.authorizer, StreamPolicy) else None
+        self.policy_refresh_interval = policy_refresh_interval
         self.sweep_interval = sweep_interval
         self.unsubscribe_delay = unsubscribe_delay
         self.wall_clock = wall_clock
@@ -121,6 +125,9 @@ class RealtimeService:
             assert self.loop is not None
             self.dispatcher.sweep(self.loop.time(), self.wall_clock())
             self._forget_idle_streams()
+            if self.policy is not None:
+                for stream_id in self.policy.due(self.policy_refresh_interval, 100):
+                    self._spawn(self._refresh_facts(stream_id))
         except Exception:
             log.exception("realtime: sweep failed")
         self._schedule_sweep()
@@ -204,17 +211,34 @@ class RealtimeService:
     # -- broker -------------------------------------------------------------------------------------
 
     def _retain(self, topic: str) -> None:
+        stream = topic[len("stream:"):] if topic.startswith("stream:") else None
+        if stream is not None and self.policy is not None:
+            self.policy.pin(stream)  # fed by this topic's events from now on
         if self.broker is not None and self.loop is not None:
-            self._spawn(self._subscribe(topic))
+            self._spawn(self._subscribe(topic, stream))
 
-    async def _subscribe(self, topic: str) -> None:
+    async def _subscribe(self, topic: str, stream: str | None = None) -> None:
         assert self.broker is not None
         try:
             await self.broker.subscribe(topic)
         except Exception:
             log.exception("realtime: broker subscribe %s failed", topic)
+            return
+        if stream is not None and self.policy is not None and topic in self.hub.broker_refs:
+            # Events published between the join's facts and this subscription were missed:
+            # read the facts again now that every later event reaches us.
+            await self._refresh_facts(stream)
+
+    async def _refresh_facts(self, stream_id: str) -> None:
+        try:
+            if await self.policy.reload(stream_id) is not None:  # type: ignore[union-attr]
+                self._reauthorize(stream_id)
+        except Exception:
+            log.warning("realtime: reloading the facts of stream %s failed", stream_id, exc_info=True)
 
     def _release(self, topic: str) -> None:
+        if topic.startswith("stream:") and self.policy is not None:
+            self.policy.unpin(topic[len("stream:"):])  # the last local member left
         if self.broker is not None and self.loop is not None:
             self.loop.call_later(self.unsubscribe_delay, self._maybe_unsubscribe, topic)
 
@@ -297,9 +321,14 @@ class RealtimeService:
             change = RowChange.from_event(event)
             if change is not None:
                 self._maybe_revoke(stream_id, change)
+                self._cohost_change(stream_id, change)
                 for ready in self._in_seq_order(stream_id, change):
                     self.hub.change(ready)
         elif kind == "stream_state":
+            stream = event.get("stream")
+            if isinstance(stream, dict) and stream.get("status") == "ended" and self.policy is not None:
+                self.policy.end(stream_id)  # terminal: whatever the version order
+                self._reauthorize(stream_id)
             version = event.get("version")
             if isinstance(version, int):
                 if version <= self._stream_versions.get(stream_id, -1):
@@ -313,7 +342,27 @@ class RealtimeService:
             payload = event.get("payload", {})
             if event["event"] == "chat_sanction" and isinstance(payload, dict):
                 self._sanction(stream_id, payload)  # first: a banned user gets nothing more
-            self.hub.broadcast(channel, event["event"], payload)
+            if event["event"] not in EVENTS:
+                return  # realtime/visibility.py: default deny
+            recipients = None
+            if event["event"] in SUBJECT_EVENTS:
+                subject = payload.get("user_id") if isinstance(payload, dict) else None
+                recipients = self._subject_audience(stream_id, channel, subject)
+                if not recipients:
+                    return
+            self.hub.broadcast(channel, event["event"], payload, recipients=recipients)
+
+    def _subject_audience(self, stream_id: str, channel: str, subject: Any) -> set[Client]:
+        """The members who may learn about ``subject``: that user, the stream's owners, staff."""
+        facts = self.policy.facts_of(stream_id) if self.policy is not None else None
+        owners = {facts.seller_id, *facts.cohosts} if facts is not None else set()
+        out: set[Client] = set()
+        for member in self.hub.members_of(channel):
+            user = getattr(member.principal, "user_id", None)
+            if member.reads_broadcast and (is_staff(member.principal) or (user is not None and (
+                    user == subject or (user in owners and role_of(member.principal) != "anon")))):
+                out.add(member.client)
+        return out
 
     def _in_seq_order(self, stream_id: str, change: RowChange) -> list[RowChange]:
         seq = (change.record or {}).get("seq")
@@ -346,39 +395,66 @@ class RealtimeService:
         self._schedule_chat_order()
 
     def _sanction(self, stream_id: str, sanction: dict[str, Any]) -> None:
-        """A ban cuts the banned user off the stream at once (issue 5 §6); a lift is seen by the
-        policy's next look at the stream."""
-        user = sanction.get("user_id")
-        if not isinstance(user, str) or sanction.get("kind") not in ("ban", None):
+        """A ban, mute or lift takes effect on the user's open channels at once (issue 10 §5)."""
+        user, kind = sanction.get("user_id"), sanction.get("kind")
+        if not isinstance(user, str) or kind not in ("ban", "mute", None) or self.policy is None:
             return
         if sanction.get("lifted"):
-            if isinstance(self.authorizer, StreamPolicy):
-                self.authorizer.unban(stream_id, user)
-            return
-        if sanction.get("kind") == "ban":
-            self._revoke(stream_id, user)
+            self.policy.lift(stream_id, user, kind)
+        elif kind is not None:
+            self.policy.sanction(stream_id, user, kind, _epoch(sanction.get("until")))
+        self._reauthorize(stream_id, user)
 
     def _maybe_revoke(self, stream_id: str, change: RowChange) -> None:
         if change.table != "chat_sanctions" or change.type == "DELETE" or not change.record:
             return
         record = change.record
-        if record.get("kind") == "ban" and not record.get("lifted_at") and isinstance(record.get("user_id"), str):
-            self._revoke(stream_id, record["user_id"])
+        user, kind = record.get("user_id"), record.get("kind")
+        if kind in ("ban", "mute") and not record.get("lifted_at") and isinstance(user, str) and self.policy is not None:
+            self.policy.sanction(stream_id, user, kind, _epoch(record.get("until")))
+            self._reauthorize(stream_id, user)
+
+    def _cohost_change(self, stream_id: str, change: RowChange) -> None:
+        if change.table != "stream_cohosts" or self.policy is None:
+            return
+        row = change.record if change.type == "INSERT" else change.old_record
+        user = (row or {}).get("user_id")
+        if isinstance(user, str) and change.type in ("INSERT", "DELETE"):
+            self.policy.cohost(stream_id, user, added=change.type == "INSERT")
+            self._reauthorize(stream_id, user)
 
     def _revoke(self, stream_id: str, user: str) -> None:
-        if isinstance(self.authorizer, StreamPolicy):
-            self.authorizer.ban(stream_id, user)
-        topic_sub = f"stream:{stream_id}"
-        for client in list(self.hub.clients):
-            for channel in [ch.topic for ch in client.protocol.channels.joined()]:
-                member = self.hub.member(client, channel)
-                if member is None or getattr(member.principal, "user_id", None) != user:
+        if self.policy is not None:
+            self.policy.ban(stream_id, user)
+        self._reauthorize(stream_id, user)
+
+    def _reauthorize(self, stream_id: str, user: str | None = None) -> None:
+        """Re-check every open channel (of ``user``, or everyone's) that reads stream
+        ``stream_id``: its own channel or a postgres_changes binding scoped to it. Runs on
+        role changes, sanctions and the end only, so a scan of the members is affordable."""
+        if self.policy is not None and self.policy.facts_of(stream_id) is None:
+            return  # nothing known yet: the reload under way decides (never close on ignorance)
+        own = f"realtime:stream:{stream_id}"
+        for topic in list(self.hub.topics.values()):
+            for member in list(topic.members.values()):
+                if user is not None and getattr(member.principal, "user_id", None) != user:
                     continue
-                on_stream = stream_id_of(channel[len("realtime:"):]) == stream_id or any(
-                    s.binding.filter.eq_key() == ("stream_id", stream_id) for s in member.subs)
-                if on_stream:
-                    self.dispatcher.shutdown(client, channel,
-                                             f"You no longer have permission to read from this Channel topic: {topic_sub}")
+                if topic.name == own or any(binding_stream(b) == stream_id for b in member.config.bindings):
+                    self.dispatcher.reauthorize(member.client, topic.name)
+        self.hub.flush()
+
+
+def _epoch(value: Any) -> float | None:
+    """An event's ``until`` (ISO text after the broker's JSON) as epoch seconds."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+    return None
 
 
 _GOING_AWAY = Disconnect(1001, "server shutting down")

@@ -41,11 +41,14 @@ def build_realtime(ctx: Any) -> RealtimeService:
 
     service = RealtimeService(
         jwt_verify(ctx.jwt, now=wall_clock), ctx.broker, limits=limits_from(ctx.settings),
-        authorizer=StreamPolicy(StreamFactsLoader(ctx)),
+        authorizer=StreamPolicy(StreamFactsLoader(ctx), max_streams=ctx.settings.realtime_policy_cache_size,
+                                ttl=ctx.settings.realtime_policy_cache_ttl,
+                                missing_ttl=ctx.settings.realtime_policy_missing_ttl, wall_clock=wall_clock),
         distributed=not isinstance(ctx.broker, MemoryBroker),
         sweep_interval=ctx.settings.realtime_sweep_interval,
         unsubscribe_delay=ctx.settings.realtime_unsubscribe_delay, wall_clock=wall_clock,
         chat_reorder_wait=ctx.settings.realtime_chat_reorder_wait,
+        policy_refresh_interval=ctx.settings.realtime_policy_refresh_interval,
         presence_store=lambda: open_presence_store(ctx.settings.broker_url, ctx.broker.publish, ctx.settings),
         presence_heartbeat=ctx.settings.presence_heartbeat_interval,
         verify_async=jwt_verify_async(ctx.jwt, now=wall_clock),

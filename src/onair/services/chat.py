@@ -33,6 +33,7 @@ from onair.domain.identity import Principal
 from onair.domain.ids import is_uuid, uuid7
 from onair.errors import Problem
 from onair.group_commit import GroupCommit
+from onair.realtime.visibility import old_identity
 from onair.services.events import EventPublisher, broadcast_event, row_event
 from onair.services.streams import stream_not_found
 from onair.settings import Settings
@@ -373,6 +374,7 @@ class ChatService:
             )
             if refusal is not None:
                 raise refusal_problem(refusal, self.settings.chat_edit_window)
+            await self._refuse_sanctioned(conn, principal, stream_id, now)
             after, outcome = self._merge(before, rules.Edit(body=body, at=now, by=principal.user_id))
             if outcome is rules.MergeOutcome.SUPERSEDED:
                 raise Problem(409, "edit-superseded", "A later edit already stands",
@@ -380,8 +382,23 @@ class ChatService:
             if outcome is rules.MergeOutcome.DELETED:
                 raise refusal_problem(rules.Refusal.MESSAGE_DELETED)
             await store.update_message(conn, after)
-        self._emit(stream_id, row_event(TABLE, "UPDATE", after.record(), before.record(), now))
+        self._emit(stream_id, row_event(TABLE, "UPDATE", after.record(), old_identity(TABLE, before.record()), now))
         return after
+
+    async def _refuse_sanctioned(self, conn: Any, principal: Principal, stream_id: str,
+                                 now: datetime) -> None:
+        """An edit is new text: a muted or banned user may not edit, as they may not send (403
+        ``chat-muted``/``chat-banned``, the send's problem types). Deleting one's own message
+        stays allowed: taking text back cannot carry anything past the sanction."""
+        if principal.is_staff:
+            return
+        stream = await store.get_stream(conn, stream_id)
+        if stream is None or stream.seller_id == principal.user_id:
+            return
+        sanctions = await store.active_sanctions(conn, [stream_id], now)
+        block = rules.active_block(sanctions.get((stream_id, principal.user_id or ""), ()), now)
+        if block is not None:
+            raise sanction_problem(block)
 
     async def delete(self, principal: Principal, stream_id: str, message_id: str) -> Message:
         assert principal.user_id is not None
@@ -400,7 +417,7 @@ class ChatService:
             if outcome is not rules.MergeOutcome.APPLIED:
                 return before  # deleting a tombstone again is a no-op, like any retry
             await store.update_message(conn, after)
-        self._emit(stream_id, row_event(TABLE, "UPDATE", after.record(), before.record(), now))
+        self._emit(stream_id, row_event(TABLE, "UPDATE", after.record(), old_identity(TABLE, before.record()), now))
         return after
 
     async def get(self, stream_id: str, message_id: str) -> Message:

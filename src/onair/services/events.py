@@ -4,7 +4,10 @@ Every event about a stream goes to broker topic ``stream:{stream_id}``, so one t
 stream's events in publish order (the broker's ordering contract). Envelopes (JSON):
 
 ``{"kind": "row", "table": t, "type": "INSERT"|"UPDATE"|"DELETE", "record": {…}|null,
-"old_record": {…}|null, "commit_timestamp": iso}`` — for postgres_changes subscribers.
+"old_record": {…}|null, "commit_timestamp": iso}`` — for postgres_changes subscribers. ``old_record``
+holds the row's identity only (``realtime/visibility.py`` ``old_identity``): a pre-edit or deleted
+body is never put into an event. Co-host rows, ``chat_sanction`` and ``stream_state`` events also
+update the realtime authorization of open channels (``realtime/service.py``).
 
 ``{"kind": "stream_state", "stream": {…}, "previous": status, "version": n}`` — consumers drop a
 state whose ``version`` is not newer than the last one they saw (publishes of two concurrent

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,6 +12,7 @@ from onair.domain.identity import Principal, Role
 from onair.domain.ids import is_uuid, uuid7
 from onair.domain.streams import Action, IllegalTransition, Status, Stream
 from onair.errors import Problem
+from onair.realtime.visibility import old_identity
 from onair.services.events import (
     EventPublisher,
     row_event,
@@ -59,11 +60,15 @@ def require_signed_in(principal: Principal) -> str:
 
 @dataclass(frozen=True)
 class StreamAccess:
-    """Who may do what in a stream's realtime channel: its seller, co-hosts and banned users."""
+    """Who may do what in a stream's realtime channel: its seller, co-hosts, banned and muted
+    users (with when their sanction ends; None: until lifted) and whether it has ended."""
 
     seller_id: str
     cohosts: frozenset[str]
     banned: frozenset[str]
+    bans: dict[str, datetime | None] = field(default_factory=dict)
+    mutes: dict[str, datetime | None] = field(default_factory=dict)
+    ended: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,8 +102,15 @@ class StreamService:
             if stream is None:
                 return None
             cohosts = await store.cohost_ids(conn, stream_id)
-            banned = await store.banned_ids(conn, stream_id, self._clock.now())
-        return StreamAccess(stream.seller_id, frozenset(cohosts), frozenset(banned))
+            sanctions = await store.active_sanctions(conn, stream_id, self._clock.now())
+        held: dict[str, dict[str, datetime | None]] = {"ban": {}, "mute": {}}
+        for user, kind, until in sanctions:
+            known = held.setdefault(kind, {})
+            held_until = known.get(user)
+            if user not in known or (held_until is not None and (until is None or until > held_until)):
+                known[user] = until  # the longest sanction of a kind stands
+        return StreamAccess(stream.seller_id, frozenset(cohosts), frozenset(held["ban"]),
+                            held["ban"], held["mute"], stream.status is Status.ENDED)
 
     async def list(self, *, status: Status | None, seller_id: str | None, cursor: str | None,
                    limit: int) -> tuple[list[Stream], str | None]:
@@ -166,7 +178,7 @@ class StreamService:
         now = after.updated_at
         record, old = store.to_record(after), store.to_record(before)
         events: list[dict[str, Any]] = [
-            row_event(STREAMS_TABLE, "UPDATE", record, old, now),
+            row_event(STREAMS_TABLE, "UPDATE", record, old_identity(STREAMS_TABLE, old), now),
             stream_state_event(record, before.status.value),
         ]
         for user_id in left:

@@ -225,6 +225,15 @@ async def cohost_ids(conn: AsyncConnection, stream_id: str) -> set[str]:
     return set((await conn.execute(query)).scalars().all())
 
 
+async def active_sanctions(conn: AsyncConnection, stream_id: str,
+                           now: datetime) -> list[tuple[str, str, datetime | None]]:
+    """(user, kind, until) of every sanction in force in the stream right now."""
+    s = chat_sanctions.c
+    query = select(s.user_id, s.kind, s.until).where(
+        s.stream_id == stream_id, s.lifted_at.is_(None), or_(s.until.is_(None), s.until > now))
+    return [(row.user_id, row.kind, row.until) for row in await conn.execute(query)]
+
+
 async def banned_ids(conn: AsyncConnection, stream_id: str, now: datetime) -> set[str]:
     """Users banned from the stream's chat right now (the sanctions index serves it)."""
     s = chat_sanctions.c
