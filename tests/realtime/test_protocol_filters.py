@@ -35,7 +35,7 @@ def test_matching(text: str, expected: bool) -> None:
     ("id=eq.1,,id=eq.2", "filter must not contain empty segments (check for extra commas)"),
     ("id=eq", 'Error parsing `filter` params: ["id", "eq"]'),
     ("id=is.maybe", 'Error parsing `filter` params: ["id", "is", "maybe"]'),
-    ("title=match.(", 'Error parsing `filter` params: ["title", "match", "("]'),
+    ("title=match.(", 'Error parsing `filter` params: ["title", "match", "("]: unsupported regular expression (missing ): ()'),
 ])
 def test_errors_carry_supabase_messages(text: str, message: str) -> None:
     with pytest.raises(FilterError) as info:

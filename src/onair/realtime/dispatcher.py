@@ -22,7 +22,7 @@ from onair.realtime.protocol.connection import (
     TokenRefreshed,
 )
 from onair.realtime.protocol.errors import Disconnect
-from onair.realtime.protocol.join import JoinConfig, join_response, parse_binding
+from onair.realtime.protocol.join import JoinConfig, join_response, parse_bindings
 from onair.realtime.protocol.messages import Message
 from onair.realtime.routing import binding_stream, scope_error
 
@@ -246,7 +246,7 @@ class Dispatcher:
         member.principal = info.principal
         member.token = req.token
         if member.config.bindings:
-            fresh = dataclasses.replace(member.config, bindings=tuple(parse_binding(b.raw) for b in member.config.bindings))
+            fresh = dataclasses.replace(member.config, bindings=parse_bindings([b.raw for b in member.config.bindings], self.limits.filters))
             checked = await self._check_bindings(info.principal, fresh)
             if client.closed or self._member(client, req.topic) is not member:
                 return

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from onair.realtime.protocol.filters import FilterLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,6 +16,7 @@ class RealtimeLimits:
     heartbeat_timeout: float = 60.0
     max_pending_bytes: int = 1_048_576
     write_buffer_high_water: int = 262_144
+    filters: FilterLimits = field(default_factory=FilterLimits)
 
 
 def over_rate(window_start: float, count: int, now: float) -> tuple[float, int]:

@@ -140,7 +140,7 @@ class RealtimeService:
     def attach(self, transport: Any, serializer: Serializer, apikey: TokenInfo,
                closer: Callable[[int, str], None]) -> Client:
         assert self.loop is not None
-        protocol = ConnectionProtocol(serializer, self.loop.time())
+        protocol = ConnectionProtocol(serializer, self.loop.time(), self.limits.filters)
         client = Client(protocol, transport, apikey.principal, self.limits.max_pending_bytes, self.hub.overflow, closer)
         client.apikey = apikey
         self.hub.connect(client)

@@ -10,6 +10,7 @@ from onair.realtime.auth import jwt_verify
 from onair.realtime.facts import StreamFactsLoader
 from onair.realtime.limits import RealtimeLimits
 from onair.realtime.policies import StreamPolicy
+from onair.realtime.protocol.filters import FilterLimits
 from onair.realtime.service import STATE_KEY, RealtimeService
 
 
@@ -22,6 +23,15 @@ def limits_from(settings: Any) -> RealtimeLimits:
         heartbeat_timeout=settings.heartbeat_timeout,
         max_pending_bytes=settings.realtime_max_pending_bytes,
         write_buffer_high_water=settings.realtime_write_buffer_bytes,
+        filters=FilterLimits(
+            max_bindings=settings.realtime_max_bindings_per_join,
+            max_chars=settings.realtime_filter_max_chars,
+            max_conditions=settings.realtime_filter_max_conditions,
+            max_in_values=settings.realtime_filter_max_in_values,
+            max_pattern_chars=settings.realtime_filter_max_pattern_chars,
+            max_regex_size=settings.realtime_filter_max_regex_size,
+            regex_max_mem=settings.realtime_filter_regex_max_mem,
+        ),
     )
 
 

@@ -20,6 +20,7 @@ import orjson
 from onair.realtime.protocol import messages as m
 from onair.realtime.protocol.channel import Channel, ChannelTable, Event, State
 from onair.realtime.protocol.errors import LocalProtocolError, ProtocolError
+from onair.realtime.protocol.filters import DEFAULT_LIMITS, FilterLimits
 from onair.realtime.protocol.join import JoinConfig, parse_join
 from onair.realtime.protocol.messages import BroadcastPush, Message
 from onair.realtime.protocol.serializer import Serializer
@@ -87,10 +88,11 @@ Request = (
 
 
 class ConnectionProtocol:
-    __slots__ = ("serializer", "channels", "last_seen", "_out")
+    __slots__ = ("serializer", "filter_limits", "channels", "last_seen", "_out")
 
-    def __init__(self, serializer: Serializer, now: float) -> None:
+    def __init__(self, serializer: Serializer, now: float, filter_limits: FilterLimits = DEFAULT_LIMITS) -> None:
         self.serializer = serializer
+        self.filter_limits = filter_limits
         self.channels = ChannelTable()
         self.last_seen = now
         self._out: list[bytes] = []
@@ -168,7 +170,7 @@ class ConnectionProtocol:
         replaces = self.channels.state(msg.topic) is State.JOINED
         channel = self.channels.handle(msg.topic, Event.JOIN)
         channel.join_ref = msg.join_ref if msg.join_ref is not None else msg.ref
-        channel.config = parse_join(msg.payload)
+        channel.config = parse_join(msg.payload, self.filter_limits)
         return JoinRequested(msg.topic, channel.join_ref, msg.ref, channel.config, replaces)
 
     def _presence(self, channel: Channel, msg: Message, size: int) -> Request | None:

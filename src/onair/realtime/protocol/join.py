@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from onair.realtime.protocol.filters import Filter, FilterError, parse_filter
+from onair.realtime.protocol.filters import DEFAULT_LIMITS, Filter, FilterError, FilterLimits, parse_filter
 
 CHANGE_EVENTS = frozenset({"*", "INSERT", "UPDATE", "DELETE"})
 
@@ -48,7 +48,7 @@ def binding_id(raw: dict[str, Any]) -> int:
     return zlib.crc32(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)) & 0x7FFFFFF
 
 
-def parse_binding(raw: dict[str, Any]) -> Binding:
+def parse_binding(raw: dict[str, Any], limits: FilterLimits = DEFAULT_LIMITS) -> Binding:
     bid = binding_id(raw)
     event = raw.get("event")
     event = event.upper() if isinstance(event, str) else "*"
@@ -60,7 +60,7 @@ def parse_binding(raw: dict[str, Any]) -> Binding:
     table = table if isinstance(table, str) and table else "*"
     error = None
     try:
-        flt = parse_filter(raw.get("filter"))
+        flt = parse_filter(raw.get("filter"), limits)
     except FilterError as exc:
         flt, error = Filter(), exc.message
     return Binding(bid, raw, event, schema, table, flt, error)
@@ -78,7 +78,16 @@ class JoinConfig:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_join(payload: Any) -> JoinConfig:
+def parse_bindings(changes: list[Any], limits: FilterLimits = DEFAULT_LIMITS) -> tuple[Binding, ...]:
+    """Bindings past ``limits.max_bindings`` are refused (not parsed: parsing compiles patterns)."""
+    raws = [b for b in changes if isinstance(b, dict)]
+    too_many = f"at most {limits.max_bindings} postgres_changes bindings per channel"
+    return tuple(parse_binding(b, limits) if i < limits.max_bindings
+                 else Binding(binding_id(b), b, "*", "public", "*", Filter(), too_many)
+                 for i, b in enumerate(raws))
+
+
+def parse_join(payload: Any, limits: FilterLimits = DEFAULT_LIMITS) -> JoinConfig:
     if not isinstance(payload, dict):
         return JoinConfig()
     token = payload.get("access_token")
@@ -101,7 +110,7 @@ def parse_join(payload: Any) -> JoinConfig:
         presence_key=key if isinstance(key, str) else "" if key is None else str(key),
         presence_enabled=flexible_bool(presence.get("enabled")),
         private=flexible_bool(config.get("private")),
-        bindings=tuple(parse_binding(b) for b in changes if isinstance(b, dict)),
+        bindings=parse_bindings(changes, limits),
         access_token=token,
     )
 
