@@ -244,6 +244,11 @@ class Settings(BaseSettings):
         10, ge=1, description="postgres_changes bindings one channel join may hold; the rest are "
         "refused with a `system` error."
     )
+    realtime_filter_budget_per_connection: int = Field(
+        2000, ge=10, description="Total cost of the postgres_changes filters one socket holds "
+        "across its channels (1 per condition, the list length per `in`, the RE2 program size "
+        "per pattern); bindings past it are refused. Bounds the work one socket adds per row."
+    )
     realtime_filter_max_chars: int = Field(
         4096, ge=64, description="Longest postgres_changes `filter` string (characters)."
     )

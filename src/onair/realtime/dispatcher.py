@@ -164,7 +164,7 @@ class Dispatcher:
             reads_p = allowed(info.principal, sub, "presence", "read", private=config.private)
             if not (reads_b or reads_p):
                 raise TokenRejected(f"You do not have permissions to read from this Channel topic: {sub}", "Unauthorized")
-            config = await self._check_bindings(info.principal, config)
+            config = await self._check_bindings(info.principal, config, self._filter_cost(client, topic))
         except TokenRejected as exc:
             if client.closed:
                 return
@@ -202,9 +202,21 @@ class Dispatcher:
             if len(errors) < len(config.bindings):
                 self.hub.send(client, m.system(req.join_ref, topic, "postgres_changes", "ok", "Subscribed to PostgreSQL"))
 
-    async def _check_bindings(self, principal: Any, config: JoinConfig) -> JoinConfig:
+    def _filter_cost(self, client: Client, except_topic: str) -> int:
+        """What evaluating this connection's accepted bindings on other channels costs per row."""
+        total = 0
+        for topic in client.protocol.channels.topics():
+            member = self.hub.member(client, topic) if topic != except_topic else None
+            if member is not None:
+                total += sum(b.filter.cost for b in member.config.bindings if b.error is None)
+        return total
+
+    async def _check_bindings(self, principal: Any, config: JoinConfig, spent: int = 0) -> JoinConfig:
+        """Scope, authorize and cost each binding; ``spent`` is the connection's filter cost so far
+        (issue 10: one socket's filters, evaluated for every row, must not cost unbounded time)."""
         if not config.bindings:
             return config
+        budget = self.limits.filters.max_cost_per_connection
         checked = []
         for b in config.bindings:
             if b.error is None:
@@ -214,6 +226,11 @@ class Dispatcher:
                     await self.authorizer.prepare(principal, f"stream:{stream}")
                     if not self.authorizer.allowed(principal, f"stream:{stream}", f"postgres_changes:{b.table}", "read"):
                         error = f"Unauthorized: You do not have permissions to read {b.table} of stream {stream}"
+                if error is None:
+                    if spent + b.filter.cost > budget:
+                        error = f"filters of this connection exceed their cost budget ({budget}): simplify them or leave a channel"
+                    else:
+                        spent += b.filter.cost
                 if error is not None:
                     b = dataclasses.replace(b, error=error)
             checked.append(b)
@@ -247,7 +264,7 @@ class Dispatcher:
         member.token = req.token
         if member.config.bindings:
             fresh = dataclasses.replace(member.config, bindings=parse_bindings([b.raw for b in member.config.bindings], self.limits.filters))
-            checked = await self._check_bindings(info.principal, fresh)
+            checked = await self._check_bindings(info.principal, fresh, self._filter_cost(client, req.topic))
             if client.closed or self._member(client, req.topic) is not member:
                 return
             if [b.error for b in checked.bindings] != [b.error for b in member.config.bindings]:

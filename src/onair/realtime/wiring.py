@@ -25,6 +25,7 @@ def limits_from(settings: Any) -> RealtimeLimits:
         write_buffer_high_water=settings.realtime_write_buffer_bytes,
         filters=FilterLimits(
             max_bindings=settings.realtime_max_bindings_per_join,
+            max_cost_per_connection=settings.realtime_filter_budget_per_connection,
             max_chars=settings.realtime_filter_max_chars,
             max_conditions=settings.realtime_filter_max_conditions,
             max_in_values=settings.realtime_filter_max_in_values,

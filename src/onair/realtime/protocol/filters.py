@@ -13,7 +13,8 @@ Supabase evaluates filters in PostgreSQL; we evaluate them in-process on the eve
 matching row, so a client must not control the cost (issue 10). Patterns (``match``/``imatch``
 regexes, ``like``/``ilike`` translated to regexes) run on RE2, whose matching is linear in the
 text, and each compiled program is capped in size and memory; everything else is bounded by
-:class:`FilterLimits`, checked once at join. Whatever a record holds, :meth:`Filter.matches`
+:class:`FilterLimits`, checked once at join, and the total :attr:`Filter.cost` of one connection's
+bindings is capped (each binding on each channel is evaluated separately). Whatever a record holds, :meth:`Filter.matches`
 answers True or False and never raises.
 """
 
@@ -40,6 +41,7 @@ class FilterLimits:
     """What the postgres_changes bindings of one join may cost; defaults = the settings'."""
 
     max_bindings: int = 10  # postgres_changes bindings per join
+    max_cost_per_connection: int = 2000  # Σ Filter.cost over a connection's accepted bindings
     max_chars: int = 4096
     max_conditions: int = 10
     max_in_values: int = 100
@@ -84,6 +86,14 @@ class Condition:
     negate: bool = False
     pattern: _Pattern | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def cost(self) -> int:
+        """Work per evaluation, in units of about one comparison: a pattern's RE2 program size
+        (its cost per character of text), an ``in`` list's length, else 1."""
+        if self.pattern is not None:
+            return max(20, int(self.pattern.regex.programsize))  # 20: the fixed cost of a call
+        return max(1, len(self.value)) if isinstance(self.value, tuple) else 1
+
     def matches(self, record: dict[str, Any]) -> bool:
         actual = record.get(self.column, _MISSING)
         if actual is _MISSING:
@@ -102,6 +112,10 @@ class Filter:
         if record is None:
             return False
         return all(c.matches(record) for c in self.conditions)
+
+    @property
+    def cost(self) -> int:
+        return sum(c.cost for c in self.conditions)
 
     def eq_key(self) -> tuple[str, str] | None:
         """The first plain ``col=eq.value`` condition: what the hub indexes on."""
