@@ -12,6 +12,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import orjson
+
 from onair.realtime.client import Client
 from onair.realtime.hub import Hub
 from onair.realtime.limits import RealtimeLimits, over_rate
@@ -46,6 +48,15 @@ class TokenRejected(Exception):
 
 Verify = Callable[[str], TokenInfo]  # raises TokenRejected
 Relay = Callable[[str, str, Any, "bytes | None", Client], None]
+
+
+def encodable(value: Any) -> bool:
+    """Whether orjson can write ``value`` back out (it stops at 255 levels of nesting)."""
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        return False
+    return True
 
 
 def expired_message(exp: float, now: float) -> str:
@@ -131,6 +142,10 @@ class Dispatcher:
         sub = m.sub_topic(req.topic) or ""
         if not self.authorizer.allowed(member.principal, sub, "presence", "write", private=member.config.private):
             client.protocol.send(m.reply(member.join_ref, req.ref, req.topic, "error", {}))
+            return
+        if req.track and not encodable(req.meta):  # it would be re-sent to every joiner
+            reason = {"reason": "Presence track payload is nested too deeply"}
+            client.protocol.send(m.reply(member.join_ref, req.ref, req.topic, "error", reason))
             return
         if req.track:
             self.hub.track(client, req.topic, req.meta)

@@ -48,8 +48,20 @@ def binding_id(raw: dict[str, Any]) -> int:
     return zlib.crc32(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)) & 0x7FFFFFF
 
 
+def refused(raw: dict[str, Any], error: str) -> Binding:
+    """A binding that is echoed but never matched."""
+    try:
+        return Binding(binding_id(raw), raw, "*", "public", "*", Filter(), error)
+    except TypeError:  # nested past orjson's 255 levels: echo what realtime-js compares
+        raw = {k: v for k, v in raw.items() if isinstance(v, str) and k in ("event", "schema", "table", "filter")}
+        return Binding(binding_id(raw), raw, "*", "public", "*", Filter(), error)
+
+
 def parse_binding(raw: dict[str, Any], limits: FilterLimits = DEFAULT_LIMITS) -> Binding:
-    bid = binding_id(raw)
+    try:
+        bid = binding_id(raw)
+    except TypeError:
+        return refused(raw, "postgres_changes binding is nested too deeply")
     event = raw.get("event")
     event = event.upper() if isinstance(event, str) else "*"
     if event not in CHANGE_EVENTS:
@@ -83,7 +95,7 @@ def parse_bindings(changes: list[Any], limits: FilterLimits = DEFAULT_LIMITS) ->
     raws = [b for b in changes if isinstance(b, dict)]
     too_many = f"at most {limits.max_bindings} postgres_changes bindings per channel"
     return tuple(parse_binding(b, limits) if i < limits.max_bindings
-                 else Binding(binding_id(b), b, "*", "public", "*", Filter(), too_many)
+                 else refused(b, too_many)
                  for i, b in enumerate(raws))
 
 
@@ -107,7 +119,7 @@ def parse_join(payload: Any, limits: FilterLimits = DEFAULT_LIMITS) -> JoinConfi
     return JoinConfig(
         broadcast_self=flexible_bool(broadcast.get("self")),
         broadcast_ack=flexible_bool(broadcast.get("ack")),
-        presence_key=key if isinstance(key, str) else "" if key is None else str(key),
+        presence_key=key if isinstance(key, str) else str(key) if isinstance(key, (int, float)) else "",
         presence_enabled=flexible_bool(presence.get("enabled")),
         private=flexible_bool(config.get("private")),
         bindings=parse_bindings(changes, limits),
