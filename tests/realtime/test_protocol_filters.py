@@ -179,6 +179,12 @@ def test_any_filter_on_any_record_answers_without_raising(text: str, value: Any)
     assert flt.matches(None) in (True, False)
 
 
+@pytest.mark.parametrize("value", [{"a": 1}, ["x"], 5, True])
+def test_a_filter_that_is_not_a_string_is_refused(value: Any) -> None:
+    with pytest.raises(FilterError):  # a JSON object raised AttributeError before (found by fuzzing)
+        parse_filter(value)
+
+
 def test_huge_numbers_compare_without_errors() -> None:
     roomy = FilterLimits(max_chars=100_000)
     assert parse_filter("v=gt." + "9" * 5000, roomy).matches({"v": 1}) is False  # past int()'s digit limit
