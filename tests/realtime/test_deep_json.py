@@ -35,7 +35,7 @@ def test_a_deep_presence_meta_is_refused_and_the_topic_stays_joinable() -> None:
     ta.take()
     h.push(a, ('["1","2","realtime:x","presence",{"type":"presence","event":"track","payload":' + deep(300) + "}]").encode())
     h.flush()
-    reply = [m for m in ta.take() if m[3] == "phx_reply"][0]
+    reply = next(m for m in ta.take() if m[3] == "phx_reply")
     assert reply[4] == {"status": "error", "response": {"reason": "Presence track payload is nested too deeply"}}
     b, tb = h.connect("u2:buyer")
     h.join(b, "realtime:x", presence={"enabled": True})

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.realtime.realtime_fakes import Harness
-
 from onair.realtime.limits import RealtimeLimits
 from onair.realtime.protocol.filters import FilterLimits, parse_filter
+from tests.realtime.realtime_fakes import Harness
 
 
 def binding(flt: str) -> dict[str, Any]:

@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from onair.realtime.protocol.filters import Condition, Filter, FilterError, FilterLimits, parse_filter
+from onair.realtime.protocol.filters import (
+    Condition,
+    Filter,
+    FilterError,
+    FilterLimits,
+    parse_filter,
+)
 from onair.realtime.protocol.join import parse_bindings, parse_join
 
 REC = {"id": 7, "stream_id": "018f-a", "price": 9.5, "title": "Red Shoes", "live": True, "note": None, "tags": ["a"]}

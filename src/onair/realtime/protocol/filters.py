@@ -64,7 +64,7 @@ class FilterError(RealtimeError):
 class _Pattern:
     """A compiled RE2 pattern; ``search`` (regex) or ``fullmatch`` (LIKE) semantics."""
 
-    __slots__ = ("regex", "anchored")
+    __slots__ = ("anchored", "regex")
 
     def __init__(self, regex: Any, anchored: bool) -> None:
         self.regex = regex

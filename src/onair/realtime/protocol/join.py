@@ -15,7 +15,13 @@ from typing import Any
 
 import orjson
 
-from onair.realtime.protocol.filters import DEFAULT_LIMITS, Filter, FilterError, FilterLimits, parse_filter
+from onair.realtime.protocol.filters import (
+    DEFAULT_LIMITS,
+    Filter,
+    FilterError,
+    FilterLimits,
+    parse_filter,
+)
 
 CHANGE_EVENTS = frozenset({"*", "INSERT", "UPDATE", "DELETE"})
 
