@@ -352,6 +352,35 @@ class Settings(BaseSettings):
         "with local members are read again, besides the events that keep them fresh (events are "
         "best effort: a lost one is corrected this late at most)."
     )
+    realtime_max_bindings_per_join: int = Field(
+        10, ge=1, description="postgres_changes bindings one channel join may hold; the rest are "
+        "refused with a `system` error."
+    )
+    realtime_filter_budget_per_connection: int = Field(
+        2000, ge=10, description="Total cost of the postgres_changes filters one socket holds "
+        "across its channels (1 per condition, the list length per `in`, the RE2 program size "
+        "per pattern); bindings past it are refused. Bounds the work one socket adds per row."
+    )
+    realtime_filter_max_chars: int = Field(
+        4096, ge=64, description="Longest postgres_changes `filter` string (characters)."
+    )
+    realtime_filter_max_conditions: int = Field(
+        10, ge=1, description="Conditions (comma-separated) in one postgres_changes `filter`."
+    )
+    realtime_filter_max_in_values: int = Field(
+        100, ge=1, description="Values in one `in.(...)` filter condition."
+    )
+    realtime_filter_max_pattern_chars: int = Field(
+        256, ge=1, description="Longest `like`/`ilike`/`match`/`imatch` filter pattern (characters)."
+    )
+    realtime_filter_max_regex_size: int = Field(
+        500, ge=10, description="Largest compiled filter pattern (RE2 program size, roughly the "
+        "matching cost per character of a row); larger ones are refused as too complex."
+    )
+    realtime_filter_regex_max_mem: int = Field(
+        262_144, ge=65_536, description="Memory RE2 may use for one compiled filter pattern "
+        "(program and matching cache, bytes)."
+    )
     realtime_chat_reorder_wait: float = Field(
         0.5, gt=0, le=10, description="With a Redis broker (several processes): seconds a chat "
         "row that arrives ahead of a missing seq waits for it before it is delivered anyway."

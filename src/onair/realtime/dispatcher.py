@@ -13,6 +13,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import orjson
+
 from onair.realtime.client import Client
 from onair.realtime.hub import Hub
 from onair.realtime.limits import ByteBudget, RealtimeLimits, over_rate
@@ -24,7 +26,7 @@ from onair.realtime.protocol.connection import (
     TokenRefreshed,
 )
 from onair.realtime.protocol.errors import Disconnect
-from onair.realtime.protocol.join import JoinConfig, join_response, parse_binding
+from onair.realtime.protocol.join import JoinConfig, join_response, parse_bindings
 from onair.realtime.protocol.messages import Message
 from onair.realtime.routing import binding_stream, scope_error
 
@@ -49,6 +51,15 @@ class TokenRejected(Exception):
 Verify = Callable[[str], TokenInfo]  # raises TokenRejected
 AsyncVerify = Callable[[str], Awaitable[TokenInfo]]  # the same, may wait for a signing key
 Relay = Callable[[str, str, Any, "bytes | None", Client], None]
+
+
+def encodable(value: Any) -> bool:
+    """Whether orjson can write ``value`` back out (it stops at 255 levels of nesting)."""
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        return False
+    return True
 
 
 def expired_message(exp: float, now: float) -> str:
@@ -198,6 +209,10 @@ class Dispatcher:
         if not self.authorizer.allowed(member.principal, sub, "presence", "write", private=member.config.private):
             client.protocol.send(m.reply(member.join_ref, req.ref, req.topic, "error", {}))
             return
+        if req.track and not encodable(req.meta):  # it would be re-sent to every joiner
+            reason = {"reason": "Presence track payload is nested too deeply"}
+            client.protocol.send(m.reply(member.join_ref, req.ref, req.topic, "error", reason))
+            return
         if req.track:
             if not self._within_budget(client, member, req.topic, req.size, now):
                 reason = {"reason": "Client presence rate limit exceeded"}
@@ -234,7 +249,7 @@ class Dispatcher:
             reads_p = allowed(info.principal, sub, "presence", "read", private=config.private)
             if not (reads_b or reads_p):
                 raise TokenRejected(f"You do not have permissions to read from this Channel topic: {sub}", "Unauthorized")
-            config = await self._check_bindings(info.principal, config)
+            config = await self._check_bindings(info.principal, config, self._filter_cost(client, topic))
             # after the last await: the count and the join below happen in one step
             if self._over_user_cap(client, info.principal):
                 raise TokenRejected(TOO_MANY_USERS, "ConnectionRateLimitReached")
@@ -283,17 +298,30 @@ class Dispatcher:
         return (user is not None and user not in client.users
                 and self.hub.connections_of(user) >= self.limits.max_connections_per_user)
 
-    async def _check_bindings(self, principal: Any, config: JoinConfig) -> JoinConfig:
+    def _filter_cost(self, client: Client, except_topic: str) -> int:
+        """What evaluating this connection's accepted bindings on other channels costs per row."""
+        total = 0
+        for topic in client.protocol.channels.topics():
+            member = self.hub.member(client, topic) if topic != except_topic else None
+            if member is not None:
+                total += sum(b.filter.cost for b in member.config.bindings if b.error is None)
+        return total
+
+    async def _check_bindings(self, principal: Any, config: JoinConfig, spent: int = 0) -> JoinConfig:
+        """Prepare the facts each binding's stream needs, then :meth:`_checked_bindings`."""
         if not config.bindings:
             return config
         for b in config.bindings:
             stream = binding_stream(b)
             if b.error is None and stream is not None:
                 await self.authorizer.prepare(principal, f"stream:{stream}")
-        return self._checked_bindings(principal, config)
+        return self._checked_bindings(principal, config, spent)
 
-    def _checked_bindings(self, principal: Any, config: JoinConfig) -> JoinConfig:
-        """The bindings with an error on each one ``principal`` may not read (facts prepared)."""
+    def _checked_bindings(self, principal: Any, config: JoinConfig, spent: int = 0) -> JoinConfig:
+        """Scope, authorize (facts prepared) and cost each binding; ``spent`` is the connection's
+        filter cost on its other channels (issue 10: one socket's filters, evaluated for every
+        row, must not cost unbounded time)."""
+        budget = self.limits.filters.max_cost_per_connection
         checked = []
         for b in config.bindings:
             if b.error is None:
@@ -302,6 +330,11 @@ class Dispatcher:
                 if error is None and stream is not None and not self.authorizer.allowed(
                         principal, f"stream:{stream}", f"postgres_changes:{b.table}", "read"):
                     error = f"Unauthorized: You do not have permissions to read {b.table} of stream {stream}"
+                if error is None:
+                    if spent + b.filter.cost > budget:
+                        error = f"filters of this connection exceed their cost budget ({budget}): simplify them or leave a channel"
+                    else:
+                        spent += b.filter.cost
                 if error is not None:
                     b = dataclasses.replace(b, error=error)
             checked.append(b)
@@ -325,8 +358,8 @@ class Dispatcher:
         if member.presence is not None and not allowed(principal, sub, "presence", "write", private=private):
             self.hub.untrack(client, topic)
         if member.config.bindings:
-            fresh = dataclasses.replace(member.config, bindings=tuple(parse_binding(b.raw) for b in member.config.bindings))
-            checked = self._checked_bindings(principal, fresh)
+            fresh = dataclasses.replace(member.config, bindings=parse_bindings([b.raw for b in member.config.bindings], self.limits.filters))
+            checked = self._checked_bindings(principal, fresh, self._filter_cost(client, topic))
             before = member.config.bindings
             if [b.error for b in checked.bindings] != [b.error for b in before]:
                 self.hub.rebind(client, topic, checked)
@@ -371,8 +404,8 @@ class Dispatcher:
         member.presence_key = presence_key(info.principal, member.config.presence_key) or member.presence_key
         member.token = req.token
         if member.config.bindings:
-            fresh = dataclasses.replace(member.config, bindings=tuple(parse_binding(b.raw) for b in member.config.bindings))
-            checked = await self._check_bindings(info.principal, fresh)
+            fresh = dataclasses.replace(member.config, bindings=parse_bindings([b.raw for b in member.config.bindings], self.limits.filters))
+            checked = await self._check_bindings(info.principal, fresh, self._filter_cost(client, req.topic))
             if client.closed or self._member(client, req.topic) is not member:
                 return
             if [b.error for b in checked.bindings] != [b.error for b in member.config.bindings]:

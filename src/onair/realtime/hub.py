@@ -90,12 +90,16 @@ class _Item:
         f = self.frames[vsn]
         if f is False:
             serializer = _SERIALIZERS[vsn]
-            if self.msg is not None:
-                f = frame(serializer.encode(self.msg))
-            else:
-                assert self.raw is not None
-                body = serializer.encode_raw_broadcast(*self.raw)
-                f = None if body is None else frame(body, binary=True)
+            try:
+                if self.msg is not None:
+                    f = frame(serializer.encode(self.msg))
+                else:
+                    assert self.raw is not None
+                    body = serializer.encode_raw_broadcast(*self.raw)
+                    f = None if body is None else frame(body, binary=True)
+            except TypeError:  # JSON nested past orjson's 255 levels: drop this one, not the batch
+                log.info("realtime: dropped a message that cannot be encoded")
+                f = None
             self.frames[vsn] = f
         return f  # type: ignore[return-value]
 

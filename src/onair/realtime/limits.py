@@ -3,7 +3,9 @@ sender from starving a topic."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from onair.realtime.protocol.filters import FilterLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +26,7 @@ class RealtimeLimits:
     user_burst_bytes: int = 262_144
     topic_bytes_per_second: int = 131_072
     topic_burst_bytes: int = 524_288
+    filters: FilterLimits = field(default_factory=FilterLimits)
 
 
 def over_rate(window_start: float, count: int, now: float) -> tuple[float, int]:

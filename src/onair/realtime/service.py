@@ -171,7 +171,8 @@ class RealtimeService:
     def attach(self, transport: Any, serializer: Serializer, apikey: TokenInfo,
                closer: Callable[[int, str], None], ip: str | None = None) -> Client:
         assert self.loop is not None
-        protocol = ConnectionProtocol(serializer, self.loop.time(), self.limits.max_topic_bytes,
+        protocol = ConnectionProtocol(serializer, self.loop.time(), self.limits.filters,
+                                      self.limits.max_topic_bytes,
                                       self.limits.max_join_bytes_per_connection)
         client = Client(protocol, transport, apikey.principal, self.limits.max_pending_bytes, self.hub.overflow,
                         closer, ip)

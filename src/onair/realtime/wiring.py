@@ -10,6 +10,7 @@ from onair.realtime.auth import jwt_verify, jwt_verify_async
 from onair.realtime.facts import StreamFactsLoader
 from onair.realtime.limits import RealtimeLimits
 from onair.realtime.policies import StreamPolicy
+from onair.realtime.protocol.filters import FilterLimits
 from onair.realtime.service import STATE_KEY, RealtimeService
 
 
@@ -31,6 +32,16 @@ def limits_from(settings: Any) -> RealtimeLimits:
         user_burst_bytes=settings.realtime_user_burst_bytes,
         topic_bytes_per_second=settings.realtime_topic_bytes_per_second,
         topic_burst_bytes=settings.realtime_topic_burst_bytes,
+        filters=FilterLimits(
+            max_bindings=settings.realtime_max_bindings_per_join,
+            max_cost_per_connection=settings.realtime_filter_budget_per_connection,
+            max_chars=settings.realtime_filter_max_chars,
+            max_conditions=settings.realtime_filter_max_conditions,
+            max_in_values=settings.realtime_filter_max_in_values,
+            max_pattern_chars=settings.realtime_filter_max_pattern_chars,
+            max_regex_size=settings.realtime_filter_max_regex_size,
+            regex_max_mem=settings.realtime_filter_regex_max_mem,
+        ),
     )
 
 

@@ -20,6 +20,7 @@ import orjson
 from onair.realtime.protocol import messages as m
 from onair.realtime.protocol.channel import Channel, ChannelTable, Event, State
 from onair.realtime.protocol.errors import LocalProtocolError, ProtocolError
+from onair.realtime.protocol.filters import DEFAULT_LIMITS, FilterLimits
 from onair.realtime.protocol.join import JoinConfig, parse_join
 from onair.realtime.protocol.messages import BroadcastPush, Message
 from onair.realtime.protocol.serializer import Serializer
@@ -87,11 +88,13 @@ Request = (
 
 
 class ConnectionProtocol:
-    __slots__ = ("serializer", "channels", "last_seen", "_out", "max_topic_bytes", "max_join_bytes")
+    __slots__ = ("serializer", "filter_limits", "channels", "last_seen", "_out", "max_topic_bytes",
+                 "max_join_bytes")
 
-    def __init__(self, serializer: Serializer, now: float, max_topic_bytes: int = 255,
-                 max_join_bytes: int = 262_144) -> None:
+    def __init__(self, serializer: Serializer, now: float, filter_limits: FilterLimits = DEFAULT_LIMITS,
+                 max_topic_bytes: int = 255, max_join_bytes: int = 262_144) -> None:
         self.serializer = serializer
+        self.filter_limits = filter_limits
         # what a connection's channels keep (topics, configs, tokens) is bounded by these
         self.max_topic_bytes = max_topic_bytes
         self.max_join_bytes = max_join_bytes  # all open joins' frames together
@@ -182,7 +185,7 @@ class ConnectionProtocol:
         channel = self.channels.handle(msg.topic, Event.JOIN)
         channel.size = size
         channel.join_ref = msg.join_ref if msg.join_ref is not None else msg.ref
-        channel.config = parse_join(msg.payload)
+        channel.config = parse_join(msg.payload, self.filter_limits)
         return JoinRequested(msg.topic, channel.join_ref, msg.ref, channel.config, replaces)
 
     def _presence(self, channel: Channel, msg: Message, size: int) -> Request | None:

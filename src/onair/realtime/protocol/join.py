@@ -15,7 +15,13 @@ from typing import Any
 
 import orjson
 
-from onair.realtime.protocol.filters import Filter, FilterError, parse_filter
+from onair.realtime.protocol.filters import (
+    DEFAULT_LIMITS,
+    Filter,
+    FilterError,
+    FilterLimits,
+    parse_filter,
+)
 
 CHANGE_EVENTS = frozenset({"*", "INSERT", "UPDATE", "DELETE"})
 
@@ -48,8 +54,20 @@ def binding_id(raw: dict[str, Any]) -> int:
     return zlib.crc32(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)) & 0x7FFFFFF
 
 
-def parse_binding(raw: dict[str, Any]) -> Binding:
-    bid = binding_id(raw)
+def refused(raw: dict[str, Any], error: str) -> Binding:
+    """A binding that is echoed but never matched."""
+    try:
+        return Binding(binding_id(raw), raw, "*", "public", "*", Filter(), error)
+    except TypeError:  # nested past orjson's 255 levels: echo what realtime-js compares
+        raw = {k: v for k, v in raw.items() if isinstance(v, str) and k in ("event", "schema", "table", "filter")}
+        return Binding(binding_id(raw), raw, "*", "public", "*", Filter(), error)
+
+
+def parse_binding(raw: dict[str, Any], limits: FilterLimits = DEFAULT_LIMITS) -> Binding:
+    try:
+        bid = binding_id(raw)
+    except TypeError:
+        return refused(raw, "postgres_changes binding is nested too deeply")
     event = raw.get("event")
     event = event.upper() if isinstance(event, str) else "*"
     if event not in CHANGE_EVENTS:
@@ -60,7 +78,7 @@ def parse_binding(raw: dict[str, Any]) -> Binding:
     table = table if isinstance(table, str) and table else "*"
     error = None
     try:
-        flt = parse_filter(raw.get("filter"))
+        flt = parse_filter(raw.get("filter"), limits)
     except FilterError as exc:
         flt, error = Filter(), exc.message
     return Binding(bid, raw, event, schema, table, flt, error)
@@ -78,7 +96,16 @@ class JoinConfig:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_join(payload: Any) -> JoinConfig:
+def parse_bindings(changes: list[Any], limits: FilterLimits = DEFAULT_LIMITS) -> tuple[Binding, ...]:
+    """Bindings past ``limits.max_bindings`` are refused (not parsed: parsing compiles patterns)."""
+    raws = [b for b in changes if isinstance(b, dict)]
+    too_many = f"at most {limits.max_bindings} postgres_changes bindings per channel"
+    return tuple(parse_binding(b, limits) if i < limits.max_bindings
+                 else refused(b, too_many)
+                 for i, b in enumerate(raws))
+
+
+def parse_join(payload: Any, limits: FilterLimits = DEFAULT_LIMITS) -> JoinConfig:
     if not isinstance(payload, dict):
         return JoinConfig()
     token = payload.get("access_token")
@@ -98,10 +125,10 @@ def parse_join(payload: Any) -> JoinConfig:
     return JoinConfig(
         broadcast_self=flexible_bool(broadcast.get("self")),
         broadcast_ack=flexible_bool(broadcast.get("ack")),
-        presence_key=key if isinstance(key, str) else "" if key is None else str(key),
+        presence_key=key if isinstance(key, str) else str(key) if isinstance(key, (int, float)) else "",
         presence_enabled=flexible_bool(presence.get("enabled")),
         private=flexible_bool(config.get("private")),
-        bindings=tuple(parse_binding(b) for b in changes if isinstance(b, dict)),
+        bindings=parse_bindings(changes, limits),
         access_token=token,
     )
 
