@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from onair.api.deps import Ctx, CurrentPrincipal
+from onair.api.openapi import problems
 from onair.auth.jwt import mint_token
 from onair.domain.identity import Role
 from onair.errors import Problem
@@ -35,7 +36,7 @@ class Me(BaseModel):
     signed_in: bool
 
 
-@router.post("/dev-sign-in", response_model=SignedIn)
+@router.post("/dev-sign-in", response_model=SignedIn, responses=problems(404))
 async def dev_sign_in(body: DevSignIn, ctx: Ctx) -> SignedIn:
     settings = ctx.settings
     if not settings.dev_auth_enabled:
@@ -48,7 +49,7 @@ async def dev_sign_in(body: DevSignIn, ctx: Ctx) -> SignedIn:
                     role=body.role)
 
 
-@router.get("/me", response_model=Me)
+@router.get("/me", response_model=Me, responses=problems(401))
 async def me(principal: CurrentPrincipal) -> Me:
     return Me(user_id=principal.user_id, role=principal.role.value,
               signed_in=principal.is_signed_in)

@@ -6,7 +6,7 @@ import asyncio
 
 import orjson
 from fastapi import APIRouter
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from onair.api.deps import Ctx
 from onair.store.streams import count_by_status
@@ -41,7 +41,7 @@ async def readyz(ctx: Ctx) -> Response:
                     media_type="application/problem+json")
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(ctx: Ctx) -> Response:
     m = ctx.metrics
     async with ctx.db.read() as conn:
