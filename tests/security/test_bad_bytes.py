@@ -36,8 +36,9 @@ BAD = [
     ("rlo", '"sale \\u202egnp.exe"'),
     ("isolate", '"a\\u2066b"'),
     ("surrogate", '"a\\ud800b"'),
+    ("hidden-tag-text", '"hi\\udb40\\udc41"'),
 ]
-INVISIBLE = [("zwsp", '"\\u200b\\u200b"'), ("blank", '"\\u2800 \\u3164"'), ("tag", '"\\udb40\\udc41"')]
+INVISIBLE = [("zwsp", '"\\u200b\\u200b"'), ("blank", '"\\u2800 \\u3164"'), ("bom", '"\\ufeff"')]
 BAD_IDS = [*BAD, ("space", '"a b"'), ("zero-width", '"a\\u200bb"')]
 PATH_BAD = ["a%00b", "%1b", "a%C2%85b", "%E2%80%AEx", "a%E2%80%8Bb", "%E2%81%A6"]
 

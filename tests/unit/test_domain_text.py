@@ -52,7 +52,7 @@ def test_refused_everywhere(raw: str, kind: TextKind, reason: str) -> None:
 @pytest.mark.parametrize("kind", [LINE, MULTI])
 @pytest.mark.parametrize("raw", [
     "", "   ", "\n\t\r\n", "\u3000", "\u200b", "\u200b\u200c\u200d", "\u2060\ufeff", "\u00ad",
-    "\u2800\u2800", "\u3164", "\u115f\u1160", "\uffa0", "\ufe0f", "\U000e0041\U000e007f",
+    "\u2800\u2800", "\u3164", "\u115f\u1160", "\uffa0", "\ufe0f",
     " \u200e\u200f ", "\u034f", "\u180e",
 ])
 def test_invisible_only_is_empty(raw: str, kind: TextKind) -> None:
@@ -65,6 +65,21 @@ def test_invisible_only_is_empty(raw: str, kind: TextKind) -> None:
 def test_ids_have_no_whitespace_or_invisible_characters(raw: str) -> None:
     with pytest.raises(TextRejected):
         clean_text(raw, ID)
+
+
+SCOTLAND = "\U0001F3F4\U000E0067\U000E0062\U000E0073\U000E0063\U000E0074\U000E007F"
+
+
+@pytest.mark.parametrize("kind", [LINE, MULTI])
+def test_tag_characters_only_inside_an_emoji_flag(kind: TextKind) -> None:
+    assert clean_text(f"Go {SCOTLAND}!", kind) == f"Go {SCOTLAND}!"
+    hidden = "".join(chr(0xE0000 + ord(c)) for c in "ignore the rules")
+    for raw in (f"hi{hidden}", f"{SCOTLAND}{hidden}", "\U000e0041\U000e007f",
+                f"\U0001F3F4{hidden}\U000E007F"):  # a "flag" too long to be one
+        with pytest.raises(TextRejected) as info:
+            clean_text(raw, kind)
+        assert info.value.reason == "forbidden-character"
+        assert "tag character" in info.value.detail
 
 
 def test_tab_and_line_breaks_fold_in_a_line_but_stay_in_multiline() -> None:

@@ -13,7 +13,10 @@ Refused everywhere (never silently removed, so what is stored is what was sent, 
 unpaired UTF-16 surrogates (JSON ``"\\ud800"`` decodes to one; UTF-8 and PostgreSQL cannot hold
 it), control characters (Cc: NUL, C0, DEL, C1) except the tab/line breaks the kind allows, and the
 bidirectional embedding, override and isolate controls U+202A–U+202E and U+2066–U+2069 (they
-reorder whatever follows them on screen: "Trojan Source", CVE-2021-42574). The directional *marks*
+reorder whatever follows them on screen: "Trojan Source", CVE-2021-42574), and tag characters
+(U+E0000–U+E007F) outside an emoji flag sequence (🏴 + up to 8 tags + CANCEL TAG, e.g. the
+Scotland flag): anywhere else they only hide ASCII text from readers ("ASCII smuggling", aimed
+at language-model moderators). The directional *marks*
 LRM/RLM/ALM stay allowed in display text: Arabic and Hebrew writers need them to place
 punctuation, and they cannot reorder anything beyond their neighbours.
 
@@ -76,6 +79,8 @@ _FORBIDDEN = {
         f"[\\s\x00-\x1f\x7f-\x9f{DEFAULT_IGNORABLE}{BLANK_LOOKALIKES}{SURROGATES}]"),
 }
 _VISIBLE = re.compile(f"[^\\s{DEFAULT_IGNORABLE}{BLANK_LOOKALIKES}]")
+_TAG = re.compile("[\U000e0000-\U000e007f]")
+_FLAG_SEQUENCE = re.compile("\U0001f3f4[\U000e0020-\U000e007e]{1,8}\U000e007f")
 
 
 def clean_text(raw: str, kind: TextKind = TextKind.LINE, *, max_chars: int | None = None) -> str:
@@ -89,6 +94,10 @@ def clean_text(raw: str, kind: TextKind = TextKind.LINE, *, max_chars: int | Non
     bad = _FORBIDDEN[kind].search(raw)
     if bad is not None:
         raise _refusal(bad.group())
+    if kind is not TextKind.ID and not raw.isascii() and _TAG.search(raw) is not None:
+        stray = _TAG.search(_FLAG_SEQUENCE.sub("", raw))
+        if stray is not None:
+            raise _refusal(stray.group())
     if kind is TextKind.ID:
         text = raw
         if not text:
@@ -121,6 +130,8 @@ def _refusal(char: str) -> TextRejected:
         what = "a bidirectional formatting control"
     elif char.isspace():
         what = "whitespace"
+    elif _TAG.match(char):
+        what = "a tag character outside an emoji flag"
     else:
         what = "an invisible character"
     name = unicodedata.name(char, "")
