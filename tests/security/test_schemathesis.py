@@ -97,6 +97,28 @@ def test_openapi_fuzz(fuzz_settings: Settings) -> None:
     assert not failures, "\n\n".join(failures)
 
 
+def test_openapi_documents_problems(tmp_path: Path) -> None:
+    """Statically: every error an API route documents is problem+json, FastAPI's JSON 422 is
+    gone, and the statuses every API route can give are there."""
+    app = create_app(Settings(_env_file=None, data_dir=tmp_path, jwt_secret=SECRET),
+                     run_reaper=False)
+    document = app.openapi()
+    assert "HTTPValidationError" not in str(document)
+    assert "Problem" in document["components"]["schemas"]
+    for path, operations in document["paths"].items():
+        if not path.startswith("/api/v1"):
+            continue
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert "503" in responses, (method, path)
+            if operation.get("parameters") or operation.get("requestBody"):
+                assert "422" in responses, (method, path)
+            for status, response in responses.items():
+                if status[0] in "45":
+                    assert list(response["content"]) == ["application/problem+json"], (
+                        method, path, status)
+
+
 def fuzz(app: Any, schema: Any) -> list[str]:
     seller, buyer, cohost = bearer("fuzz-seller", "seller"), bearer("fuzz-buyer", "buyer"), \
         "fuzz-cohost"

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 
 from onair.errors import PROBLEM_JSON
@@ -49,10 +48,11 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def install_openapi(app: FastAPI, api_prefix: str) -> None:
+    build = app.openapi  # FastAPI's own, with every setting of the app
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            app.openapi_schema = _with_problems(document, api_prefix)
+            app.openapi_schema = _with_problems(build(), api_prefix)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
