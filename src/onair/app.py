@@ -18,6 +18,7 @@ from onair.api import streams as streams_api
 from onair.api import tokens as tokens_api
 from onair.api.hot_routes import HotRoutes
 from onair.api.middleware import RequestContextMiddleware
+from onair.api.openapi import install_openapi
 from onair.auth.jwks import JwksCache
 from onair.auth.jwt import JwtVerifier, mint_key
 from onair.auth.keys import load_or_create_secret
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
                   docs_url="/docs", openapi_url="/openapi.json")
     app.state.ctx = context
     install_problem_handlers(app)
+    install_openapi(app, API_PREFIX)
     if hot_routes:
         app.add_middleware(HotRoutes, ctx=context, routes=[
             *chat_api.hot_routes(API_PREFIX), *tokens_api.hot_routes(API_PREFIX)])

@@ -93,6 +93,17 @@ def validation_problem(err: ValidationError) -> Problem:
                    f"{'.'.join(first['loc'])}: {first['msg']}", errors=errors)
 
 
+def field_problem(loc: tuple[str, ...], msg: str) -> Problem:
+    """One refused field, in the shape of FastAPI's validation errors (for hand-parsed input)."""
+    return _invalid_request([{"loc": list(loc), "msg": msg}])
+
+
+def _invalid_request(errors: list[dict[str, Any]]) -> Problem:
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    return Problem(422, "validation-error", "Request is not valid",
+                   f"{'.'.join(first['loc'])}: {first['msg']}", errors=errors)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> Response:
@@ -100,17 +111,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:
-        errors = _validation_errors(exc)
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        return problem_response(
-            Problem(
-                422,
-                "validation-error",
-                "Request is not valid",
-                f"{'.'.join(first['loc'])}: {first['msg']}",
-                errors=errors,
-            )
-        )
+        return problem_response(_invalid_request(_validation_errors(exc)))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:

@@ -145,11 +145,15 @@ async def test_oversized_body_is_413(app_client, make_user, ctx) -> None:
 
 async def test_unknown_stream_is_404(app_client, make_user) -> None:
     _, headers = make_user("seller")
-    for path in ("/streams/nope", "/streams/01a20b2e-1972-7edf-87a1-c3baf88a72e9",
-                 "/streams/'; drop table stream_sessions; --"):
+    for path in ("/streams/nope", "/streams/01a20b2e-1972-7edf-87a1-c3baf88a72e9"):
         assert_problem(await app_client.get(f"{API}{path}"), 404, "stream-not-found")
         assert_problem(await app_client.post(f"{API}{path}/start", headers=headers), 404,
                        "stream-not-found")
+    # Whitespace (or a control) makes an id malformed: 422 naming the segment, no lookup.
+    for path in ("/streams/'; drop table stream_sessions; --", "/streams/%00"):
+        assert_problem(await app_client.get(f"{API}{path}"), 422, "validation-error")
+        assert_problem(await app_client.post(f"{API}{path}/start", headers=headers), 422,
+                       "validation-error")
     assert_problem(await app_client.get(f"{API}/streams", params={"cursor": "zzz"}), 400,
                    "invalid-cursor")
     assert_problem(await app_client.get(f"{API}/streams", params={"status": "bogus"}), 422,

@@ -75,6 +75,10 @@ REFUSALS: list[tuple[str, str, Case]] = [
     ("oversized", "live", lambda h: {"content": b"{" + b" " * 70_000 + b"}", "headers": h}),
     ("unknown stream", "unknown", lambda h: {"headers": h}),
     ("not a stream id", "not-a-uuid", lambda h: {"headers": h}),
+    ("malformed stream id", "malformed", lambda h: {"headers": h}),
+    ("nul in stream id", "nul", lambda h: {"headers": h}),
+    ("bidi in stream id", "bidi", lambda h: {"headers": h}),
+    ("nul in role", "live", lambda h: {"json": {"role": "publisher\u0000"}, "headers": h}),
     ("ended stream", "ended", lambda h: {"headers": h}),
 ]
 
@@ -92,7 +96,8 @@ async def test_refusals_answer_the_same(
     sid = await live_stream(hot, seller_h)
     if target == "ended":
         assert (await hot.post(f"{API}/streams/{sid}/end", headers=seller_h)).status_code == 200
-    path_id = {"unknown": str(uuid.uuid4()), "not-a-uuid": "1 OR 1=1"}.get(target, sid)
+    path_id = {"unknown": str(uuid.uuid4()), "not-a-uuid": "nope", "malformed": "1 OR 1=1",
+               "nul": "a%00b", "bidi": "%E2%80%AEx"}.get(target, sid)
     headers = {"apikey": ctx.anon_key} if target == "anon" else buyer_h
     path = f"{API}/streams/{path_id}/rtc-token" + ("/refresh" if refresh else "")
     results = [comparable(await client.post(path, **make(headers))) for client in (hot, plain)]

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from onair.api.deps import Ctx, CurrentPrincipal
+from onair.api.openapi import problems
 from onair.auth.jwt import mint_token
 from onair.domain.identity import Role
 from onair.errors import Problem
@@ -53,7 +54,7 @@ def _local_request(request: Request) -> bool:
     return is_loopback_host(name)
 
 
-@router.post("/dev-sign-in", response_model=SignedIn)
+@router.post("/dev-sign-in", response_model=SignedIn, responses=problems(404))
 async def dev_sign_in(body: DevSignIn, ctx: Ctx, request: Request) -> SignedIn:
     settings = ctx.settings
     if not settings.dev_auth_enabled or (settings.dev_auth is None and not _local_request(request)):
@@ -67,7 +68,7 @@ async def dev_sign_in(body: DevSignIn, ctx: Ctx, request: Request) -> SignedIn:
                     role=body.role)
 
 
-@router.get("/me", response_model=Me)
+@router.get("/me", response_model=Me, responses=problems(401))
 async def me(principal: CurrentPrincipal) -> Me:
     return Me(user_id=principal.user_id, role=principal.role.value,
               signed_in=principal.is_signed_in)

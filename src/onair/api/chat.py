@@ -28,12 +28,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictStr, Val
 from starlette.datastructures import Headers
 
 from onair.api import deps
+from onair.api.fields import IdPath, Line, UserId, UserIdPath, checked_path_param
 from onair.api.hot_routes import HotRoute, Reply, answer_as_route, openapi_for
+from onair.api.openapi import problems
 from onair.context import AppContext
 from onair.errors import validation_problem
 from onair.store.chat import Message, SanctionRow
 
-router = APIRouter(tags=["chat"])
+router = APIRouter(tags=["chat"], responses=problems(401))
 
 CLIENT_MSG_ID = r"^[A-Za-z0-9._:~-]{1,64}$"
 
@@ -60,12 +62,12 @@ class EditIn(BaseModel):
 class SanctionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str = Field(min_length=1, max_length=255)
+    user_id: UserId
     kind: Literal["mute", "ban"]
     duration_seconds: int | None = Field(
         None, description="Required for a mute; a ban without it lasts until lifted."
     )
-    reason: str | None = Field(None, max_length=500)
+    reason: Line | None = Field(None, max_length=500)
 
 
 class ChatSettingsIn(BaseModel):
@@ -159,7 +161,8 @@ def hot_routes(prefix: str) -> list[HotRoute]:
     SEND_PATH,
     status_code=201,
     response_model=MessageOut,
-    responses={200: {"model": MessageOut, "description": "A retry: the original message."}},
+    responses={200: {"model": MessageOut, "description": "A retry: the original message."},
+               **problems(403, 404, 409, 429)},
     openapi_extra=openapi_for(SendIn, body_required=True),
 )
 async def send_message(request: Request) -> Response:
@@ -169,7 +172,7 @@ async def send_message(request: Request) -> Response:
 
 async def handle_send(ctx: AppContext, path_params: Mapping[str, str], headers: Headers,
                       raw: bytes) -> Reply:
-    stream_id = path_params["stream_id"]
+    stream_id = checked_path_param(path_params, "stream_id")
     principal = deps.signed_in(await deps.principal_from_headers(ctx, headers))
     try:
         payload = SendIn.model_validate_json(raw)
@@ -185,9 +188,9 @@ async def handle_send(ctx: AppContext, path_params: Mapping[str, str], headers: 
     )
 
 
-@router.get("/streams/{stream_id}/chat", response_model=PageOut)
+@router.get("/streams/{stream_id}/chat", response_model=PageOut, responses=problems(400, 404))
 async def list_messages(
-    stream_id: str,
+    stream_id: IdPath,
     ctx: Ctx,
     _: Anyone,
     before_seq: Annotated[int | None, Query(ge=1)] = None,
@@ -202,28 +205,32 @@ async def list_messages(
     })
 
 
-@router.get("/streams/{stream_id}/chat/settings", response_model=ChatSettingsOut)
-async def get_chat_settings(stream_id: str, ctx: Ctx, _: Anyone) -> dict[str, Any]:
+@router.get("/streams/{stream_id}/chat/settings", response_model=ChatSettingsOut,
+            responses=problems(404))
+async def get_chat_settings(stream_id: IdPath, ctx: Ctx, _: Anyone) -> dict[str, Any]:
     stream = await ctx.chat.chat_settings(stream_id)
     return {"stream_id": stream.id, "slow_mode_seconds": stream.slow_mode_seconds}
 
 
-@router.put("/streams/{stream_id}/chat/settings", response_model=ChatSettingsOut)
+@router.put("/streams/{stream_id}/chat/settings", response_model=ChatSettingsOut,
+            responses=problems(403, 404))
 async def put_chat_settings(
-    stream_id: str, payload: ChatSettingsIn, ctx: Ctx, principal: User
+    stream_id: IdPath, payload: ChatSettingsIn, ctx: Ctx, principal: User
 ) -> dict[str, Any]:
     seconds = await ctx.chat.set_slow_mode(principal, stream_id, payload.slow_mode_seconds)
     return {"stream_id": stream_id, "slow_mode_seconds": seconds}
 
 
-@router.get("/streams/{stream_id}/chat/sanctions", response_model=list[SanctionOut])
-async def list_sanctions(stream_id: str, ctx: Ctx, principal: User) -> list[dict[str, Any]]:
+@router.get("/streams/{stream_id}/chat/sanctions", response_model=list[SanctionOut],
+            responses=problems(403, 404))
+async def list_sanctions(stream_id: IdPath, ctx: Ctx, principal: User) -> list[dict[str, Any]]:
     return [sanction_out(row) for row in await ctx.chat.sanctions(principal, stream_id)]
 
 
-@router.post("/streams/{stream_id}/chat/sanctions", status_code=201, response_model=SanctionOut)
+@router.post("/streams/{stream_id}/chat/sanctions", status_code=201, response_model=SanctionOut,
+             responses=problems(403, 404, 409))
 async def create_sanction(
-    stream_id: str, payload: SanctionIn, ctx: Ctx, principal: User
+    stream_id: IdPath, payload: SanctionIn, ctx: Ctx, principal: User
 ) -> dict[str, Any]:
     row = await ctx.chat.sanction(
         principal, stream_id, payload.user_id, payload.kind, payload.duration_seconds,
@@ -232,10 +239,11 @@ async def create_sanction(
     return sanction_out(row)
 
 
-@router.delete("/streams/{stream_id}/chat/sanctions/{user_id}", response_model=LiftedOut)
+@router.delete("/streams/{stream_id}/chat/sanctions/{user_id}", response_model=LiftedOut,
+               responses=problems(403, 404))
 async def lift_sanctions(
-    stream_id: str,
-    user_id: str,
+    stream_id: IdPath,
+    user_id: UserIdPath,
     ctx: Ctx,
     principal: User,
     kind: Literal["mute", "ban"] | None = None,
@@ -243,20 +251,23 @@ async def lift_sanctions(
     return {"lifted": await ctx.chat.lift(principal, stream_id, user_id, kind)}
 
 
-@router.get("/streams/{stream_id}/chat/{message_id}", response_model=MessageOut)
-async def get_message(stream_id: str, message_id: str, ctx: Ctx, _: Anyone) -> dict[str, Any]:
+@router.get("/streams/{stream_id}/chat/{message_id}", response_model=MessageOut,
+            responses=problems(404))
+async def get_message(stream_id: IdPath, message_id: IdPath, ctx: Ctx, _: Anyone) -> dict[str, Any]:
     return message_out(await ctx.chat.get(stream_id, message_id))
 
 
-@router.patch("/streams/{stream_id}/chat/{message_id}", response_model=MessageOut)
+@router.patch("/streams/{stream_id}/chat/{message_id}", response_model=MessageOut,
+              responses=problems(403, 404, 409))
 async def edit_message(
-    stream_id: str, message_id: str, payload: EditIn, ctx: Ctx, principal: User
+    stream_id: IdPath, message_id: IdPath, payload: EditIn, ctx: Ctx, principal: User
 ) -> dict[str, Any]:
     return message_out(await ctx.chat.edit(principal, stream_id, message_id, payload.body))
 
 
-@router.delete("/streams/{stream_id}/chat/{message_id}", response_model=MessageOut)
+@router.delete("/streams/{stream_id}/chat/{message_id}", response_model=MessageOut,
+               responses=problems(403, 404))
 async def delete_message(
-    stream_id: str, message_id: str, ctx: Ctx, principal: User
+    stream_id: IdPath, message_id: IdPath, ctx: Ctx, principal: User
 ) -> dict[str, Any]:
     return message_out(await ctx.chat.delete(principal, stream_id, message_id))

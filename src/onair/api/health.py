@@ -8,9 +8,10 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Header
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from onair.api.deps import Ctx
+from onair.api.openapi import problems
 from onair.context import AppContext
 from onair.errors import Problem
 from onair.store.streams import count_by_status
@@ -57,7 +58,7 @@ def _check_metrics_token(ctx: AppContext, authorization: str | None) -> None:
                       headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse, responses=problems(401))
 async def metrics(ctx: Ctx, authorization: Annotated[str | None, Header()] = None) -> Response:
     _check_metrics_token(ctx, authorization)
     m = ctx.metrics

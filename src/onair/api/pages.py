@@ -7,6 +7,7 @@ as JSON, so a page needs no extra round trip before connecting.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Any
 
@@ -31,8 +32,25 @@ STREAM_TOPIC = "stream:{id}"
 SIGNAL_TOPIC = "stream:{id}:signal"
 
 
+class SafeStaticFiles(StaticFiles):
+    """StaticFiles whose odd paths are a 404, never a 500 or a 503.
+
+    Starlette hands the decoded URL path to the OS: a NUL (``/static/x%00.js``) makes ``os.stat``
+    raise ValueError, an over-long name or an unreadable entry an OSError that the error
+    middleware would take for an outage. None of them can name a file we serve.
+    """
+
+    def lookup_path(self, path: str) -> tuple[str, os.stat_result | None]:
+        if "\x00" in path:
+            return "", None
+        try:
+            return super().lookup_path(path)
+        except (OSError, ValueError):
+            return "", None
+
+
 def static_files() -> StaticFiles:
-    return StaticFiles(directory=STATIC_DIR)
+    return SafeStaticFiles(directory=STATIC_DIR)
 
 
 @lru_cache(maxsize=8)
@@ -43,7 +61,7 @@ def _shell(name: str) -> str:
 def web_policy(ctx: AppContext) -> dict[str, Any]:
     """The browser clients' timing and limits, from the `web` settings (ms for JS timers)."""
     s = ctx.settings
-    ms = lambda seconds: int(seconds * 1000)  # noqa: E731
+    ms = lambda seconds: int(seconds * 1000)
     return {
         "reconnect": {"baseMs": ms(s.web_reconnect_base), "capMs": ms(s.web_reconnect_cap),
                       "maxAttempts": s.web_reconnect_attempts,

@@ -6,31 +6,26 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from onair.api.deps import Ctx, CurrentPrincipal, RequireUser
+from onair.api.fields import Identifier, IdPath, Line
+from onair.api.openapi import problems
 from onair.domain.streams import Action, Status, Stream, allowed_actions
 from onair.errors import Problem
 
-router = APIRouter(prefix="/streams", tags=["streams"])
+router = APIRouter(prefix="/streams", tags=["streams"], responses=problems(401))
 
 
 class StreamCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    title: str = Field(min_length=1, max_length=500)
-
-    @field_validator("title")
-    @classmethod
-    def _strip(cls, value: str) -> str:
-        value = " ".join(value.split())
-        if not value:
-            raise ValueError("title must contain visible characters")
-        return value
+    title: Line = Field(min_length=1, max_length=500,
+                        description="One line of text; whitespace runs become one space.")
 
 
 class EndRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str | None = Field(default=None, max_length=200)
+    reason: Line | None = Field(default=None, max_length=200)
 
 
 class StreamOut(BaseModel):
@@ -75,7 +70,7 @@ class HeartbeatOut(BaseModel):
     stream: StreamOut
 
 
-@router.post("", status_code=201, response_model=StreamOut)
+@router.post("", status_code=201, response_model=StreamOut, responses=problems(403))
 async def create_stream(body: StreamCreate, principal: RequireUser, ctx: Ctx) -> StreamOut:
     limit = ctx.settings.stream_title_max_chars
     if len(body.title) > limit:
@@ -84,13 +79,13 @@ async def create_stream(body: StreamCreate, principal: RequireUser, ctx: Ctx) ->
     return StreamOut.of(await ctx.streams.create(principal, body.title))
 
 
-@router.get("", response_model=StreamPage)
+@router.get("", response_model=StreamPage, responses=problems(400))
 async def list_streams(
     ctx: Ctx,
     _principal: CurrentPrincipal,
     status: Status | None = None,
-    seller_id: Annotated[str | None, Query(max_length=255)] = None,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    seller_id: Annotated[Identifier | None, Query(max_length=255)] = None,
+    cursor: Annotated[Identifier | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> StreamPage:
     limit = min(limit, ctx.settings.streams_page_max)
@@ -99,17 +94,18 @@ async def list_streams(
     return StreamPage(items=[StreamOut.of(s) for s in items], next_cursor=next_cursor)
 
 
-@router.get("/{stream_id}", response_model=StreamOut)
-async def get_stream(stream_id: str, ctx: Ctx, _principal: CurrentPrincipal) -> StreamOut:
+@router.get("/{stream_id}", response_model=StreamOut, responses=problems(404))
+async def get_stream(stream_id: IdPath, ctx: Ctx, _principal: CurrentPrincipal) -> StreamOut:
     return StreamOut.of(await ctx.streams.get(stream_id))
 
 
 def _transition_route(action: Action) -> None:
-    async def move(stream_id: str, principal: RequireUser, ctx: Ctx) -> StreamOut:
+    async def move(stream_id: IdPath, principal: RequireUser, ctx: Ctx) -> StreamOut:
         return StreamOut.of(await ctx.streams.act(principal, stream_id, action))
 
     move.__name__ = f"{action.value}_stream"
     router.post(f"/{{stream_id}}/{action.value}", response_model=StreamOut,
+                responses=problems(403, 404, 409),
                 summary=f"{action.value.capitalize()} the stream")(move)
 
 
@@ -117,27 +113,31 @@ for _action in (Action.START, Action.PAUSE, Action.RESUME):
     _transition_route(_action)
 
 
-@router.post("/{stream_id}/end", response_model=StreamOut, summary="End the stream")
+@router.post("/{stream_id}/end", response_model=StreamOut, summary="End the stream",
+             responses=problems(403, 404, 409))
 async def end_stream(
-    stream_id: str, principal: RequireUser, ctx: Ctx,
+    stream_id: IdPath, principal: RequireUser, ctx: Ctx,
     body: Annotated[EndRequest | None, Body()] = None,
 ) -> StreamOut:
     reason = body.reason if body is not None else None
     return StreamOut.of(await ctx.streams.act(principal, stream_id, Action.END, reason))
 
 
-@router.post("/{stream_id}/viewers", response_model=StreamOut, summary="Join as a viewer")
-async def join_stream(stream_id: str, principal: RequireUser, ctx: Ctx) -> StreamOut:
+@router.post("/{stream_id}/viewers", response_model=StreamOut, summary="Join as a viewer",
+             responses=problems(403, 404, 409))
+async def join_stream(stream_id: IdPath, principal: RequireUser, ctx: Ctx) -> StreamOut:
     return StreamOut.of(await ctx.streams.join(principal, stream_id))
 
 
-@router.delete("/{stream_id}/viewers/me", response_model=StreamOut, summary="Leave")
-async def leave_stream(stream_id: str, principal: RequireUser, ctx: Ctx) -> StreamOut:
+@router.delete("/{stream_id}/viewers/me", response_model=StreamOut, summary="Leave",
+               responses=problems(403, 404, 409))
+async def leave_stream(stream_id: IdPath, principal: RequireUser, ctx: Ctx) -> StreamOut:
     return StreamOut.of(await ctx.streams.leave(principal, stream_id))
 
 
-@router.post("/{stream_id}/heartbeat", response_model=HeartbeatOut)
-async def heartbeat(stream_id: str, principal: RequireUser, ctx: Ctx) -> HeartbeatOut:
+@router.post("/{stream_id}/heartbeat", response_model=HeartbeatOut,
+             responses=problems(403, 404, 409))
+async def heartbeat(stream_id: IdPath, principal: RequireUser, ctx: Ctx) -> HeartbeatOut:
     result = await ctx.streams.heartbeat(principal, stream_id)
     return HeartbeatOut(role="host" if result.as_host else "viewer",
                         heartbeat_interval=ctx.settings.heartbeat_interval,

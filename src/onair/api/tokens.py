@@ -18,14 +18,16 @@ from starlette.datastructures import Headers
 
 from onair.api import deps
 from onair.api.deps import Ctx, RequireUser
+from onair.api.fields import Identifier, IdPath, UserId, UserIdPath, checked_path_param
 from onair.api.hot_routes import Handler, HotRoute, Reply, answer_as_route, openapi_for
+from onair.api.openapi import problems
 from onair.context import AppContext
 from onair.domain.accesstoken2 import MAX_ACCOUNT_BYTES, MAX_TOKEN_CHARS, MAX_UINT32
 from onair.domain.token_policy import TokenRole
 from onair.errors import validation_problem
 from onair.services.tokens import IssuedToken, TokenService
 
-router = APIRouter(tags=["tokens"])
+router = APIRouter(tags=["tokens"], responses=problems(401))
 
 
 async def get_tokens(ctx: Ctx) -> TokenService:  # async: no worker-thread hop
@@ -33,7 +35,6 @@ async def get_tokens(ctx: Ctx) -> TokenService:  # async: no worker-thread hop
 
 
 Tokens = Annotated[TokenService, Depends(get_tokens)]
-UserId = Annotated[str, Field(min_length=1, max_length=255)]
 
 
 class RtcTokenRequest(BaseModel):
@@ -92,7 +93,7 @@ def rtc_handler(refresh: bool) -> Handler:
         except ValidationError as err:
             raise validation_problem(err) from None
         requested = TokenRole(body.role) if body is not None and body.role is not None else None
-        issued = await ctx.tokens.issue(principal, path_params["stream_id"], "rtc",
+        issued = await ctx.tokens.issue(principal, checked_path_param(path_params, "stream_id"), "rtc",
                                         requested=requested, refresh=refresh)
         return Reply(200, TokenOut.encode(issued))
 
@@ -109,9 +110,10 @@ def hot_routes(prefix: str) -> list[HotRoute]:
 
 
 _RTC_OPENAPI = openapi_for(RtcTokenRequest, body_required=False)
+TOKEN_PROBLEMS = problems(403, 404, 409, 429)
 
 
-@router.post(RTC_PATH, response_model=TokenOut, openapi_extra=_RTC_OPENAPI,
+@router.post(RTC_PATH, response_model=TokenOut, openapi_extra=_RTC_OPENAPI, responses=TOKEN_PROBLEMS,
              summary="Agora RTC token for this stream's channel")
 async def rtc_token(request: Request) -> Response:
     """Documents the request; a running app answers it through ``HotRoutes``."""
@@ -119,15 +121,16 @@ async def rtc_token(request: Request) -> Response:
 
 
 @router.post(RTC_REFRESH_PATH, response_model=TokenOut, openapi_extra=_RTC_OPENAPI,
+             responses=TOKEN_PROBLEMS,
              summary="New RTC token, role re-evaluated now")
 async def refresh_rtc_token(request: Request) -> Response:
     """Documents the request; a running app answers it through ``HotRoutes``."""
     return await answer_as_route(handle_rtc_refresh, request)
 
 
-@router.post("/streams/{stream_id}/rtm-token", response_model=TokenOut,
+@router.post("/streams/{stream_id}/rtm-token", response_model=TokenOut, responses=TOKEN_PROBLEMS,
              summary="Agora RTM login token")
-async def rtm_token(stream_id: str, principal: RequireUser, tokens: Tokens) -> Response:
+async def rtm_token(stream_id: IdPath, principal: RequireUser, tokens: Tokens) -> Response:
     return Response(TokenOut.encode(await tokens.issue(principal, stream_id, "rtm")),
                     media_type="application/json")
 
@@ -144,15 +147,17 @@ class CohostOut(BaseModel):
     created_at: datetime
 
 
-@router.get("/streams/{stream_id}/cohosts", response_model=list[CohostOut])
-async def list_cohosts(stream_id: str, _principal: RequireUser,
+@router.get("/streams/{stream_id}/cohosts", response_model=list[CohostOut],
+            responses=problems(404))
+async def list_cohosts(stream_id: IdPath, _principal: RequireUser,
                        tokens: Tokens) -> list[CohostOut]:
     return [CohostOut(**row) for row in await tokens.cohosts(stream_id)]
 
 
 @router.post("/streams/{stream_id}/cohosts", response_model=CohostOut, status_code=201,
+             responses=problems(403, 404, 409),
              summary="Invite a co-host (publisher)")
-async def invite_cohost(stream_id: str, body: CohostIn, principal: RequireUser,
+async def invite_cohost(stream_id: IdPath, body: CohostIn, principal: RequireUser,
                         tokens: Tokens, response: Response) -> CohostOut:
     record, created = await tokens.invite(principal, stream_id, body.user_id)
     if not created:
@@ -161,8 +166,9 @@ async def invite_cohost(stream_id: str, body: CohostIn, principal: RequireUser,
 
 
 @router.delete("/streams/{stream_id}/cohosts/{user_id}", status_code=204,
+               responses=problems(403, 404),
                summary="Demote a co-host; their publisher tokens are revoked")
-async def demote_cohost(stream_id: str, user_id: str, principal: RequireUser,
+async def demote_cohost(stream_id: IdPath, user_id: UserIdPath, principal: RequireUser,
                         tokens: Tokens) -> Response:
     await tokens.demote(principal, stream_id, user_id)
     return Response(status_code=204)
@@ -170,10 +176,10 @@ async def demote_cohost(stream_id: str, user_id: str, principal: RequireUser,
 
 class VerifyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    token: str = Field(min_length=1, max_length=MAX_TOKEN_CHARS)
-    channel: str | None = Field(None, max_length=64, description="Expected channel.")
+    token: Identifier = Field(min_length=1, max_length=MAX_TOKEN_CHARS)
+    channel: Identifier | None = Field(None, max_length=64, description="Expected channel.")
     uid: Annotated[int, Field(ge=0, le=MAX_UINT32)] | Annotated[
-        str, Field(max_length=MAX_ACCOUNT_BYTES)
+        Identifier, Field(max_length=MAX_ACCOUNT_BYTES)
     ] | None = Field(None, description="Expected uid (0 = server-assigned).")
     require_publisher: bool = Field(False, description="Also require the publish privileges.")
 
@@ -198,7 +204,7 @@ class VerifyOut(BaseModel):
     revoke_reason: str | None = None
 
 
-@router.post("/tokens/verify", response_model=VerifyOut,
+@router.post("/tokens/verify", response_model=VerifyOut, responses=problems(403),
              summary="Check a token the way Agora would, plus our revocations")
 async def verify_token(body: VerifyIn, principal: RequireUser, tokens: Tokens) -> VerifyOut:
     result = await tokens.verify(principal, body.token, channel=body.channel, uid=body.uid,

@@ -9,12 +9,13 @@ competing edits of one message.
 from __future__ import annotations
 
 import math
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Literal
+
+from onair.domain.text import TextKind, TextRejected, clean_text
 
 # --- message bodies ---------------------------------------------------------------------------
 
@@ -28,37 +29,22 @@ class BodyRejected(ValueError):
         self.detail = detail
 
 
-_ASCII_CONTROLS = {code: None for code in (*range(0x20), 0x7F) if code != 0x0A}
-
-
 def normalize_body(raw: str, max_chars: int) -> str:
     """Return the plain text to store for ``raw``, or raise :class:`BodyRejected`.
 
-    Unicode NFC, line breaks unified to ``\\n``, every other control character (Cc: C0, DEL, C1,
-    including tab and NUL) removed, surrounding whitespace trimmed, then 1..``max_chars`` code
-    points. Text is never interpreted: ``<b>`` stays the four characters ``<b>``, the viewer
-    escapes on render. The result is a fixed point (normalizing it again changes nothing).
+    The shared rule for multi-line display text (:mod:`onair.domain.text`): Unicode NFC, line
+    breaks unified to ``\\n``, tabs kept, surrounding whitespace trimmed; control characters
+    other than tab and line breaks, bidi overrides and unpaired surrogates are refused, and so is
+    a body with nothing visible (only whitespace or zero-width characters); then
+    1..``max_chars`` code points. Text is never interpreted: ``<b>`` stays the four characters
+    ``<b>``, the viewer escapes on render. The result is a fixed point (normalizing it again
+    changes nothing). Refusals are ``body-`` + the text rule's reason (``body-empty``,
+    ``body-too-long``, ``body-invalid-unicode``, ``body-forbidden-character``, ``body-not-text``).
     """
-    if not isinstance(raw, str):
-        raise BodyRejected("body-not-text", "body must be a string")
-    text = raw.replace("\r\n", "\n").replace("\r", "\n")
-    if text.isascii():  # the common case: no composition, controls are a fixed set
-        text = text.translate(_ASCII_CONTROLS).strip()
-    else:
-        if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
-            # A lone surrogate (JSON "\ud800") cannot be encoded as UTF-8: never storable.
-            raise BodyRejected("body-invalid-unicode", "body contains an unpaired UTF-16 surrogate")
-        text = "".join(ch for ch in text if ch == "\n" or unicodedata.category(ch) != "Cc")
-        # NFC after removing controls: a control between a letter and a combining mark would
-        # otherwise block composition, and the result would change when normalized again.
-        text = unicodedata.normalize("NFC", text).strip()
-    if not text:
-        raise BodyRejected("body-empty", "body is empty after removing whitespace and control characters")
-    if len(text) > max_chars:
-        raise BodyRejected(
-            "body-too-long", f"body has {len(text)} characters, at most {max_chars} are allowed"
-        )
-    return text
+    try:
+        return clean_text(raw, TextKind.MULTILINE, max_chars=max_chars)
+    except TextRejected as rejected:
+        raise BodyRejected(f"body-{rejected.reason}", f"body {rejected.detail}") from None
 
 
 # --- competing edits and deletes -----------------------------------------------------------------

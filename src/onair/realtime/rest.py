@@ -21,6 +21,23 @@ from onair.realtime.service import STATE_KEY, RealtimeService
 router = APIRouter(prefix="/realtime/v1/api", tags=["realtime"])
 
 
+def _error_doc(description: str, member: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {
+        "type": "object", "properties": {member: schema}, "required": [member]}}}}
+
+
+# Supabase's error bodies (not problem+json: its clients read these); documented for OpenAPI.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _error_doc("No valid token", "message", {"type": "string"}),
+    415: _error_doc("Not JSON", "error", {"type": "string"}),
+    422: _error_doc("Invalid messages (field → reasons)", "errors", {"type": "object"}),
+}
+# The single-event form also has path and query parameters, which FastAPI checks first.
+ONE_EVENT_ERRORS = {**ERRORS, 422: {**ERRORS[422], "content": {
+    **ERRORS[422]["content"],
+    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}}
+
+
 class BroadcastMessage(BaseModel):
     topic: str = Field(min_length=1, max_length=255)
     event: str = Field(min_length=1, max_length=255)
@@ -74,7 +91,7 @@ def _send(service: RealtimeService, principal: Any, msg: BroadcastMessage, reque
     return None
 
 
-@router.post("/broadcast", status_code=202, response_class=Response)
+@router.post("/broadcast", status_code=202, response_class=Response, responses=ERRORS)
 async def broadcast(request: Request) -> Response:
     service = _service(request)
     principal = await _principal(request, service)
@@ -96,7 +113,8 @@ async def broadcast(request: Request) -> Response:
     return Response(status_code=202)
 
 
-@router.post("/broadcast/{topic}/events/{event}", status_code=202, response_class=Response)
+@router.post("/broadcast/{topic}/events/{event}", status_code=202, response_class=Response,
+             responses=ONE_EVENT_ERRORS)
 async def broadcast_one(request: Request, topic: str, event: str, private: bool = False) -> Response:
     service = _service(request)
     principal = await _principal(request, service)

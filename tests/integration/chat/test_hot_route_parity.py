@@ -54,7 +54,7 @@ async def test_sends_and_retries_answer_the_same(
     stream_id, buyer = live
     hot, plain = both_clients
     for first, second in ((hot, plain), (plain, hot)):
-        payload = {"body": " <b>hi</b>\u0007 ", "client_msg_id": str(uuid.uuid4()),
+        payload = {"body": " <b>cafe\u0301</b>\t ", "client_msg_id": str(uuid.uuid4()),
                    "client_sent_at": "2026-11-24T10:00:00+01:00"}
         created = await first.post(SEND.format(stream_id), json=payload, headers=buyer)
         retried = await second.post(SEND.format(stream_id), json=payload, headers=buyer)
@@ -94,6 +94,15 @@ CASES: list[tuple[str, Callable[[dict[str, str]], dict[str, Any]]]] = [
     ("garbage token", lambda h: {"json": {"body": "hi", "client_msg_id": "a"},
                                        "headers": {"Authorization": "Bearer a.b.c"}}),
     ("oversized (declared)", lambda h: {"content": b"x" * 70_000, "headers": h}),
+    # Bad bytes (issue 10): refused by the shared text rule, identically on both paths.
+    ("nul in body", lambda h: {"json": {"body": "a\u0000b", "client_msg_id": "a"}, "headers": h}),
+    ("bidi override", lambda h: {"json": {"body": "\u202egnp.exe", "client_msg_id": "a"},
+                                 "headers": h}),
+    ("invisible only", lambda h: {"json": {"body": "\u200b\u2800", "client_msg_id": "a"},
+                                  "headers": h}),
+    ("surrogate", lambda h: {"content": b'{"body":"a\\ud800","client_msg_id":"a"}', "headers": h}),
+    ("nul in client_msg_id", lambda h: {"json": {"body": "hi", "client_msg_id": "a\u0000"},
+                                        "headers": h}),
     ("oversized (chunked)", lambda h: {"content": chunks(b"x" * 70_000), "headers": h}),
 ]
 
@@ -122,7 +131,7 @@ async def test_refusals_answer_the_same(
                                      limit=None)).messages == []
 
 
-@pytest.mark.parametrize("target", ["unknown", "not-a-uuid", "ended"])
+@pytest.mark.parametrize("target", ["unknown", "not-a-uuid", "ended", "malformed", "nul", "bidi"])
 async def test_stream_refusals_answer_the_same(
     both_clients: tuple[httpx.AsyncClient, httpx.AsyncClient], chat_ctx: AppContext,
     chat_stream: Any, chat_user: Any, target: str,
@@ -130,11 +139,14 @@ async def test_stream_refusals_answer_the_same(
     _, buyer = chat_user("buyer")
     stream_id, seller, _ = await chat_stream()
     await chat_ctx.streams.act(seller, stream_id, Action.END)
-    path_id = {"unknown": str(uuid.uuid4()), "not-a-uuid": "1 OR 1=1", "ended": stream_id}[target]
+    path_id = {"unknown": str(uuid.uuid4()), "not-a-uuid": "not-a-uuid", "ended": stream_id,
+               "malformed": "1 OR 1=1", "nul": "a%00b", "bidi": "%E2%80%AEx"}[target]
     hot, plain = await post_both(both_clients, SEND.format(path_id),
                                  json={"body": "hi", "client_msg_id": "a"}, headers=buyer)
     assert comparable(hot) == comparable(plain)
-    assert hot.status_code in (404, 409)
+    assert hot.status_code in (404, 409, 422)
+    if target in ("malformed", "nul", "bidi"):  # the shared id rule: a clean 422, no lookup
+        assert hot.status_code == 422 and hot.json()["errors"][0]["loc"] == ["path", "stream_id"]
 
 
 async def test_other_methods_and_paths_are_left_to_the_router(
