@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Request
 from starlette.responses import PlainTextResponse, Response
 
 from onair.api.deps import Ctx
@@ -59,8 +58,8 @@ def _check_metrics_token(ctx: AppContext, authorization: str | None) -> None:
 
 
 @router.get("/metrics", response_class=PlainTextResponse, responses=problems(401))
-async def metrics(ctx: Ctx, authorization: Annotated[str | None, Header()] = None) -> Response:
-    _check_metrics_token(ctx, authorization)
+async def metrics(ctx: Ctx, request: Request) -> Response:
+    _check_metrics_token(ctx, request.headers.get("authorization"))
     m = ctx.metrics
     async with ctx.db.read() as conn:
         counts = await count_by_status(conn)
