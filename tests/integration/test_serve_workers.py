@@ -78,8 +78,12 @@ def test_two_workers_share_the_port_restart_and_stop(tmp_path: Path, free_port: 
         # A worker that dies is replaced; the port keeps answering meanwhile.
         victim = next(iter(workers))
         os.kill(victim, signal.SIGKILL)
-        wait_for(lambda: len(children_of(proc.pid)) == 2 and victim not in children_of(proc.pid),
-                 "the killed worker is replaced")
+        def replaced_by_a_new_worker() -> bool:
+            now = children_of(proc.pid)
+            return (len(now) == 2 and victim not in now and bool(set(now) - set(workers))
+                    and all("serve-worker" in cmd for cmd in now.values()))
+
+        wait_for(replaced_by_a_new_worker, "the killed worker is replaced by a new one")
         assert httpx.get(f"{base}/readyz").status_code == 200
         replaced = children_of(proc.pid)
     finally:
