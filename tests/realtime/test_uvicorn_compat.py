@@ -1,0 +1,56 @@
+"""The realtime shell (realtime/server.py) extends uvicorn's sans-I/O WebSocket protocol class and
+uses some of its private state to share pre-framed bytes (issue 12 §2). pyproject pins the uvicorn
+range this was tested with; this test fails loudly, naming what is missing, when an installed
+uvicorn no longer has what the shell relies on — before any socket misbehaves."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from importlib.metadata import version
+from pathlib import Path
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+from uvicorn.config import Config
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+
+from onair.realtime.server import RealtimeWebSocketProtocol
+
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+# What RealtimeWebSocketProtocol reads or writes of its base class.
+STATE = ("conn", "app_state", "handshake_complete", "close_sent", "close_timeout", "transport",
+         "loop")
+SET_LATER = ("curr_msg_data_type", "close_timer", "request")  # assigned by the base class as frames arrive
+METHODS = ("handle_connect", "handle_close", "send_receive_event_to_app", "connection_lost",
+           "pause_writing", "resume_writing", "connection_made", "data_received")
+
+
+def _pinned_range() -> SpecifierSet:
+    match = re.search(r'"uvicorn\[standard\]([^"]+)"', PYPROJECT.read_text())
+    assert match, "pyproject.toml names no uvicorn range"
+    return SpecifierSet(match.group(1))
+
+
+def test_the_installed_uvicorn_is_in_the_tested_range() -> None:
+    assert Version(version("uvicorn")) in _pinned_range()
+
+
+def test_the_base_class_still_has_what_the_shell_uses() -> None:
+    assert issubclass(RealtimeWebSocketProtocol, WebSocketsSansIOProtocol)
+    loop = asyncio.new_event_loop()
+    try:
+        proto = WebSocketsSansIOProtocol(Config(app=lambda *a: None), ServerState(), {}, loop)
+        missing = [name for name in STATE if not hasattr(proto, name)]
+        source = inspect.getsource(WebSocketsSansIOProtocol)
+        missing += [name for name in SET_LATER if f"self.{name} =" not in source]
+        missing += [name for name in METHODS if not callable(getattr(WebSocketsSansIOProtocol, name, None))]
+        for name in ("available_extensions", "accept", "reject", "send_response", "data_to_send",
+                     "send_close"):
+            if not hasattr(proto.conn, name):
+                missing.append(f"conn.{name}")
+    finally:
+        loop.close()
+    assert missing == [], f"uvicorn {version('uvicorn')} lacks {missing}: re-check realtime/server.py"
