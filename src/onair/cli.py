@@ -1,4 +1,4 @@
-"""The `onair` command: serve, migrate, keys, dev-token, settings."""
+"""The `onair` command: serve, migrate, prune, keys, dev-token, settings."""
 
 from __future__ import annotations
 
@@ -166,6 +166,38 @@ def migrate() -> None:
     settings = _settings()
     asyncio.run(_migrate_and_close(settings, upgrade))
     typer.echo("database is up to date")
+
+
+@app.command()
+def prune(
+    batch_size: Annotated[int | None, typer.Option(
+        help="Rows per transaction [default: ONAIR_RETENTION_BATCH_SIZE]", min=1)] = None,
+    chat_retention_days: Annotated[float | None, typer.Option(
+        help="Also delete the chat of streams ended more than this many days ago "
+        "[default: ONAIR_CHAT_RETENTION_DAYS; unset keeps chat]", min=0.0)] = None,
+) -> None:
+    """Delete expired token-ledger rows, left viewers and (if configured) old chat now, in
+    short batched transactions; prints what was deleted as JSON. Safe beside running servers."""
+    import json
+
+    settings = _settings(retention_batch_size=batch_size, chat_retention_days=chat_retention_days)
+    done = asyncio.run(_prune(settings))
+    typer.echo(json.dumps(done))
+
+
+async def _prune(settings: Settings) -> dict[str, int]:
+    from onair.domain.clock import SystemClock
+    from onair.services.retention import Pruner, RetentionPolicy
+    from onair.store.db import Database
+    from onair.store.migrate import upgrade
+
+    db = Database(settings.resolved_database_url, schema=settings.database_schema,
+                  prepared_statements=settings.db_prepared_statements)
+    try:
+        await upgrade(db.engine)  # the prune queries need the retention indexes
+        return await Pruner(db, SystemClock(), RetentionPolicy.of(settings)).prune()
+    finally:
+        await db.close()
 
 
 @app.command()
