@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from onair.settings import Settings
 from onair.store.tables import stream_uids
+from tests.conftest import REDIS_URL, need_redis
 from tests.security.server import LiveServer, live_server, realtime_tables
 
 APP_ID = "970CA35de60c44645bbae8a215061b33"
@@ -27,13 +28,17 @@ GRACE = 0.6  # realtime_ended_close_delay in these tests
 UID_CACHE = 5
 
 
-@pytest.fixture
-async def srv(backend: dict[str, Any], free_port: int) -> AsyncIterator[LiveServer]:
+@pytest.fixture(params=["memory", "redis"])
+async def srv(request: pytest.FixtureRequest, backend: dict[str, Any], free_port: int) -> AsyncIterator[LiveServer]:
+    extra: dict[str, Any] = {}
+    if request.param == "redis":  # several processes' machinery: chat reorder, shared presence
+        need_redis()
+        extra["broker_url"] = REDIS_URL
     settings = Settings(_env_file=None, jwt_secret="end-" + "x" * 48, reaper_interval=3600,
                         realtime_sweep_interval=0.2, realtime_ended_close_delay=GRACE,
                         realtime_unsubscribe_delay=0.2, agora_app_id=APP_ID,
                         agora_app_certificate=CERT, agora_uid_cache_size=UID_CACHE,
-                        agora_token_rate_limit="100000/minute", **backend)
+                        agora_token_rate_limit="100000/minute", **backend, **extra)
     async with live_server(settings, free_port) as server:
         yield server
 
@@ -139,7 +144,8 @@ async def settled(srv: LiveServer, timeout: float = 10.0) -> None:
     """Wait for the sweep to drop what the closed channels left behind."""
     service = srv.realtime
     async with asyncio.timeout(timeout):
-        while service.hub.topics or service._ended or service._stream_versions or srv.ctx.broker.topics:
+        while (service.hub.topics or service._ended or service._stream_versions or srv.ctx.broker.topics
+               or (service._chat_order is not None and service._chat_order._streams)):
             await asyncio.sleep(0.05)
 
 
@@ -152,17 +158,18 @@ def stream_maps(srv: LiveServer) -> dict[str, int]:
     assert service.policy is not None
     return {**tables, "pinned": service.policy.sizes()["pinned"], "pins": len(service.policy._pins),
             "policy_inflight": len(service.policy._inflight), "ended": len(service._ended),
-            "broker_topics": len(ctx.broker.topics)}
+            "broker_topics": len(ctx.broker.topics),
+            "chat_order": len(service._chat_order._streams) if service._chat_order is not None else 0}
 
 
 async def test_maps_return_to_baseline_after_many_streams_end(srv: LiveServer, rest: Rest) -> None:
     baseline = stream_maps(srv)
     assert not any(baseline.values()), baseline
-    streams = 12
+    streams, run = 12, secrets.token_hex(3)
     async with websockets.connect(srv.ws_url()) as ws_a, websockets.connect(srv.ws_url()) as ws_b:
         a, b = Sock(ws_a), Sock(ws_b)
         for n in range(streams):
-            seller, buyer = f"seller-{n}", f"buyer-{n}"
+            seller, buyer = f"seller-{run}-{n}", f"buyer-{run}-{n}"
             sid = await rest.live_stream(seller)
             topic = f"realtime:stream:{sid}"
             await a.join(topic, srv.token(buyer), private=True, postgres_changes=chat_binding(sid),
@@ -175,12 +182,12 @@ async def test_maps_return_to_baseline_after_many_streams_end(srv: LiveServer, r
             await a.until(is_close(topic))
             await b.until(is_close(topic))
             # an ended stream issues no token, and allocates (and caches) no uid for it
-            r = await rest.http.post(f"/api/v1/streams/{sid}/rtc-token", headers=rest.auth(f"late-{n}"), json={})
+            r = await rest.http.post(f"/api/v1/streams/{sid}/rtc-token", headers=rest.auth(f"late-{run}-{n}"), json={})
             assert r.status_code == 409
         await settled(srv)
         assert stream_maps(srv) == baseline
         assert len(srv.ctx.tokens._uids) <= UID_CACHE  # least recently used out: bounded
     async with srv.ctx.db.read() as conn:
         late = (await conn.execute(select(stream_uids.c.user_id)
-                                   .where(stream_uids.c.user_id.like("late-%")))).all()
+                                   .where(stream_uids.c.user_id.like(f"late-{run}-%")))).all()
     assert late == []
