@@ -1,4 +1,4 @@
-"""Issue 11 §5: the in-process chat send buckets (keyed by user) return to baseline once their
+"""Issue 11 §5: per-user in-process maps (chat send buckets, token-issue limits) return to baseline once their
 senders go quiet, and stay O(1) per take when more users send at once than ``max_tracked``."""
 
 from __future__ import annotations
@@ -59,4 +59,24 @@ def test_never_tracks_a_sender_whose_bucket_is_full(takes: list[tuple[int, float
             assert len(buckets) <= max(4, buckets._prune_above) + 1
         await buckets.take("last", now + HORIZON + 0.001)
         assert len(buckets) == 1
+    run(go())
+
+
+def test_token_issue_limiter_forgets_users_after_their_window() -> None:
+    """The per-user token-issue limit (``limits``' in-memory fixed window) returns to baseline
+    too: the next hit after the window makes its storage drop every expired user."""
+    from onair.services.tokens import IssueLimiter
+
+    async def go() -> None:
+        limiter = IssueLimiter("5/second", None)
+        for user in range(500):
+            await limiter.check(f"user-{user}")
+        storage = limiter._storage
+        assert len(storage.storage) == 500  # type: ignore[attr-defined]
+        await asyncio.sleep(1.1)
+        await limiter.check("someone")
+        async with asyncio.timeout(10):
+            while len(storage.storage) > 1:  # type: ignore[attr-defined]
+                await asyncio.sleep(0.05)
+        await limiter.close()
     run(go())
