@@ -1,5 +1,6 @@
-"""Issue 11 §5: per-user in-process maps (chat send buckets, token-issue limits) return to baseline once their
-senders go quiet, and stay O(1) per take when more users send at once than ``max_tracked``."""
+"""Issue 11 §5: per-user in-process maps (chat send buckets, token-issue limits) return to
+baseline once their senders go quiet; the chat buckets stay O(1) per take when more users send at
+once than ``max_tracked``."""
 
 from __future__ import annotations
 
