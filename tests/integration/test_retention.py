@@ -227,3 +227,12 @@ async def test_onair_prune_command(settings: Settings, ctx: AppContext) -> None:
                        ONAIR_RETENTION_VIEWER_GRACE=str(DAY))
     assert second == {"tokens_pruned": 0, "viewers_pruned": 0, "chat_pruned": 26}
     assert (await counts(ctx))["chat"] == {world.live["id"]: 5, world.new_end["id"]: 7}
+
+
+async def test_the_prune_stops_when_its_time_budget_is_spent(ctx: AppContext, clock: FakeClock) -> None:
+    """The reaper gives the prune half its lease: no transaction starts after the budget."""
+    world = World(clock.now(), DAY)
+    await world.insert(ctx)
+    pruner = Pruner(ctx.db, clock, policy(batch=10, chat_days=7))
+    assert await pruner.prune(budget=0) == {"tokens_pruned": 0, "viewers_pruned": 0, "chat_pruned": 0}
+    assert await pruner.prune(budget=60) == {"tokens_pruned": 23, "viewers_pruned": 17, "chat_pruned": 26}

@@ -40,8 +40,9 @@ class Reaper:
         if not leader:
             return None
         done = await self._streams.reap()
-        if self._pruner is not None:  # a bounded number of short transactions per pass
-            done.update(await self._pruner.prune(self._pruner.policy.batches_per_pass))
+        if self._pruner is not None:  # a bounded number of short transactions, inside the lease
+            done.update(await self._pruner.prune(self._pruner.policy.batches_per_pass,
+                                                 budget=self._lease / 2))
         self.passes += 1
         if any(done.values()):
             log.info("reaped", **done)

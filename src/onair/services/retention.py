@@ -14,6 +14,7 @@ pass; ``onair prune`` runs it until nothing is left.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,12 +48,16 @@ class Pruner:
         self._db = db
         self._clock = clock
         self.policy = policy
+        self._deadline: float | None = None
 
-    async def prune(self, max_batches: int | None = None) -> dict[str, int]:
-        """Delete what is due, at most ``max_batches`` transactions per kind (None: until done).
+    async def prune(self, max_batches: int | None = None,
+                    budget: float | None = None) -> dict[str, int]:
+        """Delete what is due, at most ``max_batches`` transactions per kind (None: until done)
+        and no new transaction after ``budget`` seconds (the reaper stays well inside its lease).
         Returns rows deleted per kind."""
         now = self._clock.now()
         p = self.policy
+        self._deadline = time.monotonic() + budget if budget is not None else None
         done = dict.fromkeys(KINDS, 0)
         done["tokens_pruned"] = await self._batches(
             lambda conn: store.delete_expired_tokens(conn, now - timedelta(seconds=p.token_grace), p.batch),
@@ -66,7 +71,7 @@ class Pruner:
 
     async def _batches(self, step: Callable[[Any], Awaitable[int]], max_batches: int | None) -> int:
         total, runs = 0, 0
-        while max_batches is None or runs < max_batches:
+        while (max_batches is None or runs < max_batches) and not self._out_of_time():
             async with self._db.write() as conn:
                 deleted = await step(conn)
             total, runs = total + deleted, runs + 1
@@ -76,14 +81,14 @@ class Pruner:
 
     async def _chat(self, cutoff: datetime, now: datetime, max_batches: int | None) -> int:
         total, runs = 0, 0
-        while max_batches is None or runs < max_batches:
+        while (max_batches is None or runs < max_batches) and not self._out_of_time():
             async with self._db.read() as conn:
                 streams = await store.streams_to_purge(conn, cutoff, self.policy.batch)
             if not streams:
                 break
             for stream_id in streams:
                 while True:
-                    if max_batches is not None and runs >= max_batches:
+                    if (max_batches is not None and runs >= max_batches) or self._out_of_time():
                         return total
                     async with self._db.write() as conn:
                         deleted = await store.delete_stream_chat(conn, stream_id, self.policy.batch)
@@ -95,3 +100,6 @@ class Pruner:
             if len(streams) < self.policy.batch:
                 break
         return total
+
+    def _out_of_time(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
