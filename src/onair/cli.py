@@ -174,14 +174,24 @@ def prune(
         help="Rows per transaction [default: ONAIR_RETENTION_BATCH_SIZE]", min=1)] = None,
     chat_retention_days: Annotated[float | None, typer.Option(
         help="Also delete the chat of streams ended more than this many days ago "
-        "[default: ONAIR_CHAT_RETENTION_DAYS; unset keeps chat]", min=0.0)] = None,
+        "[default: ONAIR_CHAT_RETENTION_DAYS; unset keeps chat]")] = None,
 ) -> None:
-    """Delete expired token-ledger rows, left viewers and (if configured) old chat now, in
-    short batched transactions; prints what was deleted as JSON. Safe beside running servers."""
+    """Delete expired token-ledger rows, left viewers and (if configured) old chat now.
+
+    Short batched transactions, safe beside running servers; prints what was deleted as JSON.
+    """
     import json
 
+    from sqlalchemy.exc import SQLAlchemyError
+
     settings = _settings(retention_batch_size=batch_size, chat_retention_days=chat_retention_days)
-    done = asyncio.run(_prune(settings))
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        done = asyncio.run(_prune(settings))
+    except (OSError, SQLAlchemyError) as exc:  # an unreachable database: one line, not a traceback
+        typer.echo(f"onair: prune failed: {type(exc).__name__}: {str(exc).splitlines()[0]}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(json.dumps(done))
 
 
