@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, select, tuple_, update
+from sqlalchemy import Select, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from onair.store.tables import agora_tokens, chat_messages, stream_sessions, stream_viewers
@@ -53,12 +53,20 @@ async def delete_expired_tokens(conn: AsyncConnection, cutoff: datetime, batch: 
 
 
 async def delete_left_viewers(conn: AsyncConnection, cutoff: datetime, batch: int) -> int:
+    # Keys first, then deletes by primary key, one per stream: with the keys in a subquery, or
+    # as a list of (stream, user) pairs, PostgreSQL scanned every due row per batch (100–650 ms
+    # per batch of 1000 at 200k left viewers); `stream_id = :s AND user_id IN (…)` is an index
+    # search of the primary key.
     v = stream_viewers.c
-    keys = left_viewers_query(cutoff, batch).subquery()
-    result = await conn.execute(delete(stream_viewers).where(
-        tuple_(v.stream_id, v.user_id).in_(select(keys.c.stream_id, keys.c.user_id)),
-        v.left_at.is_not(None), v.left_at < cutoff))
-    return int(result.rowcount or 0)
+    users: dict[str, list[str]] = {}
+    for stream_id, user_id in await conn.execute(left_viewers_query(cutoff, batch)):
+        users.setdefault(stream_id, []).append(user_id)
+    deleted = 0
+    for stream_id, ids in users.items():
+        result = await conn.execute(delete(stream_viewers).where(
+            v.stream_id == stream_id, v.user_id.in_(ids), v.left_at.is_not(None), v.left_at < cutoff))
+        deleted += int(result.rowcount or 0)
+    return deleted
 
 
 async def streams_to_purge(conn: AsyncConnection, cutoff: datetime, batch: int) -> list[str]:
