@@ -34,6 +34,7 @@ from onair.realtime.wiring import build_realtime
 from onair.services.chat import ChatService, send_bucket
 from onair.services.events import EventPublisher
 from onair.services.reaper import Reaper
+from onair.services.retention import Pruner, RetentionPolicy
 from onair.services.streams import StreamService
 from onair.services.tokens import TokenService
 from onair.settings import Settings
@@ -83,7 +84,8 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
         service_key=mint_key(secret, "service_role", settings.anon_key_ttl),
         metrics=Metrics(), streams=streams,
         reaper=Reaper(db, streams, clock, interval=settings.reaper_interval,
-                      lease_seconds=settings.reaper_lease),
+                      lease_seconds=settings.reaper_lease,
+                      pruner=Pruner(db, clock, RetentionPolicy.of(settings))),
         chat=ChatService(settings, db, events, clock, buckets=create_buckets(
             settings.broker_url, send_bucket(settings), name="chat-send",
             max_tracked=settings.chat_rate_tracked_users, settings=settings)),

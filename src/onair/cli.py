@@ -1,4 +1,4 @@
-"""The `onair` command: serve, migrate, keys, dev-token, settings."""
+"""The `onair` command: serve, migrate, prune, keys, dev-token, settings."""
 
 from __future__ import annotations
 
@@ -166,6 +166,48 @@ def migrate() -> None:
     settings = _settings()
     asyncio.run(_migrate_and_close(settings, upgrade))
     typer.echo("database is up to date")
+
+
+@app.command()
+def prune(
+    batch_size: Annotated[int | None, typer.Option(
+        help="Rows per transaction [default: ONAIR_RETENTION_BATCH_SIZE]", min=1)] = None,
+    chat_retention_days: Annotated[float | None, typer.Option(
+        help="Also delete the chat of streams ended more than this many days ago "
+        "[default: ONAIR_CHAT_RETENTION_DAYS; unset keeps chat]")] = None,
+) -> None:
+    """Delete expired token-ledger rows, left viewers and (if configured) old chat now.
+
+    Short batched transactions, safe beside running servers; prints what was deleted as JSON.
+    """
+    import json
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    settings = _settings(retention_batch_size=batch_size, chat_retention_days=chat_retention_days)
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        done = asyncio.run(_prune(settings))
+    except (OSError, SQLAlchemyError) as exc:  # an unreachable database: one line, not a traceback
+        typer.echo(f"onair: prune failed: {type(exc).__name__}: {str(exc).splitlines()[0]}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(done))
+
+
+async def _prune(settings: Settings) -> dict[str, int]:
+    from onair.domain.clock import SystemClock
+    from onair.services.retention import Pruner, RetentionPolicy
+    from onair.store.db import Database
+    from onair.store.migrate import upgrade
+
+    db = Database(settings.resolved_database_url, schema=settings.database_schema,
+                  prepared_statements=settings.db_prepared_statements)
+    try:
+        await upgrade(db.engine)  # the prune queries need the retention indexes
+        return await Pruner(db, SystemClock(), RetentionPolicy.of(settings)).prune()
+    finally:
+        await db.close()
 
 
 @app.command()

@@ -160,6 +160,28 @@ class Settings(BaseSettings):
         "after it lapses.",
     )
 
+    # --- retention (the reaper and `onair prune` delete in short batched transactions) ---
+    retention_token_grace: float = Field(
+        7 * 86400.0, ge=0, description="Seconds after an Agora token expired before its ledger "
+        "row (agora_tokens) is deleted; until then it is still recognised (and shown revoked).",
+    )
+    retention_viewer_grace: float = Field(
+        86400.0, ge=0, description="Seconds after a viewer left a stream before their "
+        "stream_viewers row is deleted (a viewer who comes back gets a new row).",
+    )
+    chat_retention_days: float | None = Field(
+        None, gt=0, description="Delete the chat of streams that ended more than this many days "
+        "ago. Unset: chat is kept forever.",
+    )
+    retention_batch_size: int = Field(
+        1000, ge=1, le=100_000, description="Rows one prune transaction deletes at most (short "
+        "transactions: no long locks).",
+    )
+    retention_batches_per_pass: int = Field(
+        20, ge=1, description="Prune transactions one reaper pass runs at most per kind of row "
+        "(the rest waits for the next pass; `onair prune` runs until done).",
+    )
+
     # --- tokens ---
     agora_app_id: str | None = Field(None, description="Agora App ID (32 hex chars).")
     agora_app_certificate: SecretStr | None = Field(
@@ -380,6 +402,12 @@ class Settings(BaseSettings):
     realtime_filter_regex_max_mem: int = Field(
         262_144, ge=65_536, description="Memory RE2 may use for one compiled filter pattern "
         "(program and matching cache, bytes)."
+    )
+    realtime_ended_close_delay: float = Field(
+        2.0, ge=0, le=60, description="Seconds after a stream's final `stream_state` (ended) "
+        "before its realtime channels are closed (`system` \"The stream has ended\" then "
+        "`phx_close`), so the final state and the last chat rows arrive first. Channels joined "
+        "to an ended stream later are closed the same way at the next sweep.",
     )
     realtime_chat_reorder_wait: float = Field(
         0.5, gt=0, le=10, description="With a Redis broker (several processes): seconds a chat "

@@ -65,3 +65,7 @@ def test_official_js_clients(js_clients: Path, server: OnairServer) -> None:
     assert r["buyer_forged"] == ["error"] * 8  # STREAM_STATE, WEBRTC:signal, ſtream_state, ...
     assert r["seller_named_forged"] == []  # realtime-js's stream_state/webrtc:signal listeners got none
     assert r["seller_saw"] == ["reaction", "reaction"]  # the buyer's "stream_state" was dropped
+    # issue 11 §5: the end closes the stream's channel after the final state, as a normal close
+    assert r["end_status"] == 200
+    assert r["end_seen"] == [["state", "ended"], ["system", "ok", "The stream has ended"]]
+    assert r["end_states"] == ["SUBSCRIBED", "CLOSED"] and r["end_channel_state"] == "closed"

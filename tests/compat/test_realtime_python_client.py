@@ -119,3 +119,30 @@ async def test_private_channel_denied_and_token_expiry(server: OnairServer) -> N
     errors = [str(err) for state, err in states if state == RealtimeSubscribeStates.CHANNEL_ERROR]
     assert errors and "Token has expired" in errors[0]
     await client.close()
+
+
+async def test_stream_end_closes_the_channel_without_an_error(server: OnairServer) -> None:
+    """Issue 11 §5: after the final stream_state the server closes the stream's channel with a
+    `system` status ok ("The stream has ended") and `phx_close`: the official client reports
+    CLOSED — not CHANNEL_ERROR — and does not rejoin."""
+    seller = server.token("seller-end", "seller")
+    stream = server.create_live_stream(seller)
+    client = AsyncRealtimeClient(server.ws_url, server.token("buyer-end"), auto_reconnect=False)
+    await client.connect()
+    channel = client.channel(f"stream:{stream}")
+    ended: list[Any] = []
+    system: list[Any] = []
+    channel.on_broadcast("stream_state", lambda p: ended.append(p["payload"]["stream"]["status"]))
+    channel.on_system(lambda p: system.append(p))
+    states = await subscribed(channel)
+    assert states[0][0] == RealtimeSubscribeStates.SUBSCRIBED
+    assert server.api("POST", f"/api/v1/streams/{stream}/end", seller).status_code == 200
+    await eventually(lambda: channel.is_closed, timeout=10)
+    assert ended == ["ended"]  # the final state came first
+    notices = [(getattr(p, "status", None), getattr(p, "message", None)) for p in system
+               if getattr(p, "extension", None) == "system"]
+    assert notices == [("ok", "The stream has ended")], system
+    assert [state for state, _ in states[1:]] == [RealtimeSubscribeStates.CLOSED]
+    await asyncio.sleep(2.5)  # no rejoin
+    assert channel.is_closed
+    await client.close()

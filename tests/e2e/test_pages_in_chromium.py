@@ -186,6 +186,18 @@ def test_seller_goes_live_viewers_watch_chat_pause_restart_end(
         wait_view(viewer, "ended", 20)
         assert "ended" in viewer.text_content("#overlay-text")
     studio.wait_for_selector("#status[data-status=ended]")
+    # 6. Issue 11 §5: after its grace the server closes the stream's channel; the pages keep the
+    #    ended view and the chat, and do not rejoin.
+    channel_state = "() => [...globalThis.onair.socket.channels.values()].map((c) => [c.state, c.joinCount])"
+    for viewer in viewers:
+        wait_until(lambda viewer=viewer: all(s == "closed" for s, _ in viewer.evaluate(channel_state)), 20,
+                   f"channel closed on {viewer.url}")
+    joins = [viewer.evaluate(channel_state) for viewer in viewers]
+    time.sleep(3.0)  # longer than the first rejoin delays (1 s, 2 s)
+    for viewer, before in zip(viewers, joins, strict=True):
+        assert viewer.evaluate(channel_state) == before, "the page rejoined an ended stream's channel"
+        assert "The stream has ended" in viewer.text_content("#overlay-text")
+    same_chat_everywhere(pages, expected)
     for i, page in enumerate(pages):
         shot(page, shots, f"e2e-5-ended-{'studio' if i == 0 else f'viewer{i}'}")
 

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from onair.context import AppContext
 from onair.domain.streams import Status
 from onair.store import chat as chat_store
+from onair.store import retention as retention_store
 from onair.store import streams as streams_store
 
 UUID = "019a0b2e-1972-7edf-87a1-c3baf88a72e9"
@@ -35,6 +36,15 @@ queries = st.one_of(
     st.just(("stream_sessions", streams_store.hostless_query(WHEN))),
     st.just(("stream_sessions", streams_store.paused_since_query(WHEN))),
     st.just(("stream_viewers", streams_store.stale_viewers_query(WHEN))),
+    # retention (issue 11 §5): the prune's scans start at the oldest due row of their index
+    st.builds(lambda batch: ("agora_tokens", retention_store.expired_tokens_query(WHEN, batch)),
+              st.integers(1, 100_000)),
+    st.builds(lambda batch: ("stream_viewers", retention_store.left_viewers_query(WHEN, batch)),
+              st.integers(1, 100_000)),
+    st.builds(lambda batch: ("stream_sessions", retention_store.unpurged_streams_query(WHEN, batch)),
+              st.integers(1, 100_000)),
+    st.builds(lambda batch: ("chat_messages", retention_store.stream_chat_query(UUID, batch)),
+              st.integers(1, 100_000)),
 )
 
 

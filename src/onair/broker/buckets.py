@@ -37,10 +37,19 @@ class Buckets(Protocol):
 
 
 class MemoryBuckets:
+    """In-process buckets. A bucket that has refilled carries no information, so it is forgotten:
+    once per refill horizon (``burst / rate`` seconds, after which every bucket is full) and
+    whenever the map outgrows ``max_tracked``. Each prune is one pass over the map, paid for by
+    the takes since the last one (the map then holds at most twice what survived it), so a take
+    stays O(1) amortized even when more than ``max_tracked`` users are sending at once."""
+
     def __init__(self, bucket: TokenBucket, max_tracked: int) -> None:
         self._bucket = bucket
         self._max_tracked = max_tracked
         self._tats: dict[str, float] = {}
+        self._horizon = bucket.burst / bucket.rate
+        self._next_prune = float("-inf")
+        self._prune_above = max_tracked
 
     async def take(self, key: str, now: float) -> Take:
         allowed, tat, retry_after = self._bucket.take(self._tats.get(key), now)
@@ -48,10 +57,14 @@ class MemoryBuckets:
             return Take(False, retry_after)
         assert tat is not None
         self._tats[key] = tat
-        if len(self._tats) > self._max_tracked:
-            # Full buckets carry no information: forget them.
+        if now >= self._next_prune or len(self._tats) > self._prune_above:
             self._tats = {k: t for k, t in self._tats.items() if t > now}
+            self._next_prune = now + self._horizon
+            self._prune_above = max(self._max_tracked, 2 * len(self._tats))
         return Take(True, 0.0)
+
+    def __len__(self) -> int:
+        return len(self._tats)
 
     async def close(self) -> None:
         self._tats.clear()

@@ -223,9 +223,10 @@ class Dispatcher:
             self.hub.untrack(client, req.topic)
         client.protocol.send(m.reply(member.join_ref, req.ref, req.topic, "ok", {}))
 
-    def shutdown(self, client: Client, topic: str, message: str) -> None:
-        """Close one channel with a ``system`` error and ``phx_close`` (spec §7.3)."""
-        if client.protocol.shutdown(topic, message) is not None:
+    def shutdown(self, client: Client, topic: str, message: str, status: str = "error") -> None:
+        """Close one channel with a ``system`` message (an error unless ``status`` says
+        otherwise) and ``phx_close`` (spec §7.3)."""
+        if client.protocol.shutdown(topic, message, status=status) is not None:
             self.hub.send_protocol_output(client, topic)
             self.hub.leave(client, topic)
             client.tokens.pop(topic, None)

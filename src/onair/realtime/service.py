@@ -44,7 +44,8 @@ class RealtimeService:
                  unsubscribe_delay: float = 5.0, wall_clock: Callable[[], float] = time.time,
                  presence_store: Callable[[], Any] | None = None, presence_heartbeat: float = 5.0,
                  chat_reorder_wait: float = 0.5, verify_async: AsyncVerify | None = None,
-                 trusted_proxies: Iterable[str] = (), policy_refresh_interval: float = 30.0) -> None:
+                 trusted_proxies: Iterable[str] = (), policy_refresh_interval: float = 30.0,
+                 ended_close_delay: float = 2.0) -> None:
         self.node_id = uuid.uuid4().hex[:8]
         self.broker = broker
         self.distributed = distributed
@@ -76,6 +77,8 @@ class RealtimeService:
         self._publisher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stream_versions: dict[str, int] = {}
+        self.ended_close_delay = ended_close_delay
+        self._ended: dict[str, float] = {}  # ended stream -> when its channel closes (loop time)
         # Only several processes can publish one stream's chat rows out of seq order.
         self._chat_order: ChatOrder[RowChange] | None = ChatOrder(chat_reorder_wait) if distributed else None
         self._chat_order_timer: asyncio.TimerHandle | None = None
@@ -125,6 +128,7 @@ class RealtimeService:
             assert self.loop is not None
             self.dispatcher.sweep(self.loop.time(), self.wall_clock())
             self._forget_idle_streams()
+            self._sweep_ended(self.loop.time())
             if self.policy is not None:
                 for stream_id in self.policy.due(self.policy_refresh_interval, 100):
                     self._spawn(self._refresh_facts(stream_id))
@@ -330,6 +334,8 @@ class RealtimeService:
             if isinstance(stream, dict) and stream.get("status") == "ended" and self.policy is not None:
                 self.policy.end(stream_id)  # terminal: whatever the version order
                 self._reauthorize(stream_id)
+            if isinstance(stream, dict) and stream.get("status") == "ended":
+                self._stream_ended(stream_id)
             version = event.get("version")
             if isinstance(version, int):
                 if version <= self._stream_versions.get(stream_id, -1):
@@ -352,6 +358,42 @@ class RealtimeService:
                 if not recipients:
                     return
             self.hub.broadcast(channel, event["event"], payload, recipients=recipients)
+
+    # -- the end of a stream closes its channel (issue 11 §5) -------------------------------------
+
+    def _stream_ended(self, stream_id: str) -> None:
+        """The final state is queued for the stream's channel: close the channel once the grace
+        has passed, so that state and the last chat rows (published by other processes, held by
+        the reorder wait) reach the members first."""
+        if stream_id in self._ended or self.loop is None:
+            return
+        self._ended[stream_id] = self.loop.time() + self.ended_close_delay
+        self.loop.call_later(self.ended_close_delay, self._close_ended, stream_id)
+
+    def _close_ended(self, stream_id: str) -> None:
+        topic = self.hub.topics.get(f"realtime:stream:{stream_id}")
+        if topic is None:
+            return
+        for member in list(topic.members.values()):
+            self.dispatcher.shutdown(member.client, topic.name, STREAM_ENDED, status="ok")
+        self.hub.flush()
+
+    def _sweep_ended(self, now: float) -> None:
+        """Channels joined after the end (or whose end event was lost and later learnt from the
+        facts) close at the next sweep past the grace; the map holds ended streams that still
+        have a local channel or are within their grace."""
+        if self.policy is not None:
+            for stream_id, facts in self.policy.pinned.items():
+                if (facts is not None and facts.ended and stream_id not in self._ended
+                        and f"realtime:stream:{stream_id}" in self.hub.topics):
+                    self._ended[stream_id] = now + self.ended_close_delay
+        for stream_id, at in list(self._ended.items()):
+            if at > now:
+                continue
+            if f"realtime:stream:{stream_id}" in self.hub.topics:
+                self._close_ended(stream_id)
+            else:
+                del self._ended[stream_id]
 
     def _subject_audience(self, stream_id: str, channel: str, subject: Any) -> set[Client]:
         """The members who may learn about ``subject``: that user, the stream's owners, staff."""
@@ -459,3 +501,4 @@ def _epoch(value: Any) -> float | None:
 
 
 _GOING_AWAY = Disconnect(1001, "server shutting down")
+STREAM_ENDED = "The stream has ended"

@@ -64,6 +64,7 @@ def build_realtime(ctx: Any) -> RealtimeService:
         presence_heartbeat=ctx.settings.presence_heartbeat_interval,
         verify_async=jwt_verify_async(ctx.jwt, now=wall_clock),
         trusted_proxies=ctx.settings.realtime_trusted_proxies,
+        ended_close_delay=ctx.settings.realtime_ended_close_delay,
     )
     ctx.broker_fan_in.consumers.append(service)
     ctx.extras[STATE_KEY] = service

@@ -1,4 +1,5 @@
-"""The reaper: runs StreamService.reap every `reaper_interval` in the lease holder only."""
+"""The reaper: runs StreamService.reap, then the retention prune (services/retention.py), every
+`reaper_interval` in the lease holder only."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import secrets
 import structlog
 
 from onair.domain.clock import Clock
+from onair.services.retention import Pruner
 from onair.services.streams import StreamService
 from onair.store import leases
 from onair.store.db import Database
@@ -18,7 +20,8 @@ LEASE = "reaper"
 
 class Reaper:
     def __init__(self, db: Database, streams: StreamService, clock: Clock, *, interval: float,
-                 lease_seconds: float, holder: str | None = None) -> None:
+                 lease_seconds: float, holder: str | None = None,
+                 pruner: Pruner | None = None) -> None:
         self._db = db
         self._streams = streams
         self._clock = clock
@@ -26,6 +29,7 @@ class Reaper:
         self._lease = lease_seconds
         self.holder = holder or secrets.token_hex(8)
         self._task: asyncio.Task[None] | None = None
+        self._pruner = pruner
         self.passes = 0
 
     async def run_once(self) -> dict[str, int] | None:
@@ -36,6 +40,9 @@ class Reaper:
         if not leader:
             return None
         done = await self._streams.reap()
+        if self._pruner is not None:  # a bounded number of short transactions, inside the lease
+            done.update(await self._pruner.prune(self._pruner.policy.batches_per_pass,
+                                                 budget=self._lease / 2))
         self.passes += 1
         if any(done.values()):
             log.info("reaped", **done)

@@ -158,7 +158,8 @@ class IssueLimiter:
 
 
 class UidCache:
-    """(stream, user) → uid pairs already committed; they never change, so never go stale."""
+    """(stream, user) → uid pairs already committed; they never change, so never go stale.
+    Least recently used first out: pairs of ended streams (never looked up again) leave first."""
 
     def __init__(self, size: int) -> None:
         self._size = size
@@ -169,6 +170,9 @@ class UidCache:
         if uid is not None:
             self._items.move_to_end(pair)
         return uid
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def put(self, pairs: dict[store.Pair, int]) -> None:
         if self._size <= 0:
@@ -230,7 +234,9 @@ class TokenService:
         rows: list[dict[str, Any]] = []
         async with self._db.write() as conn:
             facts = await store.stream_facts(conn, {r.stream_id for r in requests})
-            pairs = {(r.stream_id, r.user_id) for r in requests if r.stream_id in facts}
+            # an ended stream gets no token: no uid allocated or cached for it either
+            pairs = {(r.stream_id, r.user_id) for r in requests
+                     if r.stream_id in facts and facts[r.stream_id].status != Status.ENDED}
             cohosts = await store.cohost_pairs(conn, pairs)
             uids = await self._uids_for(conn, pairs)
             for request in requests:

@@ -164,9 +164,12 @@ async def upsert_present_viewer(
     values: dict[str, Any] = {"last_heartbeat_at": now, "left_at": None}
     if existing.left_at is not None:
         values["joined_at"] = now
-    await conn.execute(update(stream_viewers).where(
+    result = await conn.execute(update(stream_viewers).where(
         stream_viewers.c.stream_id == stream_id, stream_viewers.c.user_id == user_id
     ).values(**values))
+    if result.rowcount == 0:  # retention deleted the left row since we read it
+        await conn.execute(insert(stream_viewers).values(
+            stream_id=stream_id, user_id=user_id, joined_at=now, last_heartbeat_at=now))
 
 
 async def mark_left(conn: AsyncConnection, stream_id: str, user_ids: list[str],

@@ -56,6 +56,8 @@ stream_sessions = Table(
     Column("slow_mode_seconds", Integer, nullable=False, server_default="0"),
     # Highest chat seq handed out; bumped in the chat write transaction (gapless seqs).
     Column("last_chat_seq", BigInteger, nullable=False, server_default="0"),
+    # When chat retention deleted this ended stream's chat (NULL: not yet / kept).
+    Column("chat_purged_at", UTCDateTime),
     # GET /streams?status=…, newest first, cursor on id (ids are time-ordered UUIDv7).
     Index(None, "status", "id"),
     # GET /streams?seller_id=…, newest first.
@@ -64,6 +66,9 @@ stream_sessions = Table(
     Index(None, "status", "last_host_heartbeat_at"),
     # Reaper: paused streams paused for longer than the pause timeout.
     Index(None, "status", "paused_at"),
+    # Retention: ended streams whose chat is still there, oldest end first (each stream once).
+    # (Not partial: SQLite uses a partial index only when the query repeats its literals.)
+    Index(None, "status", "chat_purged_at", "ended_at"),
 )
 
 stream_transitions = Table(
@@ -93,6 +98,9 @@ stream_viewers = Table(
     # Reaper: present viewers whose heartbeat is older than viewer_timeout.
     Index("ix_stream_viewers_present_heartbeat", "last_heartbeat_at",
           sqlite_where=text("left_at IS NULL"), postgresql_where=text("left_at IS NULL")),
+    # Retention: viewers who left before the grace period, oldest first.
+    Index("ix_stream_viewers_left_at", "left_at",
+          sqlite_where=text("left_at IS NOT NULL"), postgresql_where=text("left_at IS NOT NULL")),
 )
 # Counting present viewers of one stream uses the primary key prefix (stream_id).
 
@@ -163,6 +171,8 @@ agora_tokens = Table(
     Column("revoke_reason", String(64)),
     # Revoke a user's tokens on demotion; revoke a stream's tokens on end (prefix).
     Index(None, "stream_id", "user_id", "revoked_at"),
+    # Retention: ledger rows expired before the grace period, oldest first.
+    Index(None, "expires_at"),
 )
 
 stream_uids = Table(

@@ -112,7 +112,24 @@ await sleep(500)
 results.seller_saw = sellerSaw
 results.seller_named_forged = sellerNamed.filter(([, , p]) => p && typeof p === 'object' && 'forged' in p)
 
-await sb.removeAllChannels(); await seller.removeAllChannels(); await buyer.removeAllChannels()
+// 8. the end of a stream (issue 11 §5): final state, then a `system` ok + phx_close → CLOSED, no rejoin
+const ender = createClient(url, env.ANON_KEY, { accessToken: async () => env.VIEWER_TOKEN, realtime: { transport: WebSocket } })
+await ender.realtime.setAuth()
+const chEnd = ender.channel(`stream:${env.STREAM_Y}`)
+const endSeen = []
+chEnd.on('broadcast', { event: 'stream_state' }, (m) => endSeen.push(['state', m.payload?.stream?.status]))
+chEnd.on('system', {}, (p) => endSeen.push(['system', p?.status, p?.message]))
+const endStates = []
+await new Promise((resolve) => chEnd.subscribe((status) => { endStates.push(status); if (status === 'SUBSCRIBED') resolve() }))
+const ended = await fetch(`${url}/api/v1/streams/${env.STREAM_Y}/end`, { method: 'POST', headers: { Authorization: `Bearer ${env.SELLER_TOKEN}` } })
+results.end_status = ended.status
+await until(() => endStates.includes('CLOSED'), 10000)
+await sleep(2500) // longer than the first rejoin delays
+results.end_seen = endSeen
+results.end_states = endStates
+results.end_channel_state = chEnd.state
+
+await sb.removeAllChannels(); await seller.removeAllChannels(); await buyer.removeAllChannels(); await ender.removeAllChannels()
 v1.disconnect()
 console.log(JSON.stringify(results))
 process.exit(0)

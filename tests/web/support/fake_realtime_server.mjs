@@ -93,6 +93,21 @@ export class FakeRealtimeServer {
       }
     }
   }
+  /** The stream behind `topic` ended: members get the final close (system "ok" + phx_close),
+   * and so does every later join of it, right after its ok reply (as onair's sweep does). */
+  endStream(topic) {
+    this.ended = this.ended ?? new Set();
+    this.ended.add(topic);
+    for (const conn of this.connections) {
+      const sub = conn.topics.get(topic);
+      if (sub) this._finalClose(conn, topic, sub.joinRef);
+    }
+  }
+  _finalClose(conn, topic, joinRef) {
+    conn.topics.delete(topic);
+    conn._push({ join_ref: joinRef, ref: null, topic, event: "system", payload: { extension: "system", status: "ok", message: "The stream has ended", channel: topic.slice(9) } });
+    conn._push({ join_ref: joinRef, ref: joinRef, topic, event: "phx_close", payload: {} });
+  }
   subscriptions(topic) {
     return [...this.connections].filter((c) => c.topics.has(topic)).length;
   }
@@ -150,6 +165,7 @@ export class FakeRealtimeServer {
         const bindings = (msg.payload?.config?.postgres_changes ?? []).map((b, i) => ({ ...b, id: 1000 + i }));
         conn.topics.set(msg.topic, { joinRef: msg.join_ref, bindings, accessToken: msg.payload?.access_token ?? null });
         reply("ok", { postgres_changes: bindings });
+        if (this.ended?.has(msg.topic)) this._finalClose(conn, msg.topic, msg.join_ref);
         return;
       }
       case "phx_leave":

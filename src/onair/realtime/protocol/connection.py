@@ -224,13 +224,15 @@ class ConnectionProtocol:
         channel = self.channels.handle(topic, Event.JOIN_ERROR)
         self.send(m.reply(channel.join_ref, ref, topic, "error", {"reason": reason}))
 
-    def shutdown(self, topic: str, message: str, extension: str = "system") -> str | None:
-        """Close a joined channel: ``system`` error then ``phx_close`` (spec §7.3)."""
+    def shutdown(self, topic: str, message: str, extension: str = "system",
+                 status: str = "error") -> str | None:
+        """Close a joined channel: ``system`` error then ``phx_close`` (spec §7.3); with status
+        ``ok`` a normal, final end (the stream ended) that clients should not rejoin."""
         channel = self.channels.get(topic)
         if channel is None or channel.state is not State.JOINED:
             return None
         self.channels.handle(topic, Event.SHUTDOWN)
-        self.send(m.system(channel.join_ref, topic, extension, "error", message))
+        self.send(m.system(channel.join_ref, topic, extension, status, message))
         self.send(m.close(channel.join_ref, topic))
         return channel.join_ref
 

@@ -42,6 +42,7 @@ export class Channel extends Emitter {
     this._bindings = []; // {type, filter, callback, id?}
     this.presence = new Map(); // key -> [meta]
     this.lastError = null;
+    this._lastSystem = null; // the last `system` payload of this join (read by phx_close)
   }
 
   /** Listen for "broadcast" ({event}), "postgres_changes" ({event, schema, table, filter}),
@@ -132,17 +133,29 @@ export class Channel extends Emitter {
         else pending.reject(describeError(payload?.response));
         return;
       }
-      case "phx_close":
+      case "phx_close": {
+        // A `system` message with status "ok" before the close is a normal, final end (the
+        // stream ended): rejoining would only be closed again, so the channel stays closed and
+        // says so ("finished"). Error closes (token expiry, limits) rejoin as before.
+        const notice = this._lastSystem;
+        const final = notice?.extension === "system" && notice?.status === "ok";
         this._failPending("closed");
-        this._setState(ChannelState.CLOSED, this.lastError ?? "closed by server");
+        if (final) {
+          this.wanted = false;
+          this._clearRejoin();
+        }
+        this._setState(ChannelState.CLOSED, final ? (notice.message ?? "closed by server") : (this.lastError ?? "closed by server"));
+        if (final) this.emit("finished", notice);
         if (this.wanted) this._scheduleRejoin();
         return;
+      }
       case "phx_error":
         this._failPending("channel error");
         this._setState(ChannelState.ERRORED, "channel error");
         if (this.wanted) this._scheduleRejoin();
         return;
       case "system":
+        this._lastSystem = payload;
         if (payload?.status === "error") this.lastError = payload.message ?? "system error";
         this._dispatch("system", () => true, payload);
         return;
@@ -174,6 +187,7 @@ export class Channel extends Emitter {
     this.joinRef = this.socket.makeRef();
     this.joinCount += 1;
     this.lastError = null;
+    this._lastSystem = null;
     this._setState(ChannelState.JOINING);
     const bindings = this._bindings.filter((b) => b.type === "postgres_changes");
     const config = {
@@ -190,7 +204,8 @@ export class Channel extends Emitter {
     const joinRef = this.joinRef;
     this._push("phx_join", payload, joinRef).then(
       (response) => {
-        if (joinRef !== this.joinRef) return;
+        // CLOSED: a close that came right behind the reply was handled before this callback ran
+        if (joinRef !== this.joinRef || this.state === ChannelState.CLOSED) return;
         const echoed = response.postgres_changes;
         if (echoed !== undefined && !bindingsMatch(bindings, echoed)) {
           this.wanted = false;

@@ -46,7 +46,17 @@ export function streamChannel({ socket, manager, api, config, session, streamId,
   channel.listen("broadcast", { event: SELLER_STATE_EVENT }, () => {
     api.getStream(streamId).then((stream) => onStream?.(stream), () => {});
   });
-  manager.on("state", () => sync.setRealtimeAvailable(manager.online));
+  // The server closes the channel for good a moment after the stream ended (its final state and
+  // last chat rows come first): catch up once, then stop polling; the page keeps what it shows.
+  let finished = false;
+  channel.on("finished", () => {
+    finished = true;
+    sync.resync().finally(() => sync.stop());
+    api.getStream(streamId).then((stream) => onStream?.(stream), () => {});
+  });
+  manager.on("state", () => {
+    if (!finished) sync.setRealtimeAvailable(manager.online);
+  });
   manager.on("restored", () => outbox.flush());
   sync.setRealtimeAvailable(false); // until the first connect: poll
   sync.resync();
