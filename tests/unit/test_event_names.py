@@ -104,7 +104,15 @@ def test_python_casings_and_normal_forms_never_escape(name: str, data: st.DataOb
     for variant in (sent.lower(), sent.upper(), sent.casefold(), sent.swapcase(),
                     unicodedata.normalize("NFKC", sent), unicodedata.normalize("NFKD", sent),
                     unicodedata.normalize("NFKC", sent).casefold()):
-        assert reserved_for(variant) == reserved_for(name), ascii(variant)
+        if reserved_for(variant) == reserved_for(name):
+            continue
+        # A casing may turn a dropped mark into a letter of its own (U+0345 COMBINING GREEK
+        # YPOGEGRAMMENI upper-cases to GREEK CAPITAL IOTA): then the variant is a different name,
+        # which is fine exactly when no client's lowering brings it back onto the reserved one.
+        lowered = {variant.lower(), variant.casefold(), unicodedata.normalize("NFKC", variant).casefold()}
+        assert not any(low == name or (name.endswith(":") and low.startswith(name)) for low in lowered), \
+            ascii(variant)
+        assert fold(variant) != fold(name), ascii(variant)
 
 
 @given(st.text(alphabet=st.characters(codec="ascii"), max_size=30))
