@@ -82,6 +82,23 @@ def test_a_failed_direct_send_closes_the_client_instead_of_raising() -> None:
     assert broadcasts(ot) == [1]
 
 
+def test_a_client_whose_close_raises_too_does_not_stop_the_others_being_cut_off() -> None:
+    h = Harness()
+    subs = joined(h, 4)
+    for _, t in subs[:2]:
+        t.fail_writes = -1
+
+        def close() -> None:
+            raise RuntimeError("the handler is closed")
+
+        t.close = close  # type: ignore[method-assign]
+    h.hub.broadcast(T, "m", {"i": 1})
+    h.flush()
+    assert all(c not in h.hub.clients for c, _ in subs[:2])
+    assert [len(h.hub.members_of(T))] == [2]
+    assert [broadcasts(t) for _, t in subs[2:]] == [[1], [1]]
+
+
 def test_a_failure_in_one_topic_leaves_no_other_topic_stalled() -> None:
     h = Harness()
     a = joined(h, 3, T)

@@ -228,7 +228,10 @@ class Hub:
             _decrement(self.ips, client.ip)
         client.mark_closed()
         if reason is not None and not client.transport.is_closing():
-            client.close(reason.code, reason.reason)
+            try:
+                client.close(reason.code, reason.reason)
+            except Exception:  # a socket that broke: it is gone from the hub anyway
+                log.warning("realtime: closing %r failed", client, exc_info=True)
         client.release()
 
     def overflow(self, client: Client) -> None:
@@ -266,10 +269,14 @@ class Hub:
                 sub = Sub(client, topic_name, binding)
                 member.subs.append(sub)
                 self.changes.add(sub)
-        member.broker_topics = tuple(dict.fromkeys(self._broker_topics(topic_name, config)))
+        member.broker_topics = self.broker_topics_of(topic_name, config)
         for name in member.broker_topics:
             self._retain(name)
         return member
+
+    def broker_topics_of(self, topic_name: str, config: JoinConfig) -> tuple[str, ...]:
+        """The broker topics a join of ``topic_name`` with ``config`` will hold."""
+        return tuple(dict.fromkeys(self._broker_topics(topic_name, config)))
 
     def rebind(self, client: Client, topic_name: str, config: JoinConfig) -> None:
         """Swap a member's postgres_changes bindings (after a token refresh re-authorized them)."""
@@ -366,6 +373,15 @@ class Hub:
             body = m.broadcast_payload(event, payload, meta)
             self._publish_item(topic, _Item(Message(None, None, topic_name, m.BROADCAST, body), None, exclude, False,
                                             recipients))
+
+    def notify(self, topic_name: str, status: str, message: str) -> None:
+        """A ``system`` message (extension ``system``) to every member of the topic, in order
+        with its pending fan-out; ``join_ref`` null, so it reaches whichever join is current."""
+        topic = self.topics.get(topic_name)
+        if topic is None:
+            return
+        msg = m.system(None, topic_name, "system", status, message)
+        self._publish_item(topic, _Item(msg, None, None, False, dict.fromkeys(topic.members)))
 
     def _publish(self, topic: Topic, msg: Message, presence: bool = False) -> None:
         self._publish_item(topic, _Item(msg, None, None, presence))
