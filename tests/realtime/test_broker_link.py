@@ -142,3 +142,11 @@ def test_chat_order_reset_releases_everything_in_seq_order() -> None:
     assert order.reset() == ["3", "3u", "4"]
     assert order.holding() == 0 and order.next_deadline() is None
     assert order.push("s", 20, True, "20", 1) == ["20"]  # a fresh sequence
+
+
+def test_the_web_client_knows_the_notices_by_the_servers_words() -> None:
+    from pathlib import Path
+
+    channel_js = (Path(__file__).resolve().parents[2] / "src/onair/web/static/client/channel.js").read_text()
+    for text in (LIVE_DELIVERY_LOST, LIVE_DELIVERY_RESTORED):
+        assert f'"{text}"' in channel_js
