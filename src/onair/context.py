@@ -28,6 +28,16 @@ class BrokerFanIn:
         for consumer in self.consumers:
             consumer.on_message(topic, data)
 
+    def on_link_down(self, reason: str) -> None:
+        for consumer in self.consumers:
+            if hasattr(consumer, "on_link_down"):
+                consumer.on_link_down(reason)
+
+    def on_link_up(self) -> None:
+        for consumer in self.consumers:
+            if hasattr(consumer, "on_link_up"):
+                consumer.on_link_up()
+
 
 @dataclass
 class AppContext:

@@ -413,6 +413,11 @@ class Settings(BaseSettings):
         0.5, gt=0, le=10, description="With a Redis broker (several processes): seconds a chat "
         "row that arrives ahead of a missing seq waits for it before it is delivered anyway."
     )
+    realtime_join_subscribe_timeout: float = Field(
+        5.0, gt=0, le=60, description="Seconds a channel join waits for its broker subscription "
+        "(Redis); past it, or with the broker link down, the join is refused with "
+        "`BrokerUnavailable` and the client retries with backoff."
+    )
 
     # --- web ---
     ice_servers: list[dict[str, Any]] = Field(

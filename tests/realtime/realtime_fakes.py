@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 
@@ -16,7 +17,9 @@ from onair.realtime.protocol.serializer import SERIALIZERS
 
 class FakeTransport:
     """Records written bytes. ``stuck`` transports stop draining: past ``high_water`` buffered
-    bytes they call ``pause_writing`` like asyncio transports do."""
+    bytes they call ``pause_writing`` like asyncio transports do. ``fail_writes`` makes the next
+    that many writes raise (``-1``: every write), as a transport whose socket broke does
+    (uvloop raises RuntimeError on a closed handle, asyncio OSErrors)."""
 
     def __init__(self, high_water: int = 65536) -> None:
         self.data = bytearray()
@@ -30,9 +33,15 @@ class FakeTransport:
         self.paused = False
         self.client: Client | None = None
         self.observer: Callable[[bytes], None] | None = None  # sees every write as it happens
+        self.fail_writes = 0
+        self.failed = 0  # writes that raised
 
     def write(self, data: bytes) -> None:
         assert not self.closed, "write after close"
+        if self.fail_writes:
+            self.fail_writes -= self.fail_writes > 0
+            self.failed += 1
+            raise RuntimeError("unable to perform operation on <TCPTransport>; the handler is closed")
         self.writes += 1
         if self.stuck:
             self.buffered += len(data)
@@ -144,7 +153,7 @@ class Harness:
         from onair.realtime.protocol.connection import JoinRequested, TokenRefreshed
 
         data = msg if isinstance(msg, bytes) else orjson.dumps(msg)
-        if not self.dispatcher.admit(client, self.now):
+        if client.closed or not self.dispatcher.admit(client, self.now):  # as service.receive
             return
         req = client.protocol.receive(data, binary, self.now)
         if isinstance(req, JoinRequested):

@@ -1,23 +1,25 @@
 """Property 8: realtime connection management.
 
-Any sequence of connect / join / leave / disconnect / timeout / broadcast / track over many clients
-and topics leaves no leaked subscriptions or presence entries, and every message reaches exactly
-the authorized members of its topic (checked against a dict model after every step).
+Any sequence of connect / join / leave / disconnect / timeout / broadcast / track / broken transport
+over many clients and topics leaves no leaked subscriptions or presence entries, and every message
+reaches exactly the authorized members of its topic (checked against a dict model after every step).
+A transport whose writes start failing costs only its own client: the hub closes it on its next
+write and every other member still gets every message, in order (issue 12 §1).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from hypothesis import HealthCheck, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
-import orjson
-from tests.realtime.realtime_fakes import FakeTransport, Harness, parse_frames
 
 from onair.realtime.client import Client
 from onair.realtime.hub import Hub
 from onair.realtime.limits import RealtimeLimits
+from tests.realtime.realtime_fakes import FakeTransport, Harness, parse_frames
 
 TOPICS = ["realtime:a", "realtime:b", "realtime:stream:s1"]
 USERS = ["u1", "u2", "u3"]
@@ -59,6 +61,7 @@ class HubMachine(RuleBasedStateMachine):
         self.received: dict[int, list[tuple[str, int]]] = {}
         self.next_id = 0
         self.refs = 0
+        self.broken: set[int] = set()  # clients whose transport raises on write
 
     def ref(self) -> str:
         self.refs += 1
@@ -81,7 +84,7 @@ class HubMachine(RuleBasedStateMachine):
     @rule(client=clients, topic=st.sampled_from(TOPICS), private=st.booleans(), self_=st.booleans(), presence=st.booleans(),
           stream=st.sampled_from([None, "s1", "s2"]))
     def join(self, client: Client, topic: str, private: bool, self_: bool, presence: bool, stream: str | None) -> None:
-        if client.id not in self.alive:
+        if client.id not in self.alive or client.closed:  # a closing client's frames are ignored
             return
         self.tick()
         note(f"join {client!r} {topic} private={private} self={self_}")
@@ -102,7 +105,7 @@ class HubMachine(RuleBasedStateMachine):
 
     @rule(client=clients, topic=st.sampled_from(TOPICS))
     def leave(self, client: Client, topic: str) -> None:
-        if client.id not in self.alive:
+        if client.id not in self.alive or client.closed:  # a closing client's frames are ignored
             return
         self.tick()
         note(f"leave {client!r} {topic}")
@@ -113,6 +116,26 @@ class HubMachine(RuleBasedStateMachine):
         self.alive.pop(client.id, None)
         for key in [k for k in self.members if k[0] == client.id]:
             del self.members[key]
+
+    @rule(client=clients, failures=st.sampled_from([1, -1]))
+    def break_transport(self, client: Client, failures: int) -> None:
+        """The socket broke: its next write (or every write) raises."""
+        if client.id not in self.alive or client.closed:  # a closing client's frames are ignored
+            return
+        note(f"break {client!r} failures={failures}")
+        self.alive[client.id][1].fail_writes = failures
+        self.broken.add(client.id)
+
+    def _sync_broken(self) -> None:
+        """A broken client leaves once the hub tried to write to it: follow the hub."""
+        for cid in list(self.broken):
+            entry = self.alive.get(cid)
+            if entry is None:
+                self.broken.discard(cid)
+            elif entry[0] not in self.h.hub.clients:
+                assert entry[1].failed and entry[1].closed
+                self._gone(entry[0])
+                self.broken.discard(cid)
 
     @rule(client=consumes(clients))
     def disconnect(self, client: Client) -> None:
@@ -140,7 +163,7 @@ class HubMachine(RuleBasedStateMachine):
 
     @rule(client=clients, topic=st.sampled_from(TOPICS))
     def broadcast(self, client: Client, topic: str) -> None:
-        if client.id not in self.alive:
+        if client.id not in self.alive or client.closed:  # a closing client's frames are ignored
             return
         self.tick()
         mem = self.members.get((client.id, topic))
@@ -171,7 +194,7 @@ class HubMachine(RuleBasedStateMachine):
 
     @rule(client=clients, topic=st.sampled_from(TOPICS), value=st.integers(0, 2))
     def track(self, client: Client, topic: str, value: int) -> None:
-        if client.id not in self.alive:
+        if client.id not in self.alive or client.closed:  # a closing client's frames are ignored
             return
         self.tick()
         note(f"track {client!r} {topic} {value}")
@@ -182,7 +205,7 @@ class HubMachine(RuleBasedStateMachine):
 
     @rule(client=clients, topic=st.sampled_from(TOPICS))
     def untrack(self, client: Client, topic: str) -> None:
-        if client.id not in self.alive:
+        if client.id not in self.alive or client.closed:  # a closing client's frames are ignored
             return
         self.tick()
         self.h.send(client, topic, "presence", {"event": "untrack"}, ref=self.ref())
@@ -210,6 +233,10 @@ class HubMachine(RuleBasedStateMachine):
                 assert mem is None or mem["rp"], f"presence leaked to {client!r} on {topic}"
 
     def check_deliveries(self) -> None:
+        self._sync_broken()
+        for cid in self.broken:  # may have got some, then nothing: only the others are judged
+            self.received[cid].clear()
+            self.expected[cid].clear()
         for cid, (client, transport) in self.alive.items():
             for topic in TOPICS:
                 got = [n for t, n in self.received[cid] if t == topic]
@@ -220,6 +247,7 @@ class HubMachine(RuleBasedStateMachine):
 
     @invariant()
     def hub_matches_model(self) -> None:
+        self._sync_broken()
         hub = self.h.hub
         actual = {(c.id, t) for t, topic in hub.topics.items() for c in topic.members}
         assert actual == set(self.members), (actual, set(self.members))

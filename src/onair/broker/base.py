@@ -11,6 +11,11 @@ Subscription contract: a message published after ``subscribe`` returned is deliv
 ``unsubscribe`` returns nothing more is delivered for that topic, so a message still in flight
 then may be dropped. Delivery is at most once: a broker that loses its connection (Redis) drops
 what was published meanwhile; consumers recover through resync, as for any missed event.
+
+Link contract: a broker whose link to other processes can break (Redis) tells the handler when
+an established link is lost (``on_link_down``: from now on messages are being missed) and when a
+link is (re-)established with every wanted topic subscribed again (``on_link_up``). Both are
+optional for handlers; the in-memory broker never calls them.
 """
 
 from __future__ import annotations
@@ -23,6 +28,14 @@ class BrokerHandler(Protocol):
     """Callback the broker invokes for each message on a subscribed topic."""
 
     def on_message(self, topic: str, data: bytes) -> None: ...
+
+
+class LinkHandler(BrokerHandler, Protocol):
+    """A handler that also wants to know when live delivery was interrupted and restored."""
+
+    def on_link_down(self, reason: str) -> None: ...
+
+    def on_link_up(self) -> None: ...
 
 
 class Broker(Protocol):

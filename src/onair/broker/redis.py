@@ -18,7 +18,10 @@ delivered. After ``unsubscribe`` returns nothing more is delivered for that topi
 still has some in flight. If Redis goes away, ``ping``/``publish``/``subscribe`` raise
 ``BrokerUnavailable`` while a supervisor reconnects with jittered exponential backoff, then
 re-subscribes every topic the process still wants. Messages published while the link was down are
-lost (pub/sub is at-most-once); the ordering contract holds within each connected period.
+lost (pub/sub is at-most-once); the ordering contract holds within each connected period. A
+handler with ``on_link_down``/``on_link_up`` (base.LinkHandler) hears of both moments: the loss as
+soon as it is noticed (EOF or an error on a link at once, a silent server after one
+``health_interval`` without PONG), the recovery once every wanted topic is subscribed again.
 
 Topics become Redis channels ``key_prefix + topic`` so several deployments can share one Redis.
 """
@@ -250,6 +253,7 @@ class RedisBroker:
                 log.warning("redis broker: connect failed (%s); retrying", self._last_error)
             else:
                 delay = self._reconnect_min
+                self._tell("on_link_up")
                 assert self._sub is not None
                 reader = asyncio.create_task(self._read_loop(self._sub), name="redis-broker-reader")
                 watchdog = asyncio.create_task(self._watchdog(self._sub), name="redis-broker-ping")
@@ -265,6 +269,8 @@ class RedisBroker:
                     if not self._closed:
                         log.warning("redis broker: link lost (%s); reconnecting", self._last_error)
                     self._mark_down(self._last_error)
+                    if not self._closed:
+                        self._tell("on_link_down", self._last_error)
                     if not self._closed:  # close() waits for the sockets itself
                         await self._disconnect()
             if self._closed:
@@ -394,6 +400,16 @@ class RedisBroker:
                 self._link_broken(exc)
 
     # --- failure handling -----------------------------------------------------------------------
+
+    def _tell(self, event: str, *args: str) -> None:
+        """Link news for a handler that listens for it (LinkHandler); its bugs stay its own."""
+        callback = getattr(self._handler, event, None)
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception:  # a handler bug must not stop the reconnect
+            log.exception("broker handler failed on %s", event)
 
     def _link_broken(self, exc: BaseException) -> None:
         if not self._lost.is_set():

@@ -51,6 +51,7 @@ class TokenRejected(Exception):
 Verify = Callable[[str], TokenInfo]  # raises TokenRejected
 AsyncVerify = Callable[[str], Awaitable[TokenInfo]]  # the same, may wait for a signing key
 Relay = Callable[[str, str, Any, "bytes | None", Client], None]
+BrokerReady = Callable[[tuple[str, ...]], Awaitable[None]]  # raises TokenRejected
 
 
 def encodable(value: Any) -> bool:
@@ -97,8 +98,9 @@ class Dispatcher:
     def __init__(self, hub: Hub, verify: Verify, *, authorizer: Authorizer | None = None,
                  limits: RealtimeLimits = RealtimeLimits(), relay: Relay | None = None,
                  presence_seed: Callable[[str], Any] | None = None,
-                 verify_async: AsyncVerify | None = None) -> None:
+                 verify_async: AsyncVerify | None = None, broker_ready: BrokerReady | None = None) -> None:
         self.hub = hub
+        self.broker_ready = broker_ready  # a join is confirmed once its broker topics are subscribed
         self.verify = verify
         self.verify_async = verify_async
         self.authorizer: Authorizer = authorizer or AllowAll()
@@ -251,6 +253,9 @@ class Dispatcher:
             if not (reads_b or reads_p):
                 raise TokenRejected(f"You do not have permissions to read from this Channel topic: {sub}", "Unauthorized")
             config = await self._check_bindings(info.principal, config, self._filter_cost(client, topic))
+            if self.broker_ready is not None:
+                # join_ok promises the channel receives: not before the broker delivers to us
+                await self.broker_ready(self.hub.broker_topics_of(topic, config))
             # after the last await: the count and the join below happen in one step
             if self._over_user_cap(client, info.principal):
                 raise TokenRejected(TOO_MANY_USERS, "ConnectionRateLimitReached")

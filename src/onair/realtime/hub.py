@@ -8,6 +8,13 @@ Rules that make it fast (DESIGN "Performance notes", STYLE §7–§9):
   :class:`Client`, and past its bound it is cut off as a slow consumer after the loop.
 * Membership changes and direct sends flush the topic's pending batch first, so every message
   reaches exactly the members present when it was published, in publish order.
+* One member's failure is that member's alone: a write that raises cuts that client off and the
+  loop goes on with the next member (as websockets' ``broadcast()`` does). The loop pays nothing
+  for it per member: one try around the whole loop, resumed after the failed member. A batch
+  whose fan-out aborts anyway (a bug outside the writes) is re-queued once for the members it did
+  not reach, so a topic never stalls with an unscheduled pending list.
+* Members are written in a rotating order (a per-topic start index that moves every flush), so
+  no subscriber is always the last one written.
 
 The hub is synchronous and owns no sockets, timers or database: the shell calls it, a scheduler
 given at construction runs ``flush`` (``loop.call_soon`` in the server, by hand in tests).
@@ -17,14 +24,15 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from onair.realtime.changes import ChangeIndex, RowChange, Sub
 from onair.realtime.client import Client
 from onair.realtime.protocol import messages as m
 from onair.realtime.protocol import presence as p
-from onair.realtime.protocol.errors import SLOW_CONSUMER, Disconnect
+from onair.realtime.protocol.errors import SLOW_CONSUMER, WRITE_FAILED, Disconnect
 from onair.realtime.protocol.join import JoinConfig
 from onair.realtime.protocol.messages import Message
 from onair.realtime.protocol.serializer import SERIALIZERS
@@ -71,7 +79,7 @@ class Member:
 class _Item:
     """One pending fan-out message; frames are built lazily, once per serializer."""
 
-    __slots__ = ("msg", "raw", "exclude", "presence", "frames", "recipients")
+    __slots__ = ("exclude", "frames", "msg", "presence", "raw", "recipients", "retried")
 
     def __init__(self, msg: Message | None, raw: tuple[str, str, dict[str, Any], bytes] | None,
                  exclude: Client | None, presence: bool,
@@ -82,6 +90,7 @@ class _Item:
         self.presence = presence
         self.recipients = recipients  # None: every member (a postgres change names its own)
         self.frames: list[bytes | None | bool] = [False, False]
+        self.retried = False  # re-queued once after an aborted fan-out; dropped if it aborts again
 
     def reaches(self, client: Client) -> bool:
         return self.exclude is not client and (self.recipients is None or client in self.recipients)
@@ -100,12 +109,15 @@ class _Item:
             except TypeError:  # JSON nested past orjson's 255 levels: drop this one, not the batch
                 log.info("realtime: dropped a message that cannot be encoded")
                 f = None
+            except Exception:  # any other encoding fault: still this message only
+                log.exception("realtime: dropped a message that failed to encode")
+                f = None
             self.frames[vsn] = f
         return f  # type: ignore[return-value]
 
 
 class Topic:
-    __slots__ = ("name", "members", "full", "partial", "pending", "presence", "remote")
+    __slots__ = ("full", "members", "name", "partial", "pending", "presence", "remote", "turn")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -115,6 +127,7 @@ class Topic:
         self.pending: list[_Item] = []
         self.presence: dict[str, p.PresenceMeta] = {}  # phx_ref -> entry (local joins)
         self.remote: dict[str, p.PresenceMeta] | None = None  # other processes' entries, once known
+        self.turn = 0  # flushes so far: where the rotating write order starts
 
     def receives(self, member: Member, item: _Item) -> bool:
         if item.recipients is not None:
@@ -128,6 +141,8 @@ class HubStats:
     deliveries: int = 0
     writes: int = 0
     slow_consumers: int = 0
+    write_failures: int = 0
+    aborted_flushes: int = 0
 
 
 class Hub:
@@ -213,7 +228,10 @@ class Hub:
             _decrement(self.ips, client.ip)
         client.mark_closed()
         if reason is not None and not client.transport.is_closing():
-            client.close(reason.code, reason.reason)
+            try:
+                client.close(reason.code, reason.reason)
+            except Exception:  # a socket that broke: it is gone from the hub anyway
+                log.warning("realtime: closing %r failed", client, exc_info=True)
         client.release()
 
     def overflow(self, client: Client) -> None:
@@ -251,10 +269,14 @@ class Hub:
                 sub = Sub(client, topic_name, binding)
                 member.subs.append(sub)
                 self.changes.add(sub)
-        member.broker_topics = tuple(dict.fromkeys(self._broker_topics(topic_name, config)))
+        member.broker_topics = self.broker_topics_of(topic_name, config)
         for name in member.broker_topics:
             self._retain(name)
         return member
+
+    def broker_topics_of(self, topic_name: str, config: JoinConfig) -> tuple[str, ...]:
+        """The broker topics a join of ``topic_name`` with ``config`` will hold."""
+        return tuple(dict.fromkeys(self._broker_topics(topic_name, config)))
 
     def rebind(self, client: Client, topic_name: str, config: JoinConfig) -> None:
         """Swap a member's postgres_changes bindings (after a token refresh re-authorized them)."""
@@ -352,6 +374,15 @@ class Hub:
             self._publish_item(topic, _Item(Message(None, None, topic_name, m.BROADCAST, body), None, exclude, False,
                                             recipients))
 
+    def notify(self, topic_name: str, status: str, message: str) -> None:
+        """A ``system`` message (extension ``system``) to every member of the topic, in order
+        with its pending fan-out; ``join_ref`` null, so it reaches whichever join is current."""
+        topic = self.topics.get(topic_name)
+        if topic is None:
+            return
+        msg = m.system(None, topic_name, "system", status, message)
+        self._publish_item(topic, _Item(msg, None, None, False, dict.fromkeys(topic.members)))
+
     def _publish(self, topic: Topic, msg: Message, presence: bool = False) -> None:
         self._publish_item(topic, _Item(msg, None, None, presence))
 
@@ -378,13 +409,23 @@ class Hub:
             doomed, self._doomed = self._doomed, []
             for client, reason in doomed:
                 self.disconnect(client, reason)
-            for topic in self._dirty:  # leave diffs of the disconnected
+            dirty, self._dirty = self._dirty, []
+            for topic in dirty:  # leave diffs of the disconnected
                 if topic.pending:
                     self._flush_topic(topic)
-            self._dirty = []
 
     def _flush_topic(self, topic: Topic) -> None:
         items, topic.pending = topic.pending, []
+        topic.turn += 1
+        reached: list[Iterable[Client]] = []  # member groups done: what an abort must not repeat
+        try:
+            self._fan_out(topic, items, reached)
+        except Exception:
+            self.stats.aborted_flushes += 1
+            log.exception("realtime: fan-out on %s aborted; re-queueing it for the members not reached", topic.name)
+            self._requeue(topic, items, reached)
+
+    def _fan_out(self, topic: Topic, items: list[_Item], reached: list[Iterable[Client]]) -> None:
         stats = self.stats
         for vsn, group in enumerate(topic.full):
             if not group:
@@ -392,49 +433,133 @@ class Hub:
             frames = [it.frame(vsn) for it in items]
             blob = b"".join(f for f in frames if f)
             if not blob:
+                reached.append(group)
                 continue
             selective = [it for it in items if it.exclude is not None or it.recipients is not None]
             stats.deliveries += len(group) * len(items)
             stats.writes += len(group)
+            order = list(group)
+            start = topic.turn % len(order)
+            if start:
+                order = order[start:] + order[:start]
             if not selective:
-                for c in group:
+                self._write_all(order, blob)
+            else:
+                self._write_selective(order, items, frames, selective, blob)
+            reached.append(group)
+        if topic.partial:
+            def partial(client: Client, member: Member) -> None:
+                own = b"".join(
+                    f for it in items
+                    if it.exclude is not client and topic.receives(member, it) and (f := it.frame(client.vsn_index))
+                )
+                if own:
+                    stats.writes += 1
+                    client.send(own)
+
+            self._each(list(topic.partial.items()), partial)  # type: ignore[arg-type]
+
+    def _write_selective(self, clients: list[Client], items: list[_Item], frames: list[bytes | None],
+                         selective: list[_Item], blob: bytes) -> None:
+        """Some messages skip some members (the sender without `self`, postgres changes for
+        other bindings): members with the same pattern share one buffer."""
+        blobs: dict[tuple[bool, ...], bytes] = {(True,) * len(selective): blob}
+
+        def write(c: Client) -> None:
+            sig = tuple([it.reaches(c) for it in selective])
+            own = blobs.get(sig)
+            if own is None:
+                own = blobs[sig] = b"".join(f for it, f in zip(items, frames) if f and it.reaches(c))
+            if own:
+                c.send(own)
+
+        self._each(clients, write)
+
+    def _write_all(self, clients: list[Client], blob: bytes) -> None:
+        """The hot loop: one write per member, and a member whose write raises is cut off
+        without costing the others their batch. The try is around the loop, not each write:
+        after a failure the loop resumes behind the failed member."""
+        pos, end = 0, len(clients)
+        while pos < end:
+            c = None
+            try:
+                for c in clients if pos == 0 else clients[pos:]:
                     if c.direct:
                         c.write(blob)
                     else:
                         c.enqueue(blob)
+                return
+            except Exception as exc:  # noqa: BLE001 — whatever broke, it broke for this member only
+                pos = clients.index(c, pos) + 1  # type: ignore[arg-type]
+                self._write_failed(c, exc)  # type: ignore[arg-type]
+
+    def _each(self, entries: list[Any], write: Callable[..., None]) -> None:
+        """``write`` each entry (a client, or a (client, member) pair), isolating failures."""
+        pos, end = 0, len(entries)
+        while pos < end:
+            entry = None
+            try:
+                for entry in entries if pos == 0 else entries[pos:]:
+                    if type(entry) is tuple:
+                        write(*entry)
+                    else:
+                        write(entry)
+                return
+            except Exception as exc:  # noqa: BLE001 — whatever broke, it broke for this member only
+                pos = entries.index(entry, pos) + 1
+                self._write_failed(entry[0] if type(entry) is tuple else entry, exc)
+
+    def _write_failed(self, client: Client, exc: Exception) -> None:
+        """A write to ``client`` raised: it gets nothing more and is closed after the loop."""
+        self.stats.write_failures += 1
+        log.warning("realtime: write to %r failed (%s); closing it", client, exc)
+        if not client.closed:
+            client.mark_closed()
+            self._doomed.append((client, WRITE_FAILED))
+            self._request_flush()
+
+    def _requeue(self, topic: Topic, items: list[_Item], reached: list[Iterable[Client]]) -> None:
+        """An aborted fan-out's batch goes back to the front of the topic's queue, addressed to
+        the members it had not reached (as recipients, so members who join later do not get it);
+        an item that aborts twice is dropped."""
+        done = {c for group in reached for c in group}
+        again: list[_Item] = []
+        for it in items:
+            if it.retried:
+                log.error("realtime: dropped a message on %s whose fan-out failed twice", topic.name)
                 continue
-            # Some messages skip some members (the sender without `self`, postgres changes for
-            # other bindings): members with the same pattern share one buffer.
-            blobs: dict[tuple[bool, ...], bytes] = {(True,) * len(selective): blob}
-            for c in group:
-                sig = tuple([it.reaches(c) for it in selective])
-                own = blobs.get(sig)
-                if own is None:
-                    own = blobs[sig] = b"".join(f for it, f in zip(items, frames) if f and it.reaches(c))
-                if own:
-                    c.send(own)
-        for client, member in topic.partial.items():
-            own = b"".join(
-                f for it in items
-                if it.exclude is not client and topic.receives(member, it) and (f := it.frame(client.vsn_index))
-            )
-            if own:
-                stats.writes += 1
-                client.send(own)
+            rest = {c: None for c, member in topic.members.items()
+                    if c not in done and topic.receives(member, it)}
+            retry = _Item(it.msg, it.raw, it.exclude, it.presence, rest)
+            retry.frames = it.frames
+            retry.retried = True
+            again.append(retry)
+        if not again:
+            return
+        if not topic.pending:
+            self._dirty.append(topic)
+        topic.pending[:0] = again
+        self._request_flush()
 
     def send(self, client: Client, msg: Message) -> None:
         """A direct push to one member (presence_state, system), ordered after pending fan-out."""
         topic = self.topics.get(msg.topic)
         if topic is not None and topic.pending:
             self._flush_topic(topic)
-        client.send(frame(client.protocol.serializer.encode(msg)))
+        try:
+            client.send(frame(client.protocol.serializer.encode(msg)))
+        except Exception as exc:  # noqa: BLE001 — a broken socket: close it, never raise to the caller
+            self._write_failed(client, exc)
 
     def send_protocol_output(self, client: Client, topic_name: str | None = None) -> None:
         if topic_name is not None:
             topic = self.topics.get(topic_name)
             if topic is not None and topic.pending:
                 self._flush_topic(topic)
-        client.flush_protocol()
+        try:
+            client.flush_protocol()
+        except Exception as exc:  # noqa: BLE001 — a broken socket: close it, never raise to the caller
+            self._write_failed(client, exc)
 
     # -- presence -------------------------------------------------------------------------------
 

@@ -79,6 +79,17 @@ class ChatOrder(Generic[T]):
                 state.deadline = None
         return out
 
+    def reset(self) -> list[T]:
+        """Give up every gap now (the link that would fill them broke): what was held goes out
+        in seq order, and each stream's sequence starts afresh with the next insert seen, so
+        the first row after the outage is not held for a gap that can never fill."""
+        out: list[T] = []
+        for state in self._streams.values():
+            for seq in sorted(state.held):
+                out += state.held[seq].release()
+        self._streams.clear()
+        return out
+
     def next_deadline(self) -> float | None:
         deadlines = [s.deadline for s in self._streams.values() if s.deadline is not None]
         return min(deadlines) if deadlines else None

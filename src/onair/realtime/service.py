@@ -4,7 +4,12 @@ It is the broker consumer for realtime: committed events of stream X arrive on b
 ``stream:{X}`` and become postgres_changes messages and server broadcasts on ``realtime:stream:{X}``;
 channel broadcasts from other nodes arrive on ``realtime:{sub-topic}`` and are fanned out locally.
 Broker subscriptions follow local demand (the hub counts references); unsubscribing waits a moment
-so a topic that empties and refills does not churn.
+so a topic that empties and refills does not churn. A join is confirmed only once its broker
+topics are subscribed (one subscription per topic, shared by concurrent joins); when that fails,
+or while the broker link is down, the join is refused and the client retries. When an
+established link drops and comes back (Redis), every local channel is told in-band with a
+``system`` message (``status: error``, then ``ok``) so clients resync at once, and chat rows held
+for a seq gap are released at the loss instead of waiting out a gap that cannot fill any more.
 """
 
 from __future__ import annotations
@@ -18,11 +23,11 @@ from typing import Any, Callable, Iterable
 
 import orjson
 
-from onair.broker.base import Broker
+from onair.broker.base import Broker, BrokerUnavailable
 from onair.realtime.changes import RowChange
 from onair.realtime.client import Client
 from onair.realtime.client_ip import client_ip, trusted_networks
-from onair.realtime.dispatcher import AsyncVerify, Dispatcher, TokenInfo, Verify
+from onair.realtime.dispatcher import AsyncVerify, Dispatcher, TokenInfo, TokenRejected, Verify
 from onair.realtime.hub import Hub
 from onair.realtime.limits import RealtimeLimits
 from onair.realtime.ordering import ChatOrder
@@ -36,6 +41,10 @@ from onair.realtime.visibility import EVENTS, SUBJECT_EVENTS
 log = logging.getLogger("onair.realtime")
 STATE_KEY = "onair.realtime"
 PATH = "/realtime/v1/websocket"
+# ``system`` messages when a node's broker link drops and comes back (web client: channel.js)
+LIVE_DELIVERY_LOST = "Live delivery interrupted: messages may be missed until it is restored"
+LIVE_DELIVERY_RESTORED = "Live delivery restored: resync what was missed"
+BROKER_UNAVAILABLE = "Live delivery is unavailable right now, please retry"
 
 
 class RealtimeService:
@@ -45,7 +54,7 @@ class RealtimeService:
                  presence_store: Callable[[], Any] | None = None, presence_heartbeat: float = 5.0,
                  chat_reorder_wait: float = 0.5, verify_async: AsyncVerify | None = None,
                  trusted_proxies: Iterable[str] = (), policy_refresh_interval: float = 30.0,
-                 ended_close_delay: float = 2.0) -> None:
+                 ended_close_delay: float = 2.0, join_subscribe_timeout: float = 5.0) -> None:
         self.node_id = uuid.uuid4().hex[:8]
         self.broker = broker
         self.distributed = distributed
@@ -65,7 +74,8 @@ class RealtimeService:
         self.dispatcher = Dispatcher(self.hub, verify, authorizer=self.authorizer, limits=limits,
                                      relay=self._relay if distributed else None,
                                      presence_seed=self._seed_presence if shared else None,
-                                     verify_async=verify_async)
+                                     verify_async=verify_async,
+                                     broker_ready=self.broker_ready if broker is not None else None)
         self._presence_factory = presence_store if shared else None
         self._presence_heartbeat = presence_heartbeat
         self.presence: Any = None  # the shared PresenceStore while running
@@ -82,6 +92,12 @@ class RealtimeService:
         # Only several processes can publish one stream's chat rows out of seq order.
         self._chat_order: ChatOrder[RowChange] | None = ChatOrder(chat_reorder_wait) if distributed else None
         self._chat_order_timer: asyncio.TimerHandle | None = None
+        # broker topic -> its subscription, done or in flight (concurrent joins share it)
+        self._subscriptions: dict[str, asyncio.Future[None]] = {}
+        self._unsubscribing: dict[str, asyncio.Task[None]] = {}
+        self.join_subscribe_timeout = join_subscribe_timeout
+        self.link_up = True  # False between a broker's on_link_down and on_link_up
+        self._interrupted: set[str] = set()  # channels told that live delivery was lost
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -219,20 +235,74 @@ class RealtimeService:
         stream = topic[len("stream:"):] if topic.startswith("stream:") else None
         if stream is not None and self.policy is not None:
             self.policy.pin(stream)  # fed by this topic's events from now on
-        if self.broker is not None and self.loop is not None:
-            self._spawn(self._subscribe(topic, stream))
+        if self.broker is not None and self.loop is not None and topic not in self._subscriptions:
+            self._spawn(self._subscribe_logged(topic))  # a rebind's topics: nobody waits for them
 
-    async def _subscribe(self, topic: str, stream: str | None = None) -> None:
-        assert self.broker is not None
+    async def broker_ready(self, topics: tuple[str, ...]) -> None:
+        """Return once every topic is subscribed (already, by a concurrent join, or now); raise
+        TokenRejected when the broker cannot deliver (link down, subscribe failed or too slow)."""
+        if self.broker is None or not topics:
+            return
+        if not self.link_up:
+            raise TokenRejected(BROKER_UNAVAILABLE, "BrokerUnavailable")
+        if all(self._held(topic) for topic in topics):
+            return  # the usual case: another member holds them already
+        try:
+            async with asyncio.timeout(self.join_subscribe_timeout):
+                for topic in topics:
+                    await self._subscribed(topic)
+        except Exception as exc:  # whatever the broker raised, the join is refused
+            log.warning("realtime: broker subscribe for a join failed: %s", exc or type(exc).__name__)
+            raise TokenRejected(BROKER_UNAVAILABLE, "BrokerUnavailable") from exc
+
+    def _held(self, topic: str) -> bool:
+        held = self._subscriptions.get(topic)
+        return held is not None and held.done() and not held.cancelled() and held.exception() is None
+
+    async def _subscribed(self, topic: str) -> None:
+        """Subscribe ``topic`` once: a done subscription returns at once (without suspending:
+        the in-memory broker's joins stay instant), one in flight is awaited, a failed one is
+        forgotten so the next join tries again."""
+        assert self.broker is not None and self.loop is not None
+        held = self._subscriptions.get(topic)
+        if held is not None:
+            if not held.done():
+                await asyncio.shield(held)
+                return
+            if not held.cancelled() and held.exception() is None:
+                return
+        leaving = self._unsubscribing.get(topic)
+        if leaving is not None:
+            await asyncio.shield(leaving)  # an UNSUBSCRIBE under way must not undo this subscribe
+            held = self._subscriptions.get(topic)
+            if held is not None:  # another join subscribed meanwhile
+                await asyncio.shield(held)
+                return
+        future: asyncio.Future[None] = self.loop.create_future()
+        self._subscriptions[topic] = future
         try:
             await self.broker.subscribe(topic)
-        except Exception:
-            log.exception("realtime: broker subscribe %s failed", topic)
-            return
-        if stream is not None and self.policy is not None and topic in self.hub.broker_refs:
+        except BaseException as exc:
+            if self._subscriptions.get(topic) is future:
+                del self._subscriptions[topic]
+            future.set_exception(exc if isinstance(exc, Exception) else BrokerUnavailable("subscribe cancelled"))
+            future.exception()  # retrieved: the waiters (if any) get it, nobody else must log it
+            raise
+        future.set_result(None)
+        stream = topic[len("stream:"):] if topic.startswith("stream:") else None
+        if stream is not None and self.policy is not None:
             # Events published between the join's facts and this subscription were missed:
             # read the facts again now that every later event reaches us.
-            await self._refresh_facts(stream)
+            self._spawn(self._refresh_facts(stream))
+        if topic not in self.hub.broker_refs:
+            # held for a join that has not happened (yet): released like any other if it never does
+            self.loop.call_later(self.unsubscribe_delay, self._maybe_unsubscribe, topic)
+
+    async def _subscribe_logged(self, topic: str) -> None:
+        try:
+            await self._subscribed(topic)
+        except Exception:
+            log.exception("realtime: broker subscribe %s failed", topic)
 
     async def _refresh_facts(self, stream_id: str) -> None:
         try:
@@ -248,10 +318,62 @@ class RealtimeService:
             self.loop.call_later(self.unsubscribe_delay, self._maybe_unsubscribe, topic)
 
     def _maybe_unsubscribe(self, topic: str) -> None:
-        if topic not in self.hub.broker_refs and self.broker is not None:
-            self._spawn(self.broker.unsubscribe(topic))
-            if self._chat_order is not None and topic.startswith("stream:"):
-                self._chat_order.forget(topic[len("stream:"):])
+        if topic in self.hub.broker_refs or self.broker is None or self.loop is None:
+            return
+        held = self._subscriptions.get(topic)
+        if held is not None and not held.done():
+            return  # its completion checks again
+        self._subscriptions.pop(topic, None)
+        if topic not in self._unsubscribing:
+            task = self.loop.create_task(self._unsubscribe(topic))
+            self._unsubscribing[topic] = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if self._chat_order is not None and topic.startswith("stream:"):
+            self._chat_order.forget(topic[len("stream:"):])
+
+    async def _unsubscribe(self, topic: str) -> None:
+        assert self.broker is not None
+        try:
+            await self.broker.unsubscribe(topic)
+        except Exception:
+            log.warning("realtime: broker unsubscribe %s failed", topic, exc_info=True)
+        finally:
+            self._unsubscribing.pop(topic, None)
+
+    # -- broker link (LinkHandler) ----------------------------------------------------------------
+
+    def on_link_down(self, reason: str) -> None:
+        """The broker link broke: events are being missed. Release held chat rows now (their
+        gaps cannot fill) and tell every local channel, so clients resync instead of waiting."""
+        self.link_up = False
+        log.warning("realtime: broker link lost (%s); telling %d channel(s)", reason, len(self.hub.topics))
+        self._release_chat_order()
+        for topic in list(self.hub.topics):
+            self.hub.notify(topic, "error", LIVE_DELIVERY_LOST)
+            self._interrupted.add(topic)
+
+    def on_link_up(self) -> None:
+        """The link is back with every topic subscribed again: channels told of the loss resync."""
+        self.link_up = True
+        self._release_chat_order()
+        interrupted, self._interrupted = self._interrupted, set()
+        for topic in interrupted:
+            self.hub.notify(topic, "ok", LIVE_DELIVERY_RESTORED)
+        if interrupted:
+            log.info("realtime: broker link restored; told %d channel(s) to resync", len(interrupted))
+
+    def _release_chat_order(self) -> None:
+        if self._chat_order is None:
+            return
+        if self._chat_order_timer is not None:
+            self._chat_order_timer.cancel()
+            self._chat_order_timer = None
+        try:
+            for ready in self._chat_order.reset():
+                self.hub.change(ready)
+        except Exception:
+            log.exception("realtime: delivering held chat rows failed")
 
     def _relay(self, topic: str, event: str, payload: Any, raw: bytes | None, sender: Client | None) -> None:
         if self._outbox is None or self.broker is None:

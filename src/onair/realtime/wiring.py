@@ -59,6 +59,7 @@ def build_realtime(ctx: Any) -> RealtimeService:
         sweep_interval=ctx.settings.realtime_sweep_interval,
         unsubscribe_delay=ctx.settings.realtime_unsubscribe_delay, wall_clock=wall_clock,
         chat_reorder_wait=ctx.settings.realtime_chat_reorder_wait,
+        join_subscribe_timeout=ctx.settings.realtime_join_subscribe_timeout,
         policy_refresh_interval=ctx.settings.realtime_policy_refresh_interval,
         presence_store=lambda: open_presence_store(ctx.settings.broker_url, ctx.broker.publish, ctx.settings),
         presence_heartbeat=ctx.settings.presence_heartbeat_interval,

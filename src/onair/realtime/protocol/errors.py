@@ -68,4 +68,5 @@ class Disconnect(RealtimeError):
 
 
 SLOW_CONSUMER = Disconnect(4008, "slow consumer")
+WRITE_FAILED = Disconnect(1011, "write failed")
 HEARTBEAT_TIMEOUT = Disconnect(1000, "heartbeat timeout")

@@ -11,6 +11,21 @@ import { isLookAlike } from "./event_names.js";
 
 export const REJOIN_DELAYS_MS = [1000, 2000, 5000, 10000];
 
+// `system` messages (extension "system") a server node sends to every channel when its broker
+// link drops ("error") and comes back ("ok"): live events were missed meanwhile, so whatever the
+// page shows from them must be re-read. They are not followed by phx_close: the channel stays.
+// The texts are the server's (onair/realtime/service.py).
+export const LIVE_DELIVERY_LOST = "Live delivery interrupted: messages may be missed until it is restored";
+export const LIVE_DELIVERY_RESTORED = "Live delivery restored: resync what was missed";
+
+/** {live: false|true} when `payload` is one of those notices, else null. */
+export function deliveryNotice(payload) {
+  if (payload?.extension !== "system") return null;
+  if (payload.status === "error" && payload.message === LIVE_DELIVERY_LOST) return { live: false };
+  if (payload.status === "ok" && payload.message === LIVE_DELIVERY_RESTORED) return { live: true };
+  return null;
+}
+
 export const ChannelState = Object.freeze({
   CLOSED: "closed",
   JOINING: "joining",
@@ -154,11 +169,15 @@ export class Channel extends Emitter {
         this._setState(ChannelState.ERRORED, "channel error");
         if (this.wanted) this._scheduleRejoin();
         return;
-      case "system":
-        this._lastSystem = payload;
-        if (payload?.status === "error") this.lastError = payload.message ?? "system error";
+      case "system": {
+        const notice = deliveryNotice(payload);
+        if (!notice) this._lastSystem = payload;
+        if (payload?.status === "error" && !notice) this.lastError = payload.message ?? "system error";
         this._dispatch("system", () => true, payload);
+        // "delivery" {live}: live events were lost (live false) / flow again (live true): resync
+        if (notice && this.state === ChannelState.JOINED) this.emit("delivery", notice);
         return;
+      }
       case "broadcast":
         // listeners match names case-insensitively, as realtime-js does: a look-alike of a
         // server or host event (STREAM_STATE, ſtream_state) must not reach the real one's listener

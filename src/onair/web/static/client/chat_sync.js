@@ -6,7 +6,9 @@
 // While the realtime socket is down, chat is polled over REST (`pollMs`): chat keeps working under
 // partial connectivity, it just arrives a little later. While it is up, a cheap check every
 // `verifyMs` catches a lost *last* event (a gap is only visible once a later row arrives, and a
-// broker such as Redis pub/sub may drop events without the client's socket noticing).
+// broker such as Redis pub/sub may drop events without the client's socket noticing). When the
+// server says its live delivery was interrupted (the channel's "delivery" event), chat is polled
+// as if the socket were down, and resynced at once when delivery is restored.
 
 export const CHAT_TABLE = "chat_messages";
 
@@ -34,7 +36,13 @@ export class ChatSync {
       (change) => this.applyChange(change),
     );
     channel.on("state", (state) => {
-      if (state === "joined") this.resync();
+      if (state !== "joined") return;
+      this.setLiveDelivery(true); // a join is confirmed only once the server can deliver
+      this.resync();
+    });
+    channel.on("delivery", ({ live }) => {
+      this.setLiveDelivery(live);
+      if (live) this.resync();
     });
     return this;
   }
@@ -91,7 +99,18 @@ export class ChatSync {
 
   /** Poll over REST every pollMs while the realtime link is down, verify every verifyMs while up. */
   setRealtimeAvailable(available) {
-    const period = available ? this.verifyMs : this.pollMs;
+    this._socketUp = available;
+    this._schedule();
+  }
+
+  /** The server's live delivery for this channel stopped (false) or resumed (true). */
+  setLiveDelivery(live) {
+    this._liveUp = live;
+    if (this._socketUp !== undefined) this._schedule();
+  }
+
+  _schedule() {
+    const period = this._socketUp && this._liveUp !== false ? this.verifyMs : this.pollMs;
     if (this._pollTimer !== null && this._period === period) return;
     if (this._pollTimer !== null) this.timers.clearTimeout(this._pollTimer);
     this._pollTimer = null;

@@ -11,7 +11,8 @@ import { streamFromEvent } from "./common.js";
 
 export const SELLER_STATE_EVENT = "seller:state";
 
-export function streamChannel({ socket, manager, api, config, session, streamId, onStream, onViewerCount, onTokenRenew }) {
+export function streamChannel({ socket, manager, api, config, session, streamId, onStream, onViewerCount, onTokenRenew,
+  timers = realTimers, storage = globalThis.sessionStorage }) {
   const topic = (config.web?.stream_topic ?? "stream:{id}").replace("{id}", streamId);
   const channel = socket.channel(topic, { private: true, accessToken: session.token, presence: { key: session.userId ?? "" } });
   const log = new ChatLog();
@@ -19,12 +20,12 @@ export function streamChannel({ socket, manager, api, config, session, streamId,
     api,
     streamId,
     log,
-    timers: realTimers,
+    timers,
     pollMs: config.web?.chat_poll_ms ?? 3000,
     verifyMs: config.web?.chat_verify_ms ?? 30000,
   });
   sync.bind(channel);
-  const outbox = new Outbox({ api, streamId, timers: realTimers, storage: globalThis.sessionStorage });
+  const outbox = new Outbox({ api, streamId, timers, storage });
   outbox.on("delivered", (_entry, row) => {
     if (log.applyRows([row])) sync.resync();
   });
@@ -43,8 +44,15 @@ export function streamChannel({ socket, manager, api, config, session, streamId,
   channel.listen("broadcast", { event: "token_renew" }, (message) => onTokenRenew?.(message.payload));
   // The studio announces its own transitions ("seller:state", an event only the seller and
   // co-hosts may send). It is only a hint: the page re-reads the stream from the server.
-  channel.listen("broadcast", { event: SELLER_STATE_EVENT }, () => {
-    api.getStream(streamId).then((stream) => onStream?.(stream), () => {});
+  const rereadStream = () => api.getStream(streamId).then((stream) => onStream?.(stream), () => {});
+  channel.listen("broadcast", { event: SELLER_STATE_EVENT }, rereadStream);
+  // Events missed while the channel was away (a rejoin) or while the server's live delivery was
+  // interrupted (its "delivery" notice): re-read the stream; ChatSync resyncs chat on both.
+  channel.on("state", (state, { joinCount } = {}) => {
+    if (state === "joined" && joinCount > 1) rereadStream();
+  });
+  channel.on("delivery", ({ live }) => {
+    if (live) rereadStream();
   });
   // The server closes the channel for good a moment after the stream ended (its final state and
   // last chat rows come first): catch up once, then stop polling; the page keeps what it shows.
