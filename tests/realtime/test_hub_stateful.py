@@ -99,6 +99,9 @@ class HubMachine(RuleBasedStateMachine):
         if rb or rp:
             self.members[(client.id, topic)] = {"self": self_, "rb": rb, "rp": rp, "private": private, "tracked": None,
                                                 "stream": stream}
+        if client.closed:  # a write of the join failed: the hub closes the socket at its next flush
+            self.h.hub.flush()
+            self._sync_broken()
 
     def _drop_member(self, cid: int, topic: str) -> None:
         self.members.pop((cid, topic), None)
