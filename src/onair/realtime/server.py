@@ -151,6 +151,15 @@ class RealtimeWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.client_handle is not None:
             self.client_handle.resume_writing()
 
+    def shutdown(self) -> None:
+        """The server is stopping (SIGTERM): uvicorn closes the socket with 1012 "service
+        restart", on which realtime-js, realtime-py and our client reconnect and rejoin (a
+        channel `system` error would not do: realtime-js does not rejoin after one). The hub lets
+        go first, so no frame of it follows the close frame."""
+        if self.client_handle is not None and self.realtime is not None:
+            self.realtime.detach(self.client_handle)
+        super().shutdown()
+
     def handle_close(self, event: Any) -> None:
         if self.client_handle is not None and self.realtime is not None:
             self.realtime.detach(self.client_handle)
