@@ -103,3 +103,46 @@ def configure_logging(level: str = "info", json: bool = True, stream: TextIO | N
     for name, floor in (("alembic", logging.WARNING), ("httpx", logging.WARNING),
                         ("httpcore", logging.WARNING), ("asyncio", logging.WARNING)):
         logging.getLogger(name).setLevel(max(floor, level_no))
+
+
+# --- handled outages vs bugs -------------------------------------------------------------------
+
+# Exceptions that mean "a service we depend on is unreachable or gave up", by (module, name) so
+# that this module (imported by the small `--workers` supervisor) imports none of their libraries.
+_OUTAGE_TYPES = frozenset({
+    ("onair.broker.base", "BrokerUnavailable"),
+    ("redis.exceptions", "ConnectionError"),
+    ("redis.exceptions", "TimeoutError"),
+    ("redis.exceptions", "BusyLoadingError"),
+    ("redis.exceptions", "ReadOnlyError"),
+    ("sqlalchemy.exc", "OperationalError"),
+    ("sqlalchemy.exc", "InterfaceError"),
+    ("sqlalchemy.exc", "DisconnectionError"),
+    ("sqlalchemy.exc", "TimeoutError"),
+    ("asyncpg.exceptions", "ConnectionDoesNotExistError"),
+    ("asyncpg.exceptions", "CannotConnectNowError"),
+    ("asyncpg.exceptions", "TooManyConnectionsError"),
+})
+
+
+def outage_reason(exc: BaseException) -> str | None:
+    """One line saying why, if ``exc`` is an outage of the broker or the database (expected,
+    handled: log it as a warning without a traceback); None if it is a bug (log the traceback)."""
+    if isinstance(exc, OSError):  # ConnectionError, TimeoutError (asyncio's too), refused, reset
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    for cls in type(exc).__mro__:
+        if (cls.__module__, cls.__qualname__) in _OUTAGE_TYPES:
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            return f"{type(exc).__name__}: {detail[:300]}" if detail else type(exc).__name__
+    return None
+
+
+def log_failure(logger: logging.Logger, message: str, *args: object,
+                exc: BaseException) -> None:
+    """A failure a caller has handled: a warning with the reason if it is an outage, an error
+    with the traceback if it is a bug."""
+    reason = outage_reason(exc)
+    if reason is None:
+        logger.error(message, *args, exc_info=exc)
+    else:
+        logger.warning(message + " (%s)", *args, reason)

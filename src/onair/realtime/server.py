@@ -22,6 +22,7 @@ import orjson
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 
+from onair.logs import log_failure
 from onair.realtime.client import Client
 from onair.realtime.dispatcher import TokenRejected
 from onair.realtime.protocol.serializer import serializer_for
@@ -105,8 +106,8 @@ class RealtimeWebSocketProtocol(WebSocketsSansIOProtocol):
         client = self.client_handle
         try:
             await pending
-        except Exception:
-            log.exception("realtime: join or token refresh failed")
+        except Exception as exc:
+            log_failure(log, "realtime: join or token refresh failed", exc=exc)
         finally:
             self.busy = False
         if client.closed:
