@@ -149,3 +149,107 @@ async def test_sigterm_exits_in_time_even_with_a_hung_redis(tmp_path: Path, free
             os.kill(redis.pid, signal.SIGCONT)
     # (before ONAIR_SHUTDOWN_TIMEOUT: a fixed 5 s for requests, then an unbounded stop)
     assert took < 2 + 2.5, took
+
+
+async def reconnecting_client(port: int, secret: str, topic: str, log: list[tuple[str, float]],
+                              stop: asyncio.Event) -> None:
+    """A client that does what realtime-js does: reconnect and rejoin after any close."""
+    while not stop.is_set():
+        try:
+            ws = await open_socket(port, secret, topic)
+        except (OSError, websockets.WebSocketException, TimeoutError):
+            await asyncio.sleep(0.2)
+            continue
+        log.append(("joined", time.monotonic()))
+        reader = asyncio.create_task(close_code(ws, 3600))
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            reader.cancel()
+            await ws.close()
+            return
+        stopper.cancel()
+        log.append((f"closed {reader.result()}", time.monotonic()))
+
+
+async def test_rolling_restart_of_two_workers_loses_no_acknowledged_chat(
+    tmp_path: Path, free_port: int,
+) -> None:
+    """SIGHUP to `serve --workers 2`: one worker at a time is replaced (the new one accepting
+    before the old one drains) under chat load; every 201 is in the database, every realtime
+    client is closed with 1012 at most once per worker and is joined again within seconds."""
+    from tests.integration.test_serve_workers import children_of, wait_for
+
+    redis_port = free_port_number()
+    secret = secrets.token_hex(32)
+    out_path = tmp_path / "stdout.log"
+    with redis_server(redis_port):
+        env = serve_env(tmp_path / "data", free_port, ONAIR_JWT_SECRET=secret,
+                        ONAIR_BROKER_URL=f"redis://127.0.0.1:{redis_port}/0",
+                        ONAIR_SHUTDOWN_TIMEOUT="5", ONAIR_CHAT_RATE_PER_MINUTE="100000")
+        with out_path.open("wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "onair", "serve", "--workers", "2"],
+                                    env=env, stdout=out, stderr=subprocess.PIPE)
+        try:
+            wait_ready(free_port)
+            wait_for(lambda: len(children_of(proc.pid)) == 2, "two workers run")
+            first = set(children_of(proc.pid))
+            base = f"http://127.0.0.1:{free_port}"
+            seller = {"authorization": f"Bearer {mint_token(secret, 'sally', Role.SELLER, 600)}"}
+            sid = httpx.post(f"{base}/api/v1/streams", json={"title": "roll"},
+                             headers=seller).json()["id"]
+            httpx.post(f"{base}/api/v1/streams/{sid}/start", headers=seller)
+            stop = asyncio.Event()
+            logs: list[list[tuple[str, float]]] = [[] for _ in range(6)]
+            clients = [asyncio.create_task(reconnecting_client(
+                free_port, secret, f"realtime:stream:{sid}", log, stop)) for log in logs]
+            acked: list[str] = []
+            senders_stop = asyncio.Event()
+
+            async def sender(n: int) -> None:
+                headers = {"authorization":
+                           f"Bearer {mint_token(secret, f'buyer{n}', Role.BUYER, 600)}"}
+                i = 0
+                while not senders_stop.is_set():
+                    i += 1
+                    msg_id = f"r{n}-{i}"
+                    try:  # a fresh connection per send: the kernel spreads them over workers
+                        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+                            r = await http.post(f"/api/v1/streams/{sid}/chat", headers=headers,
+                                                json={"body": msg_id, "client_msg_id": msg_id})
+                    except httpx.TransportError:
+                        continue
+                    if r.status_code == 201:
+                        acked.append(msg_id)
+                    await asyncio.sleep(0.02)
+
+            senders = [asyncio.create_task(sender(n)) for n in range(6)]
+            wait_joined = time.monotonic() + 30
+            while not all(log for log in logs) or len(acked) < 20:
+                assert time.monotonic() < wait_joined, "clients or senders did not start"
+                await asyncio.sleep(0.1)
+            proc.send_signal(signal.SIGHUP)
+            restart_end = time.monotonic() + 90
+            while "rolling restart done" not in out_path.read_text():
+                assert time.monotonic() < restart_end, out_path.read_text()[-3000:]
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(3)  # clients of the last worker reconnect meanwhile
+            senders_stop.set()
+            await asyncio.gather(*senders)
+            now = set(children_of(proc.pid))
+            stop.set()
+            await asyncio.gather(*clients)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    assert len(now) == 2 and not (now & first), (first, now)
+    missing = set(acked) - committed_ids(tmp_path / "data" / "onair.db")
+    assert not missing, f"{len(missing)} of {len(acked)} acknowledged messages lost"
+    for log in logs:
+        closes = [(what, at) for what, at in log if what.startswith("closed")]
+        assert 1 <= len(closes) <= 2, log  # its worker was restarted (once more if it landed
+        assert all(what == f"closed {SERVICE_RESTART}" for what, _ in closes), log  # on a new one)
+        for what, at in closes:
+            rejoined = [t for w, t in log if w == "joined" and t > at]
+            assert rejoined and rejoined[0] - at < 5, log
