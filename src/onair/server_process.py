@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import os
 import signal
 import socket
@@ -51,6 +52,7 @@ class OnairServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         started = time.monotonic()
+        logging.getLogger("uvicorn.error").addFilter(_CutAtDeadline())
         log.info("draining", timeout_seconds=self.shutdown_timeout,
                  connections=len(self.server_state.connections))
         self.config.timeout_graceful_shutdown = max(0.1, self.shutdown_timeout * self.REQUEST_SHARE)
@@ -71,6 +73,27 @@ class OnairServer(uvicorn.Server):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+class _CutAtDeadline(logging.Filter):
+    """Requests still running at the stop deadline are cancelled on purpose (their clients get
+    no 201 and retry elsewhere): uvicorn reports each as an error with a CancelledError traceback,
+    which reads like a bug. Say it once per request, as a warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        cancelled = record.exc_info is not None and isinstance(
+            record.exc_info[1], asyncio.CancelledError)
+        message = record.getMessage()
+        # uvicorn logs the lifespan's traceback as the message itself
+        stop_cut = message.startswith("Traceback") and message.rstrip().endswith("CancelledError")
+        if cancelled or stop_cut or message.startswith("Cancel "):
+            if cancelled:
+                record.msg, record.args = "request cancelled at the shutdown deadline", ()
+                record.exc_info = record.exc_text = None
+            elif stop_cut:
+                record.msg, record.args = "stopping the services cancelled at the deadline", ()
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 def _report_ready() -> None:

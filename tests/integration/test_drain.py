@@ -144,11 +144,13 @@ async def test_sigterm_exits_in_time_even_with_a_hung_redis(tmp_path: Path, free
         loop.call_later(1.0, lambda: os.kill(redis.pid, signal.SIGSTOP))
         try:
             # sends stuck on the paused Redis are cut at the deadline: a 5xx, never a 201
-            took, _, _ = await drained(tmp_path, free_port, extra, shutdown_timeout=2)
+            took, _, out = await drained(tmp_path, free_port, extra, shutdown_timeout=2)
         finally:
             os.kill(redis.pid, signal.SIGCONT)
     # (before ONAIR_SHUTDOWN_TIMEOUT: a fixed 5 s for requests, then an unbounded stop)
     assert took < 2 + 2.5, took
+    cut = [r for r in json_lines(out) if r["logger"] == "uvicorn.error"]
+    assert all(r["level"] == "warning" and "exception" not in r for r in cut), cut
 
 
 async def reconnecting_client(port: int, secret: str, topic: str, log: list[tuple[str, float]],
