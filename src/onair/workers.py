@@ -24,7 +24,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 RESTART_DELAY = 1.0
 POLL_INTERVAL = 0.2
@@ -66,12 +66,13 @@ class Worker:
     def poll(self) -> int | None:
         return self.process.poll()
 
-    def wait_ready(self, timeout: float) -> bool:
-        """True once the worker accepts connections; False if it died or took too long."""
+    def wait_ready(self, timeout: float, give_up: Callable[[], bool] = lambda: False) -> bool:
+        """True once the worker accepts connections; False if it died, took too long or
+        ``give_up()`` said so (the supervisor is stopping)."""
         deadline = time.monotonic() + timeout
         while not self.ready:
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or give_up():
                 return False
             readable, _, _ = select.select([self._ready_r], [], [], min(left, POLL_INTERVAL))
             if readable:
@@ -155,8 +156,10 @@ class Supervisor:
             # The new one first, so the port keeps its capacity while the old one drains.
             new = Worker(self._sock, self._env)
             self.workers.append(new)
-            if not new.wait_ready(self._ready_timeout):
-                log.warning("worker %d did not become ready; rolling restart stopped", new.pid)
+            if not new.wait_ready(self._ready_timeout, lambda: self._stopping):
+                if not self._stopping:
+                    log.warning("worker %d did not become ready within %.0f s; rolling restart "
+                                "stopped", new.pid, self._ready_timeout)
                 self.workers.remove(new)
                 new.stop(self._stop_timeout)
                 return
