@@ -179,6 +179,15 @@ def test_the_workers_supervisor_is_small_and_logs_json(tmp_path: Path, free_port
                                 env=env, stdout=out, stderr=subprocess.PIPE)
         try:
             wait_ready(free_port)
+
+            def connected_workers() -> int:  # both started (a worker stopped mid-start is quiet)
+                records = json_lines(out_path.read_text())
+                return len({r["pid"] for r in records if r["logger"] == "onair.broker.redis"})
+
+            end = time.monotonic() + 60
+            while connected_workers() < 2:
+                assert time.monotonic() < end, out_path.read_text()
+                time.sleep(0.2)
             supervisor_kib = rss_kib(proc.pid)
         finally:
             proc.send_signal(signal.SIGTERM)
