@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,6 +28,7 @@ from onair.broker.base import Broker
 from onair.context import AppContext, BrokerFanIn
 from onair.domain.clock import Clock, SystemClock
 from onair.errors import install_problem_handlers
+from onair.logs import outage_reason
 from onair.metrics import Metrics
 from onair.realtime import rest as realtime_rest
 from onair.realtime.service import STATE_KEY as REALTIME
@@ -121,14 +123,28 @@ async def start_context(ctx: AppContext, *, migrate: bool = True, reaper: bool =
 
 
 async def stop_context(ctx: AppContext) -> None:
-    await ctx.reaper.stop()
-    await ctx.extras[REALTIME].stop()
-    await ctx.tokens.close()
-    await ctx.chat.close()
-    await ctx.broker.close()
-    await ctx.db.close()
+    """Stop in dependency order: queued chat commits and their events go out before the broker
+    and the database close. One step failing does not skip the next; a step still running at the
+    stop deadline (ONAIR_SHUTDOWN_TIMEOUT, enforced by the server) is named in the log."""
+    steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+        ("reaper", ctx.reaper.stop), ("realtime", ctx.extras[REALTIME].stop),
+        ("tokens", ctx.tokens.close), ("chat", ctx.chat.close), ("broker", ctx.broker.close),
+        ("database", ctx.db.close),
+    ]
     if ctx.jwt.jwks is not None:
-        await ctx.jwt.jwks.close()
+        steps.append(("jwks", ctx.jwt.jwks.close))
+    for name, step in steps:
+        try:
+            await step()
+        except asyncio.CancelledError:
+            log.warning("stop_cancelled", step=name)
+            raise
+        except Exception as exc:
+            reason = outage_reason(exc)
+            if reason is not None:
+                log.warning("stop_failed", step=name, reason=reason)
+            else:
+                log.error("stop_failed", step=name, exc_info=exc)
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None,

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
-import signal
 import socket
+import subprocess
 import sys
-from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import uvicorn
 from pydantic import ValidationError
 
 from onair.settings import Settings
 
-GRACEFUL_SECONDS = 5  # requests in flight get this long to finish on SIGTERM
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+# Only what `onair serve --workers N` needs in its supervisor is imported at the top: the
+# supervisor lives as long as the server, and the app (FastAPI, SQLAlchemy, the services) imported
+# there would hold ~100 MiB that no request ever uses. The workers and `serve-prepare` import it.
 
 app = typer.Typer(help="onair: live-shopping streams, chat and realtime in one service.",
                   no_args_is_help=True, add_completion=False)
@@ -45,9 +46,7 @@ def serve(
         "needs ONAIR_BROKER_URL")] = None,
 ) -> None:
     """Run REST + realtime + pages on one port (migrates the database first)."""
-    from onair.app import build_context, create_app
     from onair.logs import configure_logging
-    from onair.store.migrate import upgrade
 
     settings = _settings(host=host, port=port, workers=workers)
     if settings.workers > 1 and not settings.broker_url:
@@ -55,29 +54,55 @@ def serve(
                    "that realtime events, presence and rate limits reach every worker", err=True)
         raise typer.Exit(2)
     configure_logging(settings.log_level, settings.log_json)
-    ctx = build_context(settings)  # also creates the JWT secret before any worker reads it
+    if settings.workers > 1:
+        raise typer.Exit(_supervise(settings))
+    from onair.app import build_context, create_app
+    from onair.store.migrate import upgrade
+
+    ctx = build_context(settings)
     asyncio.run(_migrate_and_close(settings, upgrade))
     _print_banner(settings, ctx.anon_key)
-    if settings.workers > 1:
-        from onair.workers import Supervisor, listen, worker_env
-
-        try:
-            sock = listen(settings.host, settings.port)
-        except OSError as exc:
-            typer.echo(f"onair: cannot listen on {settings.host}:{settings.port}: "
-                       f"{exc.strerror or exc}", err=True)
-            raise typer.Exit(1) from None
-        env = worker_env({"host": settings.host, "port": sock.getsockname()[1]})
-        code = Supervisor(sock, settings.workers, env, stop_timeout=GRACEFUL_SECONDS + 5).run()
-        typer.echo("onair stopped", err=True)
-        raise typer.Exit(code)
-    web = create_app(settings, ctx=ctx)
-    config = uvicorn.Config(web, host=settings.host, port=settings.port, log_level="warning",
-                            access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=GRACEFUL_SECONDS,
-                            **_server_options(settings))
-    OnairServer(config).run()
+    _run(create_app(settings, ctx=ctx), settings)
     typer.echo("onair stopped", err=True)
+
+
+def _supervise(settings: Settings) -> int:
+    """`serve --workers N`: prepare in a child (secret, migration, banner), then supervise."""
+    from onair.workers import Supervisor, listen, worker_env
+
+    overrides = {"host": settings.host, "port": settings.port, "workers": settings.workers}
+    prepared = subprocess.run([sys.executable, "-m", "onair", "serve-prepare"],
+                              env=worker_env(overrides), check=False)
+    if prepared.returncode != 0:
+        return prepared.returncode
+    try:
+        sock = listen(settings.host, settings.port)
+    except OSError as exc:
+        typer.echo(f"onair: cannot listen on {settings.host}:{settings.port}: "
+                   f"{exc.strerror or exc}", err=True)
+        return 1
+    env = worker_env({"host": settings.host, "port": sock.getsockname()[1]})
+    code = Supervisor(sock, settings.workers, env,
+                      stop_timeout=settings.shutdown_timeout + 5).run()
+    typer.echo("onair stopped", err=True)
+    return code
+
+
+@app.command("serve-prepare", hidden=True)
+def serve_prepare() -> None:
+    """What `onair serve --workers N` does once before its workers start: the JWT secret (so
+    every worker reads the same), the migration and the banner — in a process of its own."""
+    from onair.app import jwt_secret_of
+    from onair.auth.jwt import mint_key
+    from onair.logs import configure_logging
+    from onair.store.migrate import upgrade
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_json)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secret = jwt_secret_of(settings)
+    asyncio.run(_migrate_and_close(settings, upgrade))
+    _print_banner(settings, mint_key(secret, "anon", settings.anon_key_ttl))
 
 
 @app.command("serve-worker", hidden=True)
@@ -89,11 +114,20 @@ def serve_worker(fd: Annotated[int, typer.Option(help="Inherited listening socke
     settings = _settings()
     configure_logging(settings.log_level, settings.log_json)
     sock = socket.socket(fileno=fd)
-    web = create_app(settings, ctx=build_context(settings))
-    config = uvicorn.Config(web, log_level="warning", access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=GRACEFUL_SECONDS,
-                            **_server_options(settings))
-    OnairServer(config).run(sockets=[sock])
+    _run(create_app(settings, ctx=build_context(settings)), settings, sockets=[sock])
+
+
+def _run(web: FastAPI, settings: Settings, sockets: list[socket.socket] | None = None) -> None:
+    import uvicorn
+
+    options: dict[str, Any] = {} if sockets else {"host": settings.host, "port": settings.port}
+    # log_config=None: uvicorn's loggers keep our root handler (JSON lines) instead of its own
+    config = uvicorn.Config(web, log_level="warning", log_config=None, access_log=False,
+                            lifespan="on", timeout_graceful_shutdown=settings.shutdown_timeout,
+                            **options, **_server_options(settings))
+    from onair.server_process import OnairServer
+
+    OnairServer(config, shutdown_timeout=settings.shutdown_timeout).run(sockets=sockets)
 
 
 def _print_banner(settings: Settings, anon_key: str) -> None:
@@ -110,34 +144,6 @@ def _print_banner(settings: Settings, anon_key: str) -> None:
         typer.echo(f"  dev auth  POST {base}/api/v1/auth/dev-sign-in ({note})", err=True)
     if settings.workers > 1:
         typer.echo(f"  workers   {settings.workers} processes", err=True)
-
-
-class OnairServer(uvicorn.Server):
-    """uvicorn's server, made for a long-running onair process.
-
-    * SIGINT/SIGTERM: stop accepting, finish requests, run shutdown, exit 0. (uvicorn re-raises
-      the captured signal after shutdown, which ends the process with status -15 and looks like
-      a crash to supervisors and tests.)
-    * After startup, everything built so far (modules, the app, pools, caches' skeletons) lives
-      as long as the process, so it is moved out of the garbage collector's sight
-      (``gc.freeze``): full collections re-scanning it took 45–70 ms here, a stall every few
-      seconds that set the p99 of every request under load (`bench/tokens.py http`).
-    """
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        gc.collect()
-        gc.freeze()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        previous = {sig: signal.signal(sig, self.handle_exit)
-                    for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
 
 def _server_options(settings: Settings) -> dict[str, object]:

@@ -52,6 +52,13 @@ class Settings(BaseSettings):
         "info", description="Log level of the JSON logs on stdout."
     )
     log_json: bool = Field(True, description="JSON logs (true) or human-readable console logs.")
+    shutdown_timeout: float = Field(
+        10.0, gt=0, le=600, description="Seconds a server process has, after SIGTERM/SIGINT, to "
+        "stop: it stops accepting, closes realtime sockets with code 1012 (clients reconnect), "
+        "lets requests in flight finish, commits queued chat messages and exits. What is still "
+        "running then is cancelled. `onair serve --workers` kills a worker this much (plus 5 s) "
+        "after asking it to stop.",
+    )
     metrics_token: SecretStr | None = Field(
         None, description="Bearer token `GET /metrics` requires (`Authorization: Bearer …`). "
         "Unset: /metrics is public, and a non-loopback `host` logs a warning at start.",

@@ -7,7 +7,7 @@ import gc
 
 import uvicorn
 
-from onair.cli import OnairServer
+from onair.server_process import OnairServer
 
 
 async def test_startup_freezes_what_was_built_so_far(free_port: int) -> None:

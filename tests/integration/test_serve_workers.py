@@ -48,8 +48,9 @@ def serve(data_dir: Path, port: int, *args: str, broker: bool = True) -> subproc
     env.pop("ONAIR_BROKER_URL", None)
     if broker:
         env["ONAIR_BROKER_URL"] = REDIS_URL
-    return subprocess.Popen([sys.executable, "-m", "onair", "serve", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with (data_dir / "stdout.log").open("ab") as out:  # JSON logs: a file never fills up
+        return subprocess.Popen([sys.executable, "-m", "onair", "serve", *args], env=env,
+                                stdout=out, stderr=subprocess.PIPE)
 
 
 def test_two_workers_share_the_port_restart_and_stop(tmp_path: Path, free_port: int) -> None:
@@ -90,7 +91,8 @@ def test_two_workers_share_the_port_restart_and_stop(tmp_path: Path, free_port: 
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err.decode()[-2000:]
-    assert "exited with -9; starting another" in err.decode()
+    logged = (tmp_path / "stdout.log").read_text()
+    assert "exited with -9; starting another" in logged
     assert not any(Path(f"/proc/{pid}").exists() and "serve-worker" in
                    Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
                    for pid in replaced)

@@ -48,6 +48,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from onair.logs import log_failure
+
 log = logging.getLogger(__name__)
 
 Meta = dict[str, Any]
@@ -154,6 +156,6 @@ async def run_heartbeat(
         try:
             if not await store.heartbeat(node_id):
                 await on_expired()
-        except Exception:
-            log.exception("presence heartbeat failed")
+        except Exception as exc:
+            log_failure(log, "presence heartbeat failed", exc=exc)
         await asyncio.sleep(interval)

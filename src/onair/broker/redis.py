@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -76,6 +77,7 @@ class RedisBroker:
         self._last_error = "not connected yet"
         self._up = asyncio.Event()  # set while both links are usable
         self.links_failed = 0  # links lost or connects that failed (introspection for tests)
+        self._down_since: float | None = None  # monotonic time the link went down (for the log)
         self._lost = asyncio.Event()  # set by whoever notices the link broke
 
         # Subscriptions, channel bytes -> topic: what this process wants (re-subscribed after a
@@ -246,6 +248,8 @@ class RedisBroker:
                 await self._connect()
             except Exception as exc:  # any failure to connect: try again later
                 self.links_failed += 1
+                if self._down_since is None:
+                    self._down_since = time.monotonic()
                 self._last_error = str(exc) or type(exc).__name__
                 self._live.clear()
                 if not self._closed:
@@ -266,6 +270,7 @@ class RedisBroker:
                         with contextlib.suppress(asyncio.CancelledError, Exception):
                             await task
                     self.links_failed += 1
+                    self._down_since = time.monotonic()
                     if not self._closed:
                         log.warning("redis broker: link lost (%s); reconnecting", self._last_error)
                     self._mark_down(self._last_error)
@@ -312,7 +317,13 @@ class RedisBroker:
             async with self._command_lock:
                 self._acks.extend((channel, None) for channel in stale)
                 await _send(sub, b"UNSUBSCRIBE", *stale)
-        log.info("redis broker: connected, %d topic(s) subscribed", len(sent) - len(stale))
+        subscribed = len(sent) - len(stale)
+        if self._down_since is None:
+            log.info("redis broker: connected, %d topic(s) subscribed", subscribed)
+        else:
+            log.info("redis broker: reconnected after %.1f s, %d topic(s) subscribed",
+                     time.monotonic() - self._down_since, subscribed)
+            self._down_since = None
 
     async def _read_loop(self, sub: AbstractConnection) -> None:
         read = sub.read_response

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import orjson
 
+from onair.logs import log_failure
 from onair.realtime.client import Client
 from onair.realtime.hub import Hub
 from onair.realtime.limits import ByteBudget, RealtimeLimits, over_rate
@@ -265,8 +266,8 @@ class Dispatcher:
             client.protocol.join_error(topic, req.ref, f"{exc.code}: {exc.message}" if exc.code else exc.message)
             self.hub.send_protocol_output(client)
             return
-        except Exception:
-            log.exception("realtime: join of %s failed", topic)
+        except Exception as exc:
+            log_failure(log, "realtime: join of %s failed", topic, exc=exc)
             if not client.closed:
                 client.protocol.join_error(topic, req.ref, "Unknown Error on Channel")
                 self.hub.send_protocol_output(client)
@@ -284,8 +285,8 @@ class Dispatcher:
         if self.presence_seed is not None and self.hub.needs_remote_presence(topic):
             try:
                 await self.presence_seed(topic)
-            except Exception:
-                log.warning("realtime: shared presence of %s unavailable", topic, exc_info=True)
+            except Exception as exc:
+                log_failure(log, "realtime: shared presence of %s unavailable", topic, exc=exc)
             if client.closed or self.hub.member(client, topic) is None:
                 return
         if config.presence_enabled and reads_p:

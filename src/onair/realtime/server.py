@@ -22,6 +22,7 @@ import orjson
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 
+from onair.logs import log_failure
 from onair.realtime.client import Client
 from onair.realtime.dispatcher import TokenRejected
 from onair.realtime.protocol.serializer import serializer_for
@@ -105,8 +106,8 @@ class RealtimeWebSocketProtocol(WebSocketsSansIOProtocol):
         client = self.client_handle
         try:
             await pending
-        except Exception:
-            log.exception("realtime: join or token refresh failed")
+        except Exception as exc:
+            log_failure(log, "realtime: join or token refresh failed", exc=exc)
         finally:
             self.busy = False
         if client.closed:
@@ -150,6 +151,15 @@ class RealtimeWebSocketProtocol(WebSocketsSansIOProtocol):
         super().resume_writing()
         if self.client_handle is not None:
             self.client_handle.resume_writing()
+
+    def shutdown(self) -> None:
+        """The server is stopping (SIGTERM): uvicorn closes the socket with 1012 "service
+        restart", on which realtime-js, realtime-py and our client reconnect and rejoin (a
+        channel `system` error would not do: realtime-js does not rejoin after one). The hub lets
+        go first, so no frame of it follows the close frame."""
+        if self.client_handle is not None and self.realtime is not None:
+            self.realtime.detach(self.client_handle)
+        super().shutdown()
 
     def handle_close(self, event: Any) -> None:
         if self.client_handle is not None and self.realtime is not None:

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable
 import orjson
 
 from onair.broker.base import Broker, BrokerUnavailable
+from onair.logs import log_failure
 from onair.realtime.changes import RowChange
 from onair.realtime.client import Client
 from onair.realtime.client_ip import client_ip, trusted_networks
@@ -301,15 +302,15 @@ class RealtimeService:
     async def _subscribe_logged(self, topic: str) -> None:
         try:
             await self._subscribed(topic)
-        except Exception:
-            log.exception("realtime: broker subscribe %s failed", topic)
+        except Exception as exc:
+            log_failure(log, "realtime: broker subscribe %s failed", topic, exc=exc)
 
     async def _refresh_facts(self, stream_id: str) -> None:
         try:
             if await self.policy.reload(stream_id) is not None:  # type: ignore[union-attr]
                 self._reauthorize(stream_id)
-        except Exception:
-            log.warning("realtime: reloading the facts of stream %s failed", stream_id, exc_info=True)
+        except Exception as exc:
+            log_failure(log, "realtime: reloading the facts of stream %s failed", stream_id, exc=exc)
 
     def _release(self, topic: str) -> None:
         if topic.startswith("stream:") and self.policy is not None:
@@ -390,8 +391,8 @@ class RealtimeService:
             job = await self._outbox.get()
             try:
                 await job()
-            except Exception:
-                log.warning("realtime: relay to the broker failed", exc_info=True)
+            except Exception as exc:
+                log_failure(log, "realtime: relay to the broker failed", exc=exc)
 
     # -- shared presence (distributed mode) -----------------------------------------------------
 

@@ -33,6 +33,7 @@ from onair.domain.identity import Principal
 from onair.domain.ids import is_uuid, uuid7
 from onair.errors import Problem
 from onair.group_commit import GroupCommit
+from onair.logs import outage_reason
 from onair.realtime.visibility import old_identity
 from onair.services.events import EventPublisher, broadcast_event, row_event
 from onair.services.streams import stream_not_found
@@ -221,8 +222,10 @@ class ChatService:
 
     @staticmethod
     def _log_failure(exc: Exception, size: int) -> None:
-        if isinstance(exc, (DBAPIError, TimeoutError)):  # an outage: the type says enough
-            log.error("chat_send_failed", size=size, error=type(exc).__name__)
+        reason = outage_reason(exc)
+        if reason is not None or isinstance(exc, (DBAPIError, TimeoutError)):
+            # handled (every caller gets a 503); the type and reason say enough
+            log.warning("chat_send_failed", size=size, error=type(exc).__name__, reason=reason)
         else:
             log.error("chat_send_failed", size=size, error=type(exc).__name__, exc_info=exc)
 

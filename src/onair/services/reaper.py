@@ -9,6 +9,7 @@ import secrets
 import structlog
 
 from onair.domain.clock import Clock
+from onair.logs import outage_reason
 from onair.services.retention import Pruner
 from onair.services.streams import StreamService
 from onair.store import leases
@@ -55,7 +56,11 @@ class Reaper:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep reaping; the next pass retries
-                log.error("reaper_failed", error=type(exc).__name__, exc_info=exc)
+                reason = outage_reason(exc)
+                if reason is not None:  # database unreachable: nothing to debug here
+                    log.warning("reaper_failed", error=type(exc).__name__, reason=reason)
+                else:
+                    log.error("reaper_failed", error=type(exc).__name__, exc_info=exc)
             await asyncio.sleep(self._interval)
 
     def start(self) -> None:
