@@ -27,7 +27,7 @@ from onair.broker.base import Broker
 from onair.context import AppContext, BrokerFanIn
 from onair.domain.clock import Clock, SystemClock
 from onair.errors import install_problem_handlers
-from onair.metrics import Metrics
+from onair.metrics import Metrics, start_sync, stop_sync
 from onair.realtime import rest as realtime_rest
 from onair.realtime.service import STATE_KEY as REALTIME
 from onair.realtime.wiring import build_realtime
@@ -116,9 +116,11 @@ async def start_context(ctx: AppContext, *, migrate: bool = True, reaper: bool =
     await ctx.extras[REALTIME].start()
     if reaper:
         ctx.reaper.start()
+    start_sync(ctx, ctx.settings.metrics_sync_interval)
 
 
 async def stop_context(ctx: AppContext) -> None:
+    await stop_sync(ctx)
     await ctx.reaper.stop()
     await ctx.extras[REALTIME].stop()
     await ctx.tokens.close()

@@ -9,7 +9,8 @@ is why more than one worker needs ``ONAIR_BROKER_URL``.
 
 The parent only supervises: a worker that exits on its own is started again (at most once per
 ``RESTART_DELAY`` each, so a crash loop does not spin), and SIGTERM or SIGINT stops every worker
-gracefully and exits 0.
+gracefully and exits 0. It also gives the workers one fresh directory for their metrics, so any
+worker's ``/metrics`` answers for all of them (``onair/metrics/multiprocess.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+
+from onair.metrics import multiprocess
 
 RESTART_DELAY = 1.0
 POLL_INTERVAL = 0.2
@@ -59,6 +62,7 @@ class Supervisor:
 
     def run(self) -> int:
         previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        metrics_dir = self._env[multiprocess.ENV] = multiprocess.fresh_directory()
         try:
             for _ in range(self._count):
                 self.workers.append(self._spawn())
@@ -70,6 +74,7 @@ class Supervisor:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            multiprocess.remove(metrics_dir)
 
     def _restart_exited(self) -> None:
         for index, worker in enumerate(self.workers):
@@ -79,6 +84,7 @@ class Supervisor:
                 continue  # it died right after starting: wait before the next attempt
             print(f"onair worker {worker.pid} exited with {worker.returncode}; starting another",
                   file=sys.stderr, flush=True)
+            multiprocess.worker_exited(self._env[multiprocess.ENV], worker.pid)
             self.workers[index] = self._spawn()
             self._started_at[index] = time.monotonic()
 

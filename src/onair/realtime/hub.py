@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -29,6 +30,7 @@ from onair.realtime.protocol.join import JoinConfig
 from onair.realtime.protocol.messages import Message
 from onair.realtime.protocol.serializer import SERIALIZERS
 from onair.realtime.protocol.wsframe import frame
+from onair.tally import SECONDS, Tally
 
 log = logging.getLogger("onair.realtime")
 _SERIALIZERS = (SERIALIZERS["1.0.0"], SERIALIZERS["2.0.0"])
@@ -124,10 +126,16 @@ class Topic:
 
 @dataclass(slots=True)
 class HubStats:
+    """Plain counters, read by ``onair.metrics`` at scrape time (nothing here costs a lock)."""
+
     published: int = 0
     deliveries: int = 0
     writes: int = 0
     slow_consumers: int = 0
+    joins: int = 0
+    joins_refused: dict[str, int] = field(default_factory=dict)  # reason -> joins
+    limit_hits: dict[str, int] = field(default_factory=dict)  # limit -> times it refused something
+    flush_seconds: Tally = field(default_factory=lambda: Tally(SECONDS))  # one per loop turn
 
 
 class Hub:
@@ -235,6 +243,7 @@ class Hub:
             topic = self.topics[topic_name] = Topic(topic_name)
         elif topic.pending:
             self._flush_topic(topic)
+        self.stats.joins += 1
         member = Member(client, topic_name, join_ref, config, reads_broadcast, reads_presence,
                         presence_key or f"{self.node_id}-{next(self._refs)}", principal=principal,
                         uid=next(self._refs))
@@ -370,6 +379,7 @@ class Hub:
     def flush(self) -> None:
         """Write every pending batch; then cut off the slow consumers found while writing."""
         self._scheduled = False
+        started = time.perf_counter()
         dirty, self._dirty = self._dirty, []
         for topic in dirty:
             if topic.pending:
@@ -382,6 +392,7 @@ class Hub:
                 if topic.pending:
                     self._flush_topic(topic)
             self._dirty = []
+        self.stats.flush_seconds.observe(time.perf_counter() - started)
 
     def _flush_topic(self, topic: Topic) -> None:
         items, topic.pending = topic.pending, []

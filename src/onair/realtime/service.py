@@ -32,6 +32,7 @@ from onair.realtime.protocol.errors import Disconnect
 from onair.realtime.protocol.serializer import Serializer
 from onair.realtime.routing import binding_stream, broker_topics
 from onair.realtime.visibility import EVENTS, SUBJECT_EVENTS
+from onair.tally import bump
 
 log = logging.getLogger("onair.realtime")
 STATE_KEY = "onair.realtime"
@@ -79,6 +80,7 @@ class RealtimeService:
         # Only several processes can publish one stream's chat rows out of seq order.
         self._chat_order: ChatOrder[RowChange] | None = ChatOrder(chat_reorder_wait) if distributed else None
         self._chat_order_timer: asyncio.TimerHandle | None = None
+        self.relay_failures = 0  # relays and shared-presence updates the broker refused
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -157,6 +159,7 @@ class RealtimeService:
         from onair.realtime.dispatcher import TokenRejected
 
         if ip is not None and self.hub.connections_from(ip) >= self.limits.max_connections_per_ip:
+            bump(self.hub.stats.limit_hits, "connections_per_ip")
             raise TokenRejected("Too many connected users", "ConnectionRateLimitReached")
         if not apikey:
             raise TokenRejected("API key is missing", "")
@@ -165,6 +168,7 @@ class RealtimeService:
             raise TokenRejected("Token has expired", "")
         user = getattr(info.principal, "user_id", None)
         if user is not None and self.hub.connections_of(user) >= self.limits.max_connections_per_user:
+            bump(self.hub.stats.limit_hits, "connections_per_user")
             raise TokenRejected("Too many connected users", "ConnectionRateLimitReached")
         return info
 
@@ -265,6 +269,7 @@ class RealtimeService:
             try:
                 await job()
             except Exception:
+                self.relay_failures += 1
                 log.warning("realtime: relay to the broker failed", exc_info=True)
 
     # -- shared presence (distributed mode) -----------------------------------------------------
