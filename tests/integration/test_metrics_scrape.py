@@ -293,12 +293,12 @@ def test_two_workers_answer_for_the_whole_server(tmp_path: Path, free_port: int)
                                 headers=bearer(secret, f"buyer{i}", Role.BUYER),
                                 json={"body": f"m{i}", "client_msg_id": f"c{i}"})
                 assert r.status_code == 201, r.text
+        time.sleep(1)  # > ONAIR_METRICS_SYNC_INTERVAL: every worker copied its counters
         # both workers answered some of the requests
         parts = per_worker_counts(metrics_dir, "onair_http_requests_total", route="/healthz")
         assert sum(parts.values()) == requests
         assert sum(1 for value in parts.values() if value > 0) == 2, parts
         chat_route = "/api/v1/streams/{stream_id}/chat"
-        time.sleep(1)  # > ONAIR_METRICS_SYNC_INTERVAL: every worker copied its chat counters
         previous = 0.0
         for _ in range(12):  # each scrape on a new connection, answered by either worker
             s = scrape(base)

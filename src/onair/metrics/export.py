@@ -71,6 +71,7 @@ class Exporter:
 def sync(exporter: Exporter, ctx: Any) -> None:
     """Every plain counter and in-process gauge of ``ctx`` (no I/O, a few ms at most)."""
     m = exporter.m
+    _http(exporter)
     m.workers.set(1)
     m.resident.set(_resident_bytes())
     realtime = ctx.extras.get(REALTIME)
@@ -81,6 +82,15 @@ def sync(exporter: Exporter, ctx: Any) -> None:
     _database(exporter, ctx.db)
     _broker(exporter, ctx)
     _reaper(exporter, ctx.reaper)
+
+
+def _http(e: Exporter) -> None:
+    m = e.m
+    for (method, route, status), count in list(m.http_counts.items()):
+        e.count(m.requests.labels(method, route, str(status)), count)
+    for (method, route), tally in list(m.http_latency.items()):
+        e.tally(m.latency.labels(method, route), tally)
+    e.count_each(m.errors, m.http_errors)
 
 
 def _realtime(e: Exporter, service: Any) -> None:
