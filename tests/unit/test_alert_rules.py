@@ -19,7 +19,7 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     need(shutil.which("promtool") is not None, "promtool not installed (Debian package prometheus)")
-    return subprocess.run(["promtool", *args], cwd=DEPLOY, capture_output=True, text=True,
+    return subprocess.run(["promtool", *args], check=False, cwd=DEPLOY, capture_output=True, text=True,
                           timeout=120)
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import contextlib
+import hmac
 from typing import Annotated, Any
 
 import orjson

@@ -14,7 +14,7 @@ import resource
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 from onair.metrics.families import Metrics
 from onair.realtime.service import STATE_KEY as REALTIME
@@ -31,7 +31,7 @@ class Exporter:
         self._seen: dict[int, Any] = {}
         self._keep: list[Any] = []  # the children keyed by id() above stay alive
 
-    def count(self, child: Counter, value: int | float) -> None:
+    def count(self, child: Counter, value: float) -> None:
         """Add the growth of a running count (a count that went down restarted from 0)."""
         key = id(child)
         last = self._seen.get(key)
@@ -58,13 +58,13 @@ class Exporter:
             self._keep.append(child)
             last = ([0] * len(tally.counts), 0.0)
         counts, total = list(tally.counts), tally.sum
-        buckets = child._buckets  # noqa: SLF001
+        buckets = child._buckets
         assert len(buckets) == len(counts), "tally bounds must match the histogram's buckets"
         for i, (now, before) in enumerate(zip(counts, last[0], strict=True)):
             if now > before:
                 buckets[i].inc(now - before)
         if total > last[1]:
-            child._sum.inc(total - last[1])  # noqa: SLF001
+            child._sum.inc(total - last[1])
         self._seen[key] = (counts, total)
 
 

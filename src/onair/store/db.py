@@ -142,9 +142,8 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """One read-only snapshot."""
         try:
-            async with self._reader.connect() as conn:
-                async with conn.begin():
-                    yield conn
+            async with self._reader.connect() as conn, conn.begin():
+                yield conn
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             self._count_error(exc)
             raise
