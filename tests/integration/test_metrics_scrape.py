@@ -190,6 +190,8 @@ def test_activity_is_counted(one_server: dict[str, float]) -> None:
     assert total(s, "onair_realtime_deliveries_total") >= 1
     assert total(s, "onair_realtime_writes_total") >= 1
     assert total(s, "onair_realtime_flush_duration_seconds_count") >= 1
+    assert total(s, "onair_realtime_delivery_lag_seconds_count") >= 1
+    assert total(s, "onair_realtime_delivery_lag_seconds_bucket", le="0.5") >= 1  # same host
     assert total(s, "onair_group_commit_batch_size_count", writer="chat") >= 2
     assert total(s, "onair_group_commit_duration_seconds_count", writer="tokens") == 2  # + the 404
     assert total(s, "onair_broker_events_published_total") >= 1

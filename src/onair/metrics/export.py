@@ -117,6 +117,7 @@ def _realtime(e: Exporter, service: Any) -> None:
     e.count(m.rt_writes, stats.writes)
     e.count(m.rt_slow, stats.slow_consumers)
     e.tally(m.rt_flush, stats.flush_seconds)
+    e.tally(m.rt_lag, stats.delivery_lag)
     e.count(m.broker_failures.labels("relay"), getattr(service, "relay_failures", 0))
     order = getattr(service, "_chat_order", None)
     if order is not None:

@@ -91,6 +91,9 @@ class Metrics:
         self.rt_flush = Histogram("onair_realtime_flush_duration_seconds", "Duration of one "
                                   "fan-out flush (one per event-loop turn with messages)",
                                   registry=r, buckets=SECONDS)
+        self.rt_lag = Histogram("onair_realtime_delivery_lag_seconds", "From a database "
+                                "change's commit to its fan-out here (broker, queueing, reordering)",
+                                registry=r, buckets=SECONDS)
         # -- chat --
         self.chat_sends = Counter("onair_chat_sends_total", "Chat sends by outcome: created, "
                                   "duplicate (a retry) or the problem type it was refused with",

@@ -136,6 +136,7 @@ class HubStats:
     joins_refused: dict[str, int] = field(default_factory=dict)  # reason -> joins
     limit_hits: dict[str, int] = field(default_factory=dict)  # limit -> times it refused something
     flush_seconds: Tally = field(default_factory=lambda: Tally(SECONDS))  # one per loop turn
+    delivery_lag: Tally = field(default_factory=lambda: Tally(SECONDS))  # commit -> fan-out
 
 
 class Hub:

@@ -330,6 +330,7 @@ class RealtimeService:
                 self._cohost_change(stream_id, change)
                 for ready in self._in_seq_order(stream_id, change):
                     self.hub.change(ready)
+                    self._observe_lag(ready)
         elif kind == "stream_state":
             stream = event.get("stream")
             if isinstance(stream, dict) and stream.get("status") == "ended" and self.policy is not None:
@@ -357,6 +358,13 @@ class RealtimeService:
                 if not recipients:
                     return
             self.hub.broadcast(channel, event["event"], payload, recipients=recipients)
+
+    def _observe_lag(self, change: RowChange) -> None:
+        """Commit to fan-out (broker, queueing, reordering): one parse per change, never per
+        delivery. Clocks of different hosts may disagree; a negative lag counts as 0."""
+        committed = _epoch(change.commit_timestamp)
+        if committed is not None:
+            self.hub.stats.delivery_lag.observe(max(0.0, self.wall_clock() - committed))
 
     def _subject_audience(self, stream_id: str, channel: str, subject: Any) -> set[Client]:
         """The members who may learn about ``subject``: that user, the stream's owners, staff."""
