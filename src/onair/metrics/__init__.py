@@ -1,21 +1,32 @@
 """Prometheus metrics: the families (``families.py``), the scrape-time copy of the services'
-plain counters (``export.py``) and the multi-worker merge (``multiprocess.py``)."""
+plain counters (``export.py``) and the multi-worker merge (``multiprocess.py``).
+
+prometheus-client is imported on first use, not here: the ``--workers`` supervisor needs only
+``multiprocess`` and stays small."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from typing import Any
-
-from prometheus_client import generate_latest
+from typing import TYPE_CHECKING, Any
 
 from onair.metrics import multiprocess
-from onair.metrics.families import Metrics
+
+if TYPE_CHECKING:
+    from onair.metrics.families import Metrics
 
 __all__ = ["Metrics", "render", "start_sync", "stop_sync", "sync"]
 log = logging.getLogger("onair.metrics")
 _TASK = "onair.metrics.sync"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Metrics":
+        from onair.metrics.families import Metrics
+
+        return Metrics
+    raise AttributeError(name)
 
 
 def sync(ctx: Any) -> None:
@@ -23,15 +34,17 @@ def sync(ctx: Any) -> None:
     from onair.metrics.export import Exporter
     from onair.metrics.export import sync as export
 
-    metrics: Metrics = ctx.metrics
+    metrics = ctx.metrics
     exporter = getattr(metrics, "exporter", None)
     if exporter is None:
-        exporter = metrics.exporter = Exporter(metrics)  # type: ignore[attr-defined]
+        exporter = metrics.exporter = Exporter(metrics)
     export(exporter, ctx)
 
 
 def render(metrics: Metrics) -> bytes:
     """This process' metrics, or every worker's when there are several."""
+    from prometheus_client import generate_latest
+
     path = multiprocess.directory()
     if path is not None:
         return multiprocess.render_all(path)
