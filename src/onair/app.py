@@ -29,7 +29,7 @@ from onair.context import AppContext, BrokerFanIn
 from onair.domain.clock import Clock, SystemClock
 from onair.errors import install_problem_handlers
 from onair.logs import outage_reason
-from onair.metrics import Metrics
+from onair.metrics import Metrics, start_sync, stop_sync
 from onair.realtime import rest as realtime_rest
 from onair.realtime.service import STATE_KEY as REALTIME
 from onair.realtime.wiring import build_realtime
@@ -120,6 +120,7 @@ async def start_context(ctx: AppContext, *, migrate: bool = True, reaper: bool =
     await ctx.extras[REALTIME].start()
     if reaper:
         ctx.reaper.start()
+    start_sync(ctx, ctx.settings.metrics_sync_interval)
 
 
 async def stop_context(ctx: AppContext) -> None:
@@ -127,7 +128,7 @@ async def stop_context(ctx: AppContext) -> None:
     and the database close. One step failing does not skip the next; a step still running at the
     stop deadline (ONAIR_SHUTDOWN_TIMEOUT, enforced by the server) is named in the log."""
     steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-        ("reaper", ctx.reaper.stop), ("realtime", ctx.extras[REALTIME].stop),
+        ("metrics", lambda: stop_sync(ctx)), ("reaper", ctx.reaper.stop), ("realtime", ctx.extras[REALTIME].stop),
         ("tokens", ctx.tokens.close), ("chat", ctx.chat.close), ("broker", ctx.broker.close),
         ("database", ctx.db.close),
     ]

@@ -11,8 +11,11 @@ their round trips (a redis-py call costs far more CPU than the script it runs).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
+
+from onair.tally import BATCH_SIZES, SECONDS, Tally
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -28,6 +31,8 @@ class GroupCommit(Generic[T, R]):
         self._drainer: asyncio.Task[None] | None = None
         self.batches = 0
         self.items = 0
+        self.batch_sizes = Tally(BATCH_SIZES)
+        self.commit_seconds = Tally(SECONDS)
 
     @property
     def waiting(self) -> int:
@@ -47,8 +52,11 @@ class GroupCommit(Generic[T, R]):
             del self._pending[: self._max_batch]
             self.batches += 1
             self.items += len(batch)
+            self.batch_sizes.observe(len(batch))
+            started = time.perf_counter()
             try:
                 results = await self._run([item for item, _ in batch])
+                self.commit_seconds.observe(time.perf_counter() - started)
             except Exception as exc:  # the whole transaction failed: every caller hears it
                 results = [exc] * len(batch)
             except BaseException:  # cancelled (shutdown): nobody may wait forever

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         None, description="Bearer token `GET /metrics` requires (`Authorization: Bearer …`). "
         "Unset: /metrics is public, and a non-loopback `host` logs a warning at start.",
     )
+    metrics_sync_interval: float = Field(
+        2.0, gt=0, description="With `--workers` > 1: seconds between two copies of a worker's "
+        "in-process counters (realtime, chat, tokens, broker) to the files every scrape merges; "
+        "a scrape answered by another worker sees them at most this late.",
+    )
     max_body_bytes: int = Field(
         64 * 1024, ge=1024, description="Largest accepted REST request body (bytes) → 413."
     )

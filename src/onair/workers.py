@@ -12,6 +12,8 @@ exits on its own is started again (at most once per ``RESTART_DELAY`` each, so a
 not spin); SIGTERM or SIGINT drains every worker (each gets ``ONAIR_SHUTDOWN_TIMEOUT``, then is
 killed) and exits 0; SIGHUP is a rolling restart: one worker at a time is drained and replaced,
 and the next only goes once the new one accepts connections, so the port never stops answering.
+It also gives the workers one fresh directory for their metrics, so any worker's ``/metrics``
+answers for all of them (``onair/metrics/multiprocess.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
+
+from onair.metrics import multiprocess
 
 RESTART_DELAY = 1.0
 POLL_INTERVAL = 0.2
@@ -122,6 +126,7 @@ class Supervisor:
         handlers = {signal.SIGTERM: self._stop, signal.SIGINT: self._stop,
                     signal.SIGHUP: self._rolling_restart}
         previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+        metrics_dir = self._env[multiprocess.ENV] = multiprocess.fresh_directory()
         try:
             self.workers = [Worker(self._sock, self._env) for _ in range(self._count)]
             log.info("supervising %d workers: %s", self._count,
@@ -136,6 +141,7 @@ class Supervisor:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            multiprocess.remove(metrics_dir)
 
     def _restart_exited(self) -> None:
         for index, worker in enumerate(self.workers):
@@ -146,6 +152,7 @@ class Supervisor:
             log.warning("worker %d exited with %s; starting another", worker.pid,
                         worker.process.returncode)
             worker.close()
+            multiprocess.worker_exited(self._env[multiprocess.ENV], worker.pid)
             self.workers[index] = Worker(self._sock, self._env)
 
     def _restart_one_by_one(self) -> None:
@@ -164,6 +171,7 @@ class Supervisor:
                 new.stop(self._stop_timeout)
                 return
             old.stop(self._stop_timeout)
+            multiprocess.worker_exited(self._env[multiprocess.ENV], old.pid)
             self.workers.remove(new)
             self.workers[index] = new
             log.info("worker %d replaced by %d", old.pid, new.pid)

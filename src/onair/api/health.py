@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
@@ -13,6 +15,7 @@ from onair.api.deps import Ctx
 from onair.api.openapi import problems
 from onair.context import AppContext
 from onair.errors import Problem
+from onair.metrics import render, sync
 from onair.store.streams import count_by_status
 
 router = APIRouter(tags=["ops"])
@@ -24,16 +27,24 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
-async def readyz(ctx: Ctx) -> Response:
-    checks: dict[str, str] = {}
+async def readiness(ctx: AppContext) -> dict[str, str]:
+    """Each dependency: "ok" or why it is failing (both probes run at once)."""
     timeout = ctx.settings.db_timeout
-    for name, probe in (("database", ctx.db.ping), ("broker", ctx.broker.ping)):
+
+    async def check(probe: Any) -> str:
         try:
             await asyncio.wait_for(probe(), timeout)
-            checks[name] = "ok"
+            return "ok"
         except Exception as exc:  # any failure means not ready; say which part
-            checks[name] = f"failing: {type(exc).__name__}"
+            return f"failing: {type(exc).__name__}"
+
+    database, broker = await asyncio.gather(check(ctx.db.ping), check(ctx.broker.ping))
+    return {"database": database, "broker": broker}
+
+
+@router.get("/readyz")
+async def readyz(ctx: Ctx) -> Response:
+    checks = await readiness(ctx)
     ready = all(value == "ok" for value in checks.values())
     body = {"status": "ready" if ready else "not ready", "checks": checks}
     if ready:
@@ -61,14 +72,21 @@ def _check_metrics_token(ctx: AppContext, authorization: str | None) -> None:
 async def metrics(ctx: Ctx, request: Request) -> Response:
     _check_metrics_token(ctx, request.headers.get("authorization"))
     m = ctx.metrics
-    async with ctx.db.read() as conn:
-        counts = await count_by_status(conn)
-    for status in ("scheduled", "live", "paused", "ended"):
-        m.streams.labels(status).set(counts.get(status, 0))
-    m.viewers.set(await ctx.streams.active_viewers())
-    m.events_published.set(ctx.events.published)
-    m.events_failed.set(ctx.events.failed)
-    return Response(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    checks = await readiness(ctx)
+    for name, value in checks.items():
+        m.ready.labels(name).set(1 if value == "ok" else 0)
+    if checks["database"] == "ok":
+        # Best effort: with the database failing, the scrape still answers (onair_ready says
+        # why) and these gauges keep their last values.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(ctx.settings.db_timeout):
+                async with ctx.db.read() as conn:
+                    counts = await count_by_status(conn)
+                for status in ("scheduled", "live", "paused", "ended"):
+                    m.streams.labels(status).set(counts.get(status, 0))
+                m.viewers.set(await ctx.streams.active_viewers())
+    sync(ctx)
+    return Response(render(m), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 @config_router.get("/config")

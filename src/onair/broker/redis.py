@@ -78,6 +78,7 @@ class RedisBroker:
         self._up = asyncio.Event()  # set while both links are usable
         self.links_failed = 0  # links lost or connects that failed (introspection for tests)
         self._down_since: float | None = None  # monotonic time the link went down (for the log)
+        self.connects = 0  # links established (the first and every reconnect; for /metrics)
         self._lost = asyncio.Event()  # set by whoever notices the link broke
 
         # Subscriptions, channel bytes -> topic: what this process wants (re-subscribed after a
@@ -310,6 +311,7 @@ class RedisBroker:
                 self._dispatch(reply)
         sub.socket_timeout = pub.socket_timeout = None
         self._available = True
+        self.connects += 1
         self._last_error = ""
         self._up.set()
         stale = [channel for channel in sent if channel not in self._wanted]

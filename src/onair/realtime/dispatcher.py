@@ -30,6 +30,7 @@ from onair.realtime.protocol.errors import Disconnect
 from onair.realtime.protocol.join import JoinConfig, join_response, parse_bindings
 from onair.realtime.protocol.messages import Message
 from onair.realtime.routing import binding_stream, scope_error
+from onair.tally import bump
 
 log = logging.getLogger("onair.realtime")
 
@@ -69,6 +70,11 @@ def expired_message(exp: float, now: float) -> str:
 
 
 TOO_MANY_USERS = "Too many connected users"
+# join-error codes (spec §3.6) -> the bounded ``reason`` label of refused joins
+REFUSAL_REASONS = {"InvalidJWTToken": "invalid_token", "MalformedJWT": "invalid_token",
+                   "JwtSignatureError": "invalid_token", "": "invalid_token",
+                   "Unauthorized": "unauthorized", "ChannelRateLimitReached": "too_many_channels",
+                   "ConnectionRateLimitReached": "too_many_connections"}
 IDENTITY_FIELDS = ("user_id", "role")  # presence meta fields only the server may fill in
 
 
@@ -126,6 +132,7 @@ class Dispatcher:
             return
         topic = req.topic  # type: ignore[union-attr]
         if client.rate_count > self.limits.max_messages_per_second:
+            bump(self.hub.stats.limit_hits, "messages_per_second")
             self.shutdown(client, topic, "Too many messages per second")
             return
         if isinstance(req, BroadcastRequested):
@@ -139,6 +146,7 @@ class Dispatcher:
         flooding client costs others nothing (pushes past the limit close their channel)."""
         client.rate_window, client.rate_count = over_rate(client.rate_window, client.rate_count, now)
         if client.rate_count > 2 * self.limits.max_messages_per_second:
+            bump(self.hub.stats.limit_hits, "messages_per_second")
             self.hub.disconnect(client, Disconnect(1008, "Too many messages per second"))
             self.hub.flush()
             return False
@@ -181,6 +189,7 @@ class Dispatcher:
         sub = m.sub_topic(req.topic) or ""
         limit = self.limits.stream_max_payload_bytes if sub.startswith(STREAM_PREFIX) else self.limits.max_payload_bytes
         if req.size > min(limit, self.limits.max_payload_bytes):
+            bump(self.hub.stats.limit_hits, "payload_bytes")
             if config.broadcast_ack:
                 client.protocol.send(m.reply(join_ref, req.ref, req.topic, "error", {"error": "payload_size_exceeded"}))
             return
@@ -191,6 +200,7 @@ class Dispatcher:
                 client.protocol.send(m.reply(join_ref, req.ref, req.topic, "error", {"reason": "Unauthorized"}))
             return
         if not self._within_budget(client, member, req.topic, req.size, now, req.event):
+            bump(self.hub.stats.limit_hits, "bytes_per_second")
             if config.broadcast_ack:
                 client.protocol.send(m.reply(join_ref, req.ref, req.topic, "error", {"error": "rate_limit_exceeded"}))
             return
@@ -207,6 +217,7 @@ class Dispatcher:
         sub = m.sub_topic(req.topic) or ""
         limit = self.limits.stream_max_presence_bytes if sub.startswith(STREAM_PREFIX) else self.limits.max_payload_bytes
         if req.size > min(limit, self.limits.max_payload_bytes):
+            bump(self.hub.stats.limit_hits, "presence_bytes")
             self.shutdown(client, req.topic, "Track message size exceeded")
             return
         if not self.authorizer.allowed(member.principal, sub, "presence", "write", private=member.config.private):
@@ -218,6 +229,7 @@ class Dispatcher:
             return
         if req.track:
             if not self._within_budget(client, member, req.topic, req.size, now):
+                bump(self.hub.stats.limit_hits, "bytes_per_second")
                 reason = {"reason": "Client presence rate limit exceeded"}
                 client.protocol.send(m.reply(member.join_ref, req.ref, req.topic, "error", reason))
                 return
@@ -243,6 +255,7 @@ class Dispatcher:
         config = req.config
         try:
             if len(client.protocol.channels) > self.limits.max_channels_per_connection:
+                bump(self.hub.stats.limit_hits, "channels_per_connection")
                 raise TokenRejected("Too many channels", "ChannelRateLimitReached")
             info = apikey if config.access_token is None else await self._verify(config.access_token, now)
             if info.exp is not None and info.exp <= now:
@@ -259,8 +272,10 @@ class Dispatcher:
                 await self.broker_ready(self.hub.broker_topics_of(topic, config))
             # after the last await: the count and the join below happen in one step
             if self._over_user_cap(client, info.principal):
+                bump(self.hub.stats.limit_hits, "connections_per_user")
                 raise TokenRejected(TOO_MANY_USERS, "ConnectionRateLimitReached")
         except TokenRejected as exc:
+            bump(self.hub.stats.joins_refused, REFUSAL_REASONS.get(exc.code, "other"))
             if client.closed:
                 return
             client.protocol.join_error(topic, req.ref, f"{exc.code}: {exc.message}" if exc.code else exc.message)
@@ -268,6 +283,7 @@ class Dispatcher:
             return
         except Exception as exc:
             log_failure(log, "realtime: join of %s failed", topic, exc=exc)
+            bump(self.hub.stats.joins_refused, "error")
             if not client.closed:
                 client.protocol.join_error(topic, req.ref, "Unknown Error on Channel")
                 self.hub.send_protocol_output(client)
@@ -339,6 +355,7 @@ class Dispatcher:
                     error = f"Unauthorized: You do not have permissions to read {b.table} of stream {stream}"
                 if error is None:
                     if spent + b.filter.cost > budget:
+                        bump(self.hub.stats.limit_hits, "filter_cost")
                         error = f"filters of this connection exceed their cost budget ({budget}): simplify them or leave a channel"
                     else:
                         spent += b.filter.cost

@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Iterable
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ from onair.realtime.protocol.join import JoinConfig
 from onair.realtime.protocol.messages import Message
 from onair.realtime.protocol.serializer import SERIALIZERS
 from onair.realtime.protocol.wsframe import frame
+from onair.tally import SECONDS, Tally
 
 log = logging.getLogger("onair.realtime")
 _SERIALIZERS = (SERIALIZERS["1.0.0"], SERIALIZERS["2.0.0"])
@@ -137,12 +139,19 @@ class Topic:
 
 @dataclass(slots=True)
 class HubStats:
+    """Plain counters, read by ``onair.metrics`` at scrape time (nothing here costs a lock)."""
+
     published: int = 0
     deliveries: int = 0
     writes: int = 0
     slow_consumers: int = 0
     write_failures: int = 0
     aborted_flushes: int = 0
+    joins: int = 0
+    joins_refused: dict[str, int] = field(default_factory=dict)  # reason -> joins
+    limit_hits: dict[str, int] = field(default_factory=dict)  # limit -> times it refused something
+    flush_seconds: Tally = field(default_factory=lambda: Tally(SECONDS))  # one per loop turn
+    delivery_lag: Tally = field(default_factory=lambda: Tally(SECONDS))  # commit -> fan-out
 
 
 class Hub:
@@ -253,6 +262,7 @@ class Hub:
             topic = self.topics[topic_name] = Topic(topic_name)
         elif topic.pending:
             self._flush_topic(topic)
+        self.stats.joins += 1
         member = Member(client, topic_name, join_ref, config, reads_broadcast, reads_presence,
                         presence_key or f"{self.node_id}-{next(self._refs)}", principal=principal,
                         uid=next(self._refs))
@@ -401,6 +411,7 @@ class Hub:
     def flush(self) -> None:
         """Write every pending batch; then cut off the slow consumers found while writing."""
         self._scheduled = False
+        started = time.perf_counter()
         dirty, self._dirty = self._dirty, []
         for topic in dirty:
             if topic.pending:
@@ -413,6 +424,7 @@ class Hub:
             for topic in dirty:  # leave diffs of the disconnected
                 if topic.pending:
                     self._flush_topic(topic)
+        self.stats.flush_seconds.observe(time.perf_counter() - started)
 
     def _flush_topic(self, topic: Topic) -> None:
         items, topic.pending = topic.pending, []

@@ -40,6 +40,8 @@ class ChatOrder(Generic[T]):
     def __init__(self, wait: float) -> None:
         self.wait = wait
         self._streams: dict[str, _Stream[T]] = {}
+        self.held = 0  # rows that had to wait for an earlier seq (counters for /metrics)
+        self.gaps_given_up = 0
 
     def push(self, stream: str, seq: int, is_insert: bool, item: T, now: float) -> list[T]:
         """What may go out now, in order (possibly nothing, possibly earlier held rows)."""
@@ -51,6 +53,7 @@ class ChatOrder(Generic[T]):
         if seq < state.next_seq:
             return [item]
         if seq > state.next_seq or not is_insert:
+            self.held += 1
             held = state.held.setdefault(seq, _Held())
             if is_insert:
                 held.insert = item
@@ -72,6 +75,7 @@ class ChatOrder(Generic[T]):
         out: list[T] = []
         for state in self._streams.values():
             if state.deadline is not None and state.deadline <= now:
+                self.gaps_given_up += 1
                 for seq in sorted(state.held):
                     out += state.held[seq].release()
                 state.next_seq = max(state.next_seq, max(state.held) + 1)

@@ -38,6 +38,7 @@ from onair.realtime.protocol.errors import Disconnect
 from onair.realtime.protocol.serializer import Serializer
 from onair.realtime.routing import binding_stream, broker_topics
 from onair.realtime.visibility import EVENTS, SUBJECT_EVENTS
+from onair.tally import bump
 
 log = logging.getLogger("onair.realtime")
 STATE_KEY = "onair.realtime"
@@ -99,6 +100,7 @@ class RealtimeService:
         self.join_subscribe_timeout = join_subscribe_timeout
         self.link_up = True  # False between a broker's on_link_down and on_link_up
         self._interrupted: set[str] = set()  # channels told that live delivery was lost
+        self.relay_failures = 0  # relays and shared-presence updates the broker refused
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -178,6 +180,7 @@ class RealtimeService:
         from onair.realtime.dispatcher import TokenRejected
 
         if ip is not None and self.hub.connections_from(ip) >= self.limits.max_connections_per_ip:
+            bump(self.hub.stats.limit_hits, "connections_per_ip")
             raise TokenRejected("Too many connected users", "ConnectionRateLimitReached")
         if not apikey:
             raise TokenRejected("API key is missing", "")
@@ -186,6 +189,7 @@ class RealtimeService:
             raise TokenRejected("Token has expired", "")
         user = getattr(info.principal, "user_id", None)
         if user is not None and self.hub.connections_of(user) >= self.limits.max_connections_per_user:
+            bump(self.hub.stats.limit_hits, "connections_per_user")
             raise TokenRejected("Too many connected users", "ConnectionRateLimitReached")
         return info
 
@@ -392,6 +396,7 @@ class RealtimeService:
             try:
                 await job()
             except Exception as exc:
+                self.relay_failures += 1
                 log_failure(log, "realtime: relay to the broker failed", exc=exc)
 
     # -- shared presence (distributed mode) -----------------------------------------------------
@@ -452,6 +457,7 @@ class RealtimeService:
                 self._cohost_change(stream_id, change)
                 for ready in self._in_seq_order(stream_id, change):
                     self.hub.change(ready)
+                    self._observe_lag(ready)
         elif kind == "stream_state":
             stream = event.get("stream")
             if isinstance(stream, dict) and stream.get("status") == "ended" and self.policy is not None:
@@ -517,6 +523,13 @@ class RealtimeService:
                 self._close_ended(stream_id)
             else:
                 del self._ended[stream_id]
+
+    def _observe_lag(self, change: RowChange) -> None:
+        """Commit to fan-out (broker, queueing, reordering): one parse per change, never per
+        delivery. Clocks of different hosts may disagree; a negative lag counts as 0."""
+        committed = _epoch(change.commit_timestamp)
+        if committed is not None:
+            self.hub.stats.delivery_lag.observe(max(0.0, self.wall_clock() - committed))
 
     def _subject_audience(self, stream_id: str, channel: str, subject: Any) -> set[Client]:
         """The members who may learn about ``subject``: that user, the stream's owners, staff."""

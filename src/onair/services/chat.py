@@ -41,6 +41,7 @@ from onair.settings import Settings
 from onair.store import chat as store
 from onair.store.chat import Message, SanctionRow
 from onair.store.db import Database
+from onair.tally import bump
 
 log = structlog.get_logger("onair.chat")
 
@@ -110,6 +111,14 @@ class ChatService:
         # an UPDATE before the INSERT of its message.
         self._outbox: asyncio.Queue[tuple[str, list[dict[str, Any]]] | None] = asyncio.Queue()
         self._publisher: asyncio.Task[None] | None = None
+        # plain counters for /metrics: sends by outcome (created, duplicate or the problem
+        # type), batches whose transaction failed
+        self.send_outcomes: dict[str, int] = {}
+        self.commit_failures = 0
+
+    @property
+    def writer(self) -> GroupCommit[_PendingSend, SendResult]:
+        return self._writer
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -142,6 +151,26 @@ class ChatService:
         raw_body: str,
         client_msg_id: str,
         client_sent_at: datetime | None = None,
+    ) -> SendResult:
+        try:
+            result = await self._send(principal, stream_id, raw_body, client_msg_id,
+                                      client_sent_at)
+        except Problem as problem:
+            bump(self.send_outcomes, problem.type)
+            raise
+        except Exception:
+            bump(self.send_outcomes, "error")
+            raise
+        bump(self.send_outcomes, "created" if result.created else "duplicate")
+        return result
+
+    async def _send(
+        self,
+        principal: Principal,
+        stream_id: str,
+        raw_body: str,
+        client_msg_id: str,
+        client_sent_at: datetime | None,
     ) -> SendResult:
         assert principal.user_id is not None
         if not is_uuid(stream_id):
@@ -206,9 +235,11 @@ class ChatService:
                 log.warning("chat_batch_refused_retrying_singly", size=len(batch),
                             error=type(exc).__name__)
                 return [(await self._store_batch([pending]))[0] for pending in batch]
+            self.commit_failures += 1
             self._log_failure(exc, len(batch))
             return [not_stored()]
         except Exception as exc:  # noqa: BLE001 - unreachable, timeout …: the batch gets 503
+            self.commit_failures += 1
             self._log_failure(exc, len(batch))
             return [not_stored() for _ in batch]  # one exception object per waiting request
         by_stream: dict[str, list[dict[str, Any]]] = {}

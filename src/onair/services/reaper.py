@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 
 import structlog
 
@@ -32,6 +33,11 @@ class Reaper:
         self._task: asyncio.Task[None] | None = None
         self._pruner = pruner
         self.passes = 0
+        # plain counters for /metrics
+        self.last_success: float | None = None  # wall-clock time of the last completed pass
+        self.not_leader = 0  # passes skipped: another process holds the lease
+        self.failures = 0
+        self.actions: dict[str, int] = {}  # kind -> how many
 
     async def run_once(self) -> dict[str, int] | None:
         """One pass if this process holds the lease; None when another process does."""
@@ -39,12 +45,16 @@ class Reaper:
             leader = await leases.try_acquire(conn, LEASE, self.holder, self._clock.now(),
                                               self._lease)
         if not leader:
+            self.not_leader += 1
             return None
         done = await self._streams.reap()
         if self._pruner is not None:  # a bounded number of short transactions, inside the lease
             done.update(await self._pruner.prune(self._pruner.policy.batches_per_pass,
                                                  budget=self._lease / 2))
         self.passes += 1
+        self.last_success = time.time()
+        for kind, count in done.items():
+            self.actions[kind] = self.actions.get(kind, 0) + count
         if any(done.values()):
             log.info("reaped", **done)
         return done
@@ -56,6 +66,7 @@ class Reaper:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep reaping; the next pass retries
+                self.failures += 1
                 reason = outage_reason(exc)
                 if reason is not None:  # database unreachable: nothing to debug here
                     log.warning("reaper_failed", error=type(exc).__name__, reason=reason)

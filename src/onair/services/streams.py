@@ -84,6 +84,7 @@ class StreamService:
         self._events = events
         self._clock = clock
         self._settings = settings
+        self.tokens_revoked = 0  # Agora tokens revoked by stream ends (for /metrics)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -167,7 +168,8 @@ class StreamService:
                 if action is Action.END:
                     left = await store.present_viewers(conn, stream_id)
                     await store.mark_left(conn, stream_id, left, now)
-                    await store.revoke_stream_tokens(conn, stream_id, now, "stream_ended")
+                    self.tokens_revoked += await store.revoke_stream_tokens(
+                        conn, stream_id, now, "stream_ended")
             await self._publish_transition(before, after, left)
             return after
         raise Problem(409, "concurrent-update", "Stream changed concurrently",

@@ -53,6 +53,7 @@ from onair.services.streams import (
 from onair.settings import Settings
 from onair.store import tokens as store
 from onair.store.db import Database
+from onair.tally import bump
 
 log = structlog.get_logger("onair.tokens")
 
@@ -202,6 +203,14 @@ class TokenService:
         self._issuer: GroupCommit[IssueRequest, IssuedToken] = GroupCommit(
             self._issue_batch, settings.agora_issue_batch_max
         )
+        # plain counters for /metrics
+        self.issued: dict[str, int] = {}  # role -> tokens
+        self.refused: dict[str, int] = {}  # problem type -> requests
+        self.revoked: dict[str, int] = {}  # reason -> tokens (stream ends count in streams)
+
+    @property
+    def issuer(self) -> GroupCommit[IssueRequest, IssuedToken]:
+        return self._issuer
 
     @property
     def configured(self) -> bool:
@@ -219,12 +228,19 @@ class TokenService:
 
     async def issue(self, principal: Principal, stream_id: str, kind: Kind, *,
                     requested: TokenRole | None = None, refresh: bool = False) -> IssuedToken:
-        user_id = require_signed_in(principal)
-        self._require_credentials()
-        if not is_uuid(stream_id):
-            raise stream_not_found(stream_id)
-        await self._limiter.check(user_id)
-        return await self._issuer.submit(IssueRequest(stream_id, user_id, kind, requested, refresh))
+        try:
+            user_id = require_signed_in(principal)
+            self._require_credentials()
+            if not is_uuid(stream_id):
+                raise stream_not_found(stream_id)
+            await self._limiter.check(user_id)
+            issued = await self._issuer.submit(IssueRequest(stream_id, user_id, kind, requested,
+                                                            refresh))
+        except Problem as problem:
+            bump(self.refused, problem.type)
+            raise
+        bump(self.issued, issued.role.value)
+        return issued
 
     async def _issue_batch(self, requests: list[IssueRequest]) -> list[IssuedToken | Exception]:
         credentials = self._require_credentials()
@@ -388,6 +404,7 @@ class TokenService:
             revoked = await store.revoke_user_tokens(
                 conn, stream_id, user_id, TokenRole.PUBLISHER.value, now, "demoted"
             )
+        bump(self.revoked, "demoted", revoked)
         await self._events.publish(
             stream_id,
             row_event(COHOSTS_TABLE, "DELETE", None, store.record(existing), now),

@@ -22,6 +22,10 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import (
+    DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
@@ -56,11 +60,14 @@ class Database:
     ) -> None:
         self.url = async_url(url)
         self.dialect = make_url(self.url).get_backend_name()
+        self.errors: dict[str, int] = {}  # kind -> failed statements or transactions (/metrics)
+        self.capacity: dict[str, int] = {}  # pool -> most connections it opens
         if self.dialect == "sqlite":
             self._writer = self._sqlite_engine(timeout, sqlite_synchronous, immediate=True,
                                                pool_size=1)
             self._reader = self._sqlite_engine(timeout, sqlite_synchronous, immediate=False,
                                                pool_size=4)
+            self.capacity = {"writer": 1, "reader": 4}
         else:
             connect_args: dict[str, Any] = {
                 "timeout": timeout,
@@ -85,6 +92,7 @@ class Database:
                 connect_args=connect_args,
             )
             self._writer = self._reader = engine
+            self.capacity = {"main": 2 * pool_size}
 
     def _sqlite_engine(
         self, timeout: float, synchronous: str, *, immediate: bool, pool_size: int
@@ -123,15 +131,42 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """One read-write transaction: committed on exit, rolled back on error."""
-        async with self._writer.begin() as conn:
-            yield conn
+        try:
+            async with self._writer.begin() as conn:
+                yield conn
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            self._count_error(exc)
+            raise
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """One read-only snapshot."""
-        async with self._reader.connect() as conn:
-            async with conn.begin():
+        try:
+            async with self._reader.connect() as conn, conn.begin():
                 yield conn
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            self._count_error(exc)
+            raise
+
+    def _count_error(self, exc: BaseException) -> None:
+        if isinstance(exc, IntegrityError):
+            kind = "integrity"
+        elif isinstance(exc, (PoolTimeout, TimeoutError)):
+            kind = "timeout"
+        elif isinstance(exc, (OperationalError, InterfaceError, DisconnectionError, OSError)):
+            kind = "connection"  # unreachable, dropped, locked out
+        elif isinstance(exc, DBAPIError):
+            kind = "query"
+        else:
+            kind = "other"
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def pools_in_use(self) -> dict[str, int]:
+        """Connections checked out of each pool now (SQLAlchemy's own count, no I/O)."""
+        if self._reader is self._writer:
+            return {"main": self._writer.pool.checkedout()}  # type: ignore[attr-defined]
+        return {"writer": self._writer.pool.checkedout(),  # type: ignore[attr-defined]
+                "reader": self._reader.pool.checkedout()}  # type: ignore[attr-defined]
 
     async def ping(self) -> None:
         async with self._reader.connect() as conn:
