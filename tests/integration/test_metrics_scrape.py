@@ -35,7 +35,7 @@ from onair.domain.identity import Role
 from onair.metrics import Metrics
 from tests.conftest import REDIS_URL, need_redis
 from tests.integration.test_serve import wait_ready
-from tests.integration.test_serve_workers import children_of, wait_for
+from tests.integration.test_serve_workers import children_of, join_chat_inserts, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_ID = "970CA35de60c44645bbae8a215061b33"
@@ -102,13 +102,7 @@ async def activity(port: int, secret: str) -> None:
                   f"?apikey={mint_key(secret, 'anon', 20 * 365 * 86400)}&vsn=1.0.0")
         async with websockets.connect(ws_url) as ws:
             topic = f"realtime:stream:{sid}"
-            await ws.send(json.dumps({"topic": topic, "event": "phx_join", "ref": "1",
-                                      "payload": {"config": {"postgres_changes": [{
-                                          "event": "INSERT", "schema": "public",
-                                          "table": "chat_messages",
-                                          "filter": f"stream_id=eq.{sid}"}]}}}))
-            while (reply := json.loads(await ws.recv()))["event"] != "phx_reply":
-                pass
+            reply = await join_chat_inserts(ws, topic, sid)
             assert reply["payload"]["status"] == "ok"
             # a join with a forged token is refused (joins_refused{reason="invalid_token"})
             await ws.send(json.dumps({"topic": "realtime:other", "event": "phx_join", "ref": "2",

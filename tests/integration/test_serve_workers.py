@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -51,6 +53,17 @@ def serve(data_dir: Path, port: int, *args: str, broker: bool = True) -> subproc
     with (data_dir / "stdout.log").open("ab") as out:  # JSON logs: a file never fills up
         return subprocess.Popen([sys.executable, "-m", "onair", "serve", *args], env=env,
                                 stdout=out, stderr=subprocess.PIPE)
+
+
+async def join_chat_inserts(ws: Any, topic: str, stream_id: str, ref: str = "1") -> dict[str, Any]:
+    """Join ``topic`` (vsn 1.0.0) with a binding on the stream's chat inserts; the phx_reply."""
+    await ws.send(json.dumps({"topic": topic, "event": "phx_join", "ref": ref,
+                              "payload": {"config": {"postgres_changes": [{
+                                  "event": "INSERT", "schema": "public", "table": "chat_messages",
+                                  "filter": f"stream_id=eq.{stream_id}"}]}}}))
+    while (reply := json.loads(await ws.recv()))["event"] != "phx_reply":
+        pass
+    return dict(reply)
 
 
 def test_two_workers_share_the_port_restart_and_stop(tmp_path: Path, free_port: int) -> None:
@@ -158,13 +171,7 @@ async def test_chat_from_both_workers_reaches_a_subscriber_in_seq_order(
             ws_url = (f"ws://127.0.0.1:{free_port}/realtime/v1/websocket"
                       f"?apikey={mint_key(secret, 'anon', 20 * 365 * 86400)}&vsn=1.0.0")
             async with websockets.connect(ws_url) as ws:
-                await ws.send(json.dumps({"topic": topic, "event": "phx_join", "ref": "1",
-                                          "payload": {"config": {"postgres_changes": [{
-                                              "event": "INSERT", "schema": "public",
-                                              "table": "chat_messages",
-                                              "filter": f"stream_id=eq.{sid}"}]}}}))
-                while (reply := json.loads(await ws.recv()))["event"] != "phx_reply":
-                    pass
+                reply = await join_chat_inserts(ws, topic, sid)
                 assert reply["payload"]["status"] == "ok"
 
                 async def change_seq(timeout: float) -> int:
