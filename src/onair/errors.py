@@ -1,14 +1,14 @@
 """REST errors as RFC 9457 problem details (`application/problem+json`).
 
-Anything a client can get wrong is raised as :class:`Problem` with a stable ``type`` slug; the
-handlers installed by :func:`install_problem_handlers` turn it, FastAPI's validation errors and
-Starlette's HTTP errors into the same shape. Unexpected exceptions become a generic 500 whose body
+Anything a client can get wrong is raised as :class:`Problem` with a stable ``type`` slug from
+the catalogue in :mod:`onair.problems` (re-exported here); the handlers installed by
+:func:`install_problem_handlers` turn it, FastAPI's validation errors and Starlette's HTTP errors
+into the same shape. Unexpected exceptions become a generic 500 whose body
 never contains the exception text (it is logged with the request id instead).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -19,36 +19,14 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from onair import problems
+from onair.problems import Problem, ProblemType
+
+__all__ = ["PROBLEM_JSON", "Problem", "ProblemType", "field_problem", "install_problem_handlers",
+           "internal_error", "outage_problem", "problem_response", "validation_problem"]
+
 PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger("onair.errors")
-
-
-class Problem(Exception):
-    """A client-visible error: HTTP status, stable type slug, human title, optional details."""
-
-    def __init__(
-        self,
-        status: int,
-        type_: str,
-        title: str,
-        detail: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(f"{status} {type_}: {detail or title}")
-        self.status = status
-        self.type = type_
-        self.title = title
-        self.detail = detail
-        self.headers = dict(headers or {})
-        self.extra = extra
-
-    def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status}
-        if self.detail is not None:
-            body["detail"] = self.detail
-        body.update(self.extra)
-        return body
 
 
 def problem_response(problem: Problem) -> Response:
@@ -58,20 +36,6 @@ def problem_response(problem: Problem) -> Response:
         media_type=PROBLEM_JSON,
         headers=problem.headers,
     )
-
-
-_STATUS_TYPES = {
-    400: ("bad-request", "Bad request"),
-    401: ("unauthorized", "Authentication required"),
-    403: ("forbidden", "Not allowed"),
-    404: ("not-found", "Not found"),
-    405: ("method-not-allowed", "Method not allowed"),
-    409: ("conflict", "Conflict"),
-    413: ("payload-too-large", "Request body too large"),
-    415: ("unsupported-media-type", "Unsupported media type"),
-    422: ("validation-error", "Request is not valid"),
-    429: ("rate-limited", "Too many requests"),
-}
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -89,8 +53,7 @@ def validation_problem(err: ValidationError) -> Problem:
     errors = [{"loc": ["body", *(str(part) for part in e["loc"])], "msg": e["msg"]}
               for e in err.errors(include_url=False, include_input=False)]
     first = errors[0]
-    return Problem(422, "validation-error", "Request is not valid",
-                   f"{'.'.join(first['loc'])}: {first['msg']}", errors=errors)
+    return problems.VALIDATION_ERROR(f"{'.'.join(first['loc'])}: {first['msg']}", errors=errors)
 
 
 def field_problem(loc: tuple[str, ...], msg: str) -> Problem:
@@ -100,8 +63,7 @@ def field_problem(loc: tuple[str, ...], msg: str) -> Problem:
 
 def _invalid_request(errors: list[dict[str, Any]]) -> Problem:
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-    return Problem(422, "validation-error", "Request is not valid",
-                   f"{'.'.join(first['loc'])}: {first['msg']}", errors=errors)
+    return problems.VALIDATION_ERROR(f"{'.'.join(first['loc'])}: {first['msg']}", errors=errors)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -115,10 +77,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
-        type_, title = _STATUS_TYPES.get(exc.status_code, ("http-error", "HTTP error"))
-        detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+        kind = problems.BY_HTTP_STATUS.get(exc.status_code, problems.HTTP_ERROR)
+        detail = exc.detail if isinstance(exc.detail, str) and exc.detail != kind.title else None
         headers = dict(exc.headers or {})
-        return problem_response(Problem(exc.status_code, type_, title, detail, headers))
+        return problem_response(kind(detail, status=exc.status_code, headers=headers))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -144,12 +106,11 @@ def outage_problem(exc: BaseException) -> Problem | None:
     ) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
     if not dependency_down:
         return None
-    return Problem(503, "service-unavailable", "Temporarily unavailable",
-                   "A service onair depends on did not answer; retry shortly.",
-                   headers={"Retry-After": "1"})
+    return problems.SERVICE_UNAVAILABLE(
+        "A service onair depends on did not answer; retry shortly.", headers={"Retry-After": "1"})
 
 
 def internal_error() -> Problem:
     """What a client sees of a bug: never the exception's text (that is logged)."""
-    return Problem(500, "internal-error", "Internal server error",
-                   "Something went wrong on our side; the request id is in the logs.")
+    return problems.INTERNAL_ERROR(
+        "Something went wrong on our side; the request id is in the logs.")

@@ -11,7 +11,7 @@ from onair.api.deps import Ctx, CurrentPrincipal
 from onair.api.openapi import problems
 from onair.auth.jwt import mint_token
 from onair.domain.identity import Role
-from onair.errors import Problem
+from onair.problems import DEV_AUTH_DISABLED
 from onair.settings import is_loopback_host
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -58,9 +58,9 @@ def _local_request(request: Request) -> bool:
 async def dev_sign_in(body: DevSignIn, ctx: Ctx, request: Request) -> SignedIn:
     settings = ctx.settings
     if not settings.dev_auth_enabled or (settings.dev_auth is None and not _local_request(request)):
-        raise Problem(404, "dev-auth-disabled", "Dev sign-in is off",
-                      "it is on by default only for a loopback bind with the generated secret; "
-                      "ONAIR_DEV_AUTH=true forces it on (never in production)")
+        raise DEV_AUTH_DISABLED(
+            "it is on by default only for a loopback bind with the generated secret; "
+            "ONAIR_DEV_AUTH=true forces it on (never in production)")
     token = mint_token(ctx.jwt_secret, body.user, Role(body.role), settings.dev_token_ttl,
                        audience=settings.jwt_audience, app_role_claim=settings.jwt_app_role_claim,
                        now=ctx.clock.now().timestamp())

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from onair.auth.jwt import AuthError, SigningKeyPending
 from onair.context import AppContext
 from onair.domain.identity import Principal, Role
-from onair.errors import Problem
+from onair.problems import INVALID_TOKEN, UNAUTHORIZED
 
 ANONYMOUS = Principal(None, Role.ANON)
 
@@ -29,9 +29,8 @@ def bearer_token(authorization: str | None, apikey: str | None) -> str | None:
     if authorization:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise Problem(401, "invalid-token", "Invalid credentials",
-                          "use `Authorization: Bearer <jwt>`",
-                          headers={"WWW-Authenticate": "Bearer"})
+            raise INVALID_TOKEN("use `Authorization: Bearer <jwt>`",
+                                headers={"WWW-Authenticate": "Bearer"})
         return token.strip()
     return apikey or None
 
@@ -48,15 +47,14 @@ async def principal_from_headers(ctx: AppContext, headers: Mapping[str, str]) ->
         except SigningKeyPending:
             return await ctx.jwt.verify_async(token)
     except AuthError as err:
-        raise Problem(401, "invalid-token", "Invalid credentials", err.message,
-                      headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+        raise INVALID_TOKEN(err.message,
+                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
 
 
 def signed_in(principal: Principal) -> Principal:
     if not principal.is_signed_in:
-        raise Problem(401, "unauthorized", "Authentication required",
-                      "sign in: this needs a user token, not the anon key",
-                      headers={"WWW-Authenticate": "Bearer"})
+        raise UNAUTHORIZED("sign in: this needs a user token, not the anon key",
+                           headers={"WWW-Authenticate": "Bearer"})
     return principal
 
 

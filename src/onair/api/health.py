@@ -14,8 +14,9 @@ from starlette.responses import PlainTextResponse, Response
 from onair.api.deps import Ctx
 from onair.api.openapi import problems
 from onair.context import AppContext
-from onair.errors import Problem
+from onair.errors import problem_response
 from onair.metrics import render, sync
+from onair.problems import NOT_READY, UNAUTHORIZED
 from onair.store.streams import count_by_status
 
 router = APIRouter(tags=["ops"])
@@ -50,10 +51,7 @@ async def readyz(ctx: Ctx) -> Response:
     if ready:
         return Response(orjson.dumps(body), media_type="application/json")
     failing = ", ".join(name for name, value in checks.items() if value != "ok")
-    problem = {"type": "not-ready", "title": "Service not ready", "status": 503,
-               "detail": f"failing: {failing}", "checks": checks}
-    return Response(orjson.dumps(problem), status_code=503,
-                    media_type="application/problem+json")
+    return problem_response(NOT_READY(f"failing: {failing}", checks=checks))
 
 
 def _check_metrics_token(ctx: AppContext, authorization: str | None) -> None:
@@ -63,9 +61,9 @@ def _check_metrics_token(ctx: AppContext, authorization: str | None) -> None:
     scheme, _, given = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
             given.strip().encode(), expected.get_secret_value().encode()):
-        raise Problem(401, "unauthorized", "Metrics need a token",
-                      "send `Authorization: Bearer <ONAIR_METRICS_TOKEN>`",
-                      headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        raise UNAUTHORIZED("send `Authorization: Bearer <ONAIR_METRICS_TOKEN>`",
+                           title="Metrics need a token",
+                           headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
 
 
 @router.get("/metrics", response_class=PlainTextResponse, responses=problems(401))

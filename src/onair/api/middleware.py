@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from onair.errors import Problem, internal_error, outage_problem, problem_response
 from onair.logs import REQUEST_ID
 from onair.metrics import Metrics
+from onair.problems import PAYLOAD_TOO_LARGE
 
 log = structlog.get_logger("onair.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -35,10 +36,8 @@ def new_request_id() -> str:
     return f"{_PROCESS_PREFIX}{next(_SEQUENCE):08x}"
 
 
-class BodyTooLarge(Problem):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, "payload-too-large", "Request body too large",
-                         f"the body exceeds {limit} bytes", limit=limit)
+def body_too_large(limit: int) -> Problem:
+    return PAYLOAD_TOO_LARGE(f"the body exceeds {limit} bytes", limit=limit)
 
 
 class RequestContextMiddleware:
@@ -65,7 +64,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
 
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            response = problem_response(BodyTooLarge(self.max_body))
+            response = problem_response(body_too_large(self.max_body))
             response.headers["x-request-id"] = request_id
             response.headers["x-content-type-options"] = "nosniff"
             await response(scope, receive, send)
@@ -81,7 +80,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
-                    raise BodyTooLarge(self.max_body)
+                    raise body_too_large(self.max_body)
             return message
 
         responding = False

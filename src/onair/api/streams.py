@@ -12,7 +12,7 @@ from onair.api.deps import Ctx, CurrentPrincipal, RequireUser
 from onair.api.fields import Identifier, IdPath, Line
 from onair.api.openapi import problems
 from onair.domain.streams import Action, Status, Stream, allowed_actions
-from onair.errors import Problem
+from onair.problems import VALIDATION_ERROR
 
 router = APIRouter(prefix="/streams", tags=["streams"], responses=problems(401))
 
@@ -74,8 +74,7 @@ class HeartbeatOut(BaseModel):
 async def create_stream(body: StreamCreate, principal: RequireUser, ctx: Ctx) -> StreamOut:
     limit = ctx.settings.stream_title_max_chars
     if len(body.title) > limit:
-        raise Problem(422, "validation-error", "Request is not valid",
-                      f"title: at most {limit} characters")
+        raise VALIDATION_ERROR(f"title: at most {limit} characters")
     return StreamOut.of(await ctx.streams.create(principal, body.title))
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
+from onair import problems
 from onair.broker.buckets import Buckets, BucketsUnavailable, MemoryBuckets
 from onair.domain import chat as rules
 from onair.domain.clock import Clock
@@ -82,12 +83,12 @@ def send_bucket(settings: Settings) -> rules.TokenBucket:
 
 
 def not_stored() -> Problem:
-    return Problem(503, "chat-unavailable", "The message could not be stored",
-                   "Retry with the same client_msg_id.", headers={"Retry-After": "1"})
+    return problems.CHAT_UNAVAILABLE("Retry with the same client_msg_id.",
+                                     headers={"Retry-After": "1"})
 
 
 def body_problem(rejected: rules.BodyRejected) -> Problem:
-    return Problem(422, rejected.reason, "Message body is not acceptable", rejected.detail)
+    return problems.by_slug(rejected.reason)(rejected.detail)
 
 
 class ChatService:
@@ -182,11 +183,10 @@ class ChatService:
         if not principal.is_staff:
             await self._spend_token(principal.user_id)
         if not self._accepting:
-            raise Problem(503, "chat-unavailable", "Chat is shutting down",
-                          headers={"Retry-After": "1"})
+            raise problems.CHAT_UNAVAILABLE(title="Chat is shutting down",
+                                            headers={"Retry-After": "1"})
         if self._writer.waiting >= self.settings.chat_queue_max:
-            raise Problem(503, "chat-overloaded", "Too many messages are waiting to be stored",
-                          headers={"Retry-After": "1"})
+            raise problems.CHAT_OVERLOADED(headers={"Retry-After": "1"})
         pending = _PendingSend(
             stream_id, principal.user_id, client_msg_id, body, body_digest(body),
             # In UTC, as stored: the first answer must equal every retry's.
@@ -198,8 +198,7 @@ class ChatService:
             async with asyncio.timeout(self.settings.chat_send_timeout):
                 return await self._writer.submit(pending)
         except TimeoutError:
-            raise Problem(
-                503, "chat-timeout", "The message was not confirmed in time",
+            raise problems.CHAT_TIMEOUT(
                 "It may still be stored: retry with the same client_msg_id.",
                 headers={"Retry-After": "1"},
             ) from None
@@ -216,10 +215,10 @@ class ChatService:
                 log.warning("chat_rate_limit_unchecked", error=str(exc))
             return
         if not take.allowed:
-            raise Problem(
-                429, "rate-limited", "Sending too fast",
+            raise problems.RATE_LIMITED(
                 f"at most {self.settings.chat_rate_burst} messages at once and "
                 f"{self.settings.chat_rate_per_second:g} per second after that",
+                title="Sending too fast",
                 headers={"Retry-After": rules.retry_after_header(take.retry_after)},
                 retry_after=round(take.retry_after, 3),
             )
@@ -317,17 +316,16 @@ class ChatService:
         earlier = existing.get((pending.stream_id, pending.sender_id, pending.client_msg_id))
         if earlier is not None:
             if earlier.sent_body_sha256 != pending.body_sha256:
-                return Problem(
-                    409, "client-msg-id-reused", "client_msg_id was used for another message",
+                return problems.CLIENT_MSG_ID_REUSED(
                     "This client_msg_id already names a message with a different body; "
                     "use a new id for a new message.",
                     message_id=earlier.id, seq=earlier.seq,
                 )
             return SendResult(earlier, created=False)
         if stream.status not in CHATTABLE:
-            return Problem(409, "stream-not-live", "Chat is closed",
-                           f"the stream is {stream.status}; chat is open while live or paused",
-                           stream_status=stream.status)
+            return problems.STREAM_NOT_LIVE(
+                f"the stream is {stream.status}; chat is open while live or paused",
+                stream_status=stream.status)
         exempt = pending.is_staff or pending.sender_id == stream.seller_id
         if exempt:
             return None
@@ -338,8 +336,7 @@ class ChatService:
             last_sent.get((pending.stream_id, pending.sender_id)), now, stream.slow_mode_seconds
         )
         if wait > 0:
-            return Problem(
-                429, "slow-mode", "Slow mode is on",
+            return problems.SLOW_MODE(
                 f"one message every {stream.slow_mode_seconds} s in this chat",
                 headers={"Retry-After": rules.retry_after_header(wait)},
                 retry_after=round(wait, 3), slow_mode_seconds=stream.slow_mode_seconds,
@@ -369,13 +366,13 @@ class ChatService:
     ) -> Page:
         """History (``before_seq``, newest first) or resync (``after_seq``, oldest first)."""
         if before_seq is not None and after_seq is not None:
-            raise Problem(422, "conflicting-cursors", "Use before_seq or after_seq, not both")
+            raise problems.CONFLICTING_CURSORS()
         if not is_uuid(stream_id):
             raise stream_not_found(stream_id)
         size = limit or self.settings.chat_page_default
         if not 1 <= size <= self.settings.chat_page_max:
-            raise Problem(422, "invalid-limit", "limit is out of range",
-                          f"limit must be between 1 and {self.settings.chat_page_max}")
+            raise problems.INVALID_LIMIT(
+                f"limit must be between 1 and {self.settings.chat_page_max}")
         async with self.db.read() as conn:
             stream = await store.get_stream(conn, stream_id)
             if stream is None:
@@ -411,8 +408,8 @@ class ChatService:
             await self._refuse_sanctioned(conn, principal, stream_id, now)
             after, outcome = self._merge(before, rules.Edit(body=body, at=now, by=principal.user_id))
             if outcome is rules.MergeOutcome.SUPERSEDED:
-                raise Problem(409, "edit-superseded", "A later edit already stands",
-                              "edits resolve by server time, then editor id", message_id=before.id)
+                raise problems.EDIT_SUPERSEDED("edits resolve by server time, then editor id",
+                                               message_id=before.id)
             if outcome is rules.MergeOutcome.DELETED:
                 raise refusal_problem(rules.Refusal.MESSAGE_DELETED)
             await store.update_message(conn, after)
@@ -465,8 +462,7 @@ class ChatService:
         if is_uuid(stream_id) and is_uuid(message_id):
             message = await store.get_message(conn, stream_id, message_id, lock=lock)
         if message is None:
-            raise Problem(404, "message-not-found", "No such chat message",
-                          f"stream {stream_id} has no message {message_id}")
+            raise problems.MESSAGE_NOT_FOUND(f"stream {stream_id} has no message {message_id}")
         return message
 
     @staticmethod
@@ -498,13 +494,12 @@ class ChatService:
     ) -> SanctionRow:
         assert principal.user_id is not None
         if kind == "mute" and duration_seconds is None:
-            raise Problem(422, "mute-needs-duration", "A mute needs duration_seconds",
-                          "use a ban for a sanction without an end")
+            raise problems.MUTE_NEEDS_DURATION("use a ban for a sanction without an end")
         if duration_seconds is not None and not (
             1 <= duration_seconds <= self.settings.chat_sanction_max_seconds
         ):
-            raise Problem(422, "invalid-duration", "duration_seconds is out of range",
-                          f"between 1 and {self.settings.chat_sanction_max_seconds}")
+            raise problems.INVALID_DURATION(
+                f"between 1 and {self.settings.chat_sanction_max_seconds}")
         now = self.clock.now()
         until = now + timedelta(seconds=duration_seconds) if duration_seconds is not None else None
         row = SanctionRow(
@@ -514,7 +509,7 @@ class ChatService:
         async with self.db.write() as conn:
             stream = await self._moderated_stream(conn, principal, stream_id)
             if user_id == stream.seller_id:
-                raise Problem(409, "cannot-sanction-seller", "The seller cannot be muted or banned")
+                raise problems.CANNOT_SANCTION_SELLER()
             await store.insert_sanction(conn, row)
         self._emit(stream_id, broadcast_event(
             stream_id, "chat_sanction",
@@ -541,8 +536,8 @@ class ChatService:
 
     async def set_slow_mode(self, principal: Principal, stream_id: str, seconds: int) -> int:
         if not 0 <= seconds <= self.settings.chat_slow_mode_max_seconds:
-            raise Problem(422, "invalid-slow-mode", "slow_mode_seconds is out of range",
-                          f"between 0 (off) and {self.settings.chat_slow_mode_max_seconds}")
+            raise problems.INVALID_SLOW_MODE(
+                f"between 0 (off) and {self.settings.chat_slow_mode_max_seconds}")
         async with self.db.write() as conn:
             await self._moderated_stream(conn, principal, stream_id)
             await store.set_slow_mode(conn, stream_id, seconds)
@@ -573,25 +568,15 @@ class ChatService:
 
 def sanction_problem(block: rules.SendBlock) -> Problem:
     until = "until lifted" if block.until is None else f"until {block.until.isoformat()}"
-    return Problem(
-        403, f"chat-{'banned' if block.kind == 'ban' else 'muted'}",
-        "You are banned from this chat" if block.kind == "ban" else "You are muted in this chat",
+    kind = problems.CHAT_BANNED if block.kind == "ban" else problems.CHAT_MUTED
+    return kind(
         f"{block.reason or 'no reason given'} ({until})",
         reason=block.reason, until=block.until,
     )
 
 
-_REFUSALS = {
-    rules.Refusal.NOT_SENDER: (403, "Only the sender can edit a message"),
-    rules.Refusal.EDIT_WINDOW_CLOSED: (403, "The edit window has closed"),
-    rules.Refusal.MESSAGE_DELETED: (409, "The message was deleted"),
-    rules.Refusal.NOT_MODERATOR: (403, "Only the seller or a moderator can do this"),
-}
-
-
 def refusal_problem(refusal: rules.Refusal, window: float = 0) -> Problem:
-    status, title = _REFUSALS[refusal]
     detail = None
     if refusal is rules.Refusal.EDIT_WINDOW_CLOSED:
         detail = f"messages can be edited for {window:g} s after they were sent"
-    return Problem(status, refusal.value, title, detail)
+    return problems.by_slug(refusal.value)(detail)

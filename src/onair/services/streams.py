@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from onair import problems
 from onair.domain import streams as rules
 from onair.domain.clock import Clock
 from onair.domain.identity import Principal, Role
@@ -28,8 +29,7 @@ VIEWERS_TABLE = "stream_viewers"
 
 
 def stream_not_found(stream_id: str) -> Problem:
-    return Problem(404, "stream-not-found", "Stream not found",
-                   f"no stream with id {stream_id!r}", stream_id=stream_id)
+    return problems.STREAM_NOT_FOUND(f"no stream with id {stream_id!r}", stream_id=stream_id)
 
 
 async def existing_stream(conn: Any, stream_id: str, *, lock: bool = False) -> Stream:
@@ -41,20 +41,18 @@ async def existing_stream(conn: Any, stream_id: str, *, lock: bool = False) -> S
 
 
 def illegal_transition(err: IllegalTransition) -> Problem:
-    return Problem(409, "illegal-transition", "Illegal stream transition", str(err),
-                   current_status=err.current.value, action=err.action.value,
-                   allowed_actions=err.allowed)
+    return problems.ILLEGAL_TRANSITION(str(err), current_status=err.current.value,
+                                       action=err.action.value, allowed_actions=err.allowed)
 
 
 def not_owner() -> Problem:
-    return Problem(403, "not-stream-owner", "Not allowed",
-                   "only the stream's seller, a moderator or an admin may do this")
+    return problems.NOT_STREAM_OWNER(
+        "only the stream's seller, a moderator or an admin may do this")
 
 
 def require_signed_in(principal: Principal) -> str:
     if not principal.is_signed_in or principal.user_id is None:
-        raise Problem(401, "unauthorized", "Authentication required",
-                      "sign in: this needs a user token, not the anon key")
+        raise problems.UNAUTHORIZED("sign in: this needs a user token, not the anon key")
     return principal.user_id
 
 
@@ -116,8 +114,7 @@ class StreamService:
     async def list(self, *, status: Status | None, seller_id: str | None, cursor: str | None,
                    limit: int) -> tuple[list[Stream], str | None]:
         if cursor is not None and not is_uuid(cursor):
-            raise Problem(400, "invalid-cursor", "Invalid cursor",
-                          "cursor must be the next_cursor of a previous page")
+            raise problems.INVALID_CURSOR("cursor must be the next_cursor of a previous page")
         async with self._db.read() as conn:
             page = await store.list_streams(conn, status=status, seller_id=seller_id,
                                             before_id=cursor, limit=limit + 1)
@@ -133,7 +130,7 @@ class StreamService:
     async def create(self, principal: Principal, title: str) -> Stream:
         user_id = require_signed_in(principal)
         if principal.role not in (Role.SELLER, Role.ADMIN, Role.SERVICE):
-            raise Problem(403, "not-a-seller", "Not allowed", "only sellers can create streams")
+            raise problems.NOT_A_SELLER("only sellers can create streams")
         now = self._clock.now()
         stream = Stream(id=uuid7(now), seller_id=user_id, title=title, status=Status.SCHEDULED,
                         version=1, created_at=now, updated_at=now)
@@ -172,9 +169,9 @@ class StreamService:
                         conn, stream_id, now, "stream_ended")
             await self._publish_transition(before, after, left)
             return after
-        raise Problem(409, "concurrent-update", "Stream changed concurrently",
-                      "the stream kept changing while this request was applied; read it and retry",
-                      stream_id=stream_id)
+        raise problems.CONCURRENT_UPDATE(
+            "the stream kept changing while this request was applied; read it and retry",
+            stream_id=stream_id)
 
     async def _publish_transition(self, before: Stream, after: Stream, left: list[str]) -> None:
         now = after.updated_at
@@ -209,8 +206,7 @@ class StreamService:
             # The row lock serializes joins/leaves of one stream, so counts and peak are exact.
             stream = await existing_stream(conn, stream_id, lock=True)
             if present and stream.status is Status.ENDED:
-                raise Problem(409, "stream-ended", "Stream has ended",
-                              "an ended stream cannot be joined", stream_id=stream_id)
+                raise problems.STREAM_ENDED("an ended stream cannot be joined", stream_id=stream_id)
             now = self._clock.now()
             existing = await store.get_viewer(conn, stream_id, user_id)
             was_present = existing is not None and existing.left_at is None
@@ -245,15 +241,15 @@ class StreamService:
         stream = await self.get(stream_id)
         if stream.seller_id != user_id:
             if stream.status is Status.ENDED:
-                raise Problem(409, "stream-ended", "Stream has ended",
-                              "an ended stream takes no heartbeats", stream_id=stream_id)
+                raise problems.STREAM_ENDED("an ended stream takes no heartbeats",
+                                            stream_id=stream_id)
             return HeartbeatResult(await self._change_presence(stream_id, user_id, present=True),
                                    as_host=False)
         if rules.host_heartbeat_action(stream) is Action.RESUME:
             try:
                 stream = await self.act(None, stream_id, Action.RESUME, "host_returned")
             except Problem as problem:
-                if problem.type != "illegal-transition":
+                if not problems.ILLEGAL_TRANSITION.matches(problem):
                     raise
         async with self._db.write() as conn:
             await store.touch_host(conn, stream_id, self._clock.now())
@@ -280,7 +276,8 @@ class StreamService:
             try:
                 await self.act(None, stream_id, action, reason)
             except Problem as problem:
-                if problem.type not in ("illegal-transition", "concurrent-update"):
+                if not (problems.ILLEGAL_TRANSITION.matches(problem)
+                        or problems.CONCURRENT_UPDATE.matches(problem)):
                     raise
                 continue
             done["paused" if action is Action.PAUSE else "ended"] += 1

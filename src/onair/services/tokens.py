@@ -24,6 +24,7 @@ from limits import parse as parse_rate
 from limits.aio.strategies import FixedWindowRateLimiter
 from limits.storage import storage_from_string
 
+from onair import problems
 from onair.domain import accesstoken2 as at2
 from onair.domain import streams as stream_rules
 from onair.domain.clock import Clock
@@ -105,10 +106,7 @@ def credentials_of(settings: Settings) -> AgoraCredentials | None:
 
 
 def not_configured() -> Problem:
-    return Problem(
-        503,
-        "agora-not-configured",
-        "Agora is not configured",
+    return problems.AGORA_NOT_CONFIGURED(
         "this server has no Agora credentials, so it cannot issue or check Agora tokens",
         hint="set ONAIR_AGORA_APP_ID and ONAIR_AGORA_APP_CERTIFICATE (32 hex characters each, "
         "from the Agora console); without them the pages use the local WebRTC mode",
@@ -116,8 +114,7 @@ def not_configured() -> Problem:
 
 
 def stream_ended(stream_id: str) -> Problem:
-    return Problem(409, "stream-ended", "Stream has ended",
-                   "an ended stream gets no new tokens", stream_id=stream_id)
+    return problems.STREAM_ENDED("an ended stream gets no new tokens", stream_id=stream_id)
 
 
 def _at(unix: int) -> datetime:
@@ -146,9 +143,9 @@ class IssueLimiter:
             return
         stats = await self._limiter.get_window_stats(self._item, "agora-tokens", user_id)
         retry = max(1, math.ceil(stats.reset_time - time.time()))
-        raise Problem(429, "rate-limited", "Too many token requests",
-                      f"at most {self._item} per user; retry in {retry} s",
-                      headers={"Retry-After": str(retry)}, retry_after=retry)
+        raise problems.RATE_LIMITED(f"at most {self._item} per user; retry in {retry} s",
+                                    title="Too many token requests",
+                                    headers={"Retry-After": str(retry)}, retry_after=retry)
 
 
     async def close(self) -> None:
@@ -303,9 +300,9 @@ class TokenService:
             entitled = entitled_role(request.user_id, stream.seller_id, is_cohost)
             granted = granted_role(entitled, request.requested)
             if granted is None:
-                return Problem(403, "not-a-publisher", "Not allowed",
-                               "only the stream's seller and its invited co-hosts get publisher "
-                               "tokens", stream_id=request.stream_id)
+                return problems.NOT_A_PUBLISHER(
+                    "only the stream's seller and its invited co-hosts get publisher tokens",
+                    stream_id=request.stream_id)
             role = granted
             token = at2.build_rtc_token(
                 credentials.app_id, credentials.certificate, channel, uid, role.rtc,
@@ -366,15 +363,14 @@ class TokenService:
             if stream.status is Status.ENDED:
                 raise stream_ended(stream_id)
             if user_id == stream.seller_id:
-                raise Problem(409, "already-host", "Already the host",
-                              "the seller publishes already; invite someone else")
+                raise problems.ALREADY_HOST("the seller publishes already; invite someone else")
             existing = await store.get_cohost(conn, stream_id, user_id)
             if existing is not None:
                 return store.record(existing), False
             if await store.count_cohosts(conn, stream_id) >= self._settings.agora_max_cohosts:
-                raise Problem(409, "too-many-cohosts", "Too many co-hosts",
-                              f"a stream has at most {self._settings.agora_max_cohosts} co-hosts",
-                              limit=self._settings.agora_max_cohosts)
+                raise problems.TOO_MANY_COHOSTS(
+                    f"a stream has at most {self._settings.agora_max_cohosts} co-hosts",
+                    limit=self._settings.agora_max_cohosts)
             record = await store.insert_cohost(conn, stream_id, user_id, actor, now)
         await self._events.publish(
             stream_id,
@@ -398,8 +394,8 @@ class TokenService:
                 raise not_owner()
             existing = await store.get_cohost(conn, stream_id, user_id)
             if existing is None:
-                raise Problem(404, "cohost-not-found", "Not a co-host",
-                              f"{user_id!r} is not a co-host of this stream", user_id=user_id)
+                raise problems.COHOST_NOT_FOUND(f"{user_id!r} is not a co-host of this stream",
+                                                user_id=user_id)
             await store.delete_cohost(conn, stream_id, user_id)
             revoked = await store.revoke_user_tokens(
                 conn, stream_id, user_id, TokenRole.PUBLISHER.value, now, "demoted"
@@ -428,8 +424,8 @@ class TokenService:
                      require_publisher: bool = False) -> dict[str, Any]:
         """Is this a live token we issued? Agora's checks plus the ledger (revocation)."""
         if not principal.is_staff:
-            raise Problem(403, "forbidden", "Not allowed",
-                          "token verification is for edge services (service key) and staff")
+            raise problems.FORBIDDEN(
+                "token verification is for edge services (service key) and staff")
         credentials = self._require_credentials()
         now = int(self._clock.now().timestamp())
         try:
