@@ -13,19 +13,26 @@ from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
+import pytest
 from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from uvicorn.server import ServerState
+from uvicorn.server import Server, ServerState
 
 from onair.realtime.server import RealtimeWebSocketProtocol
+from onair.realtime.wiring import server_options
+from onair.server_process import OnairServer
+from onair.settings import Settings
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 # What RealtimeWebSocketProtocol reads or writes of its base class.
-STATE = ("conn", "app_state", "handshake_complete", "close_sent", "close_timeout", "transport",
-         "loop")
-SET_LATER = ("curr_msg_data_type", "close_timer", "request")  # assigned by the base class as frames arrive
+STATE = ("conn", "app_state", "handshake_initiated", "handshake_complete", "close_sent",
+         "close_timeout", "loop", "tasks", "client")
+# assigned by the base class later (connection_made, handshake, frames arriving)
+SET_LATER = ("transport", "frames", "curr_msg_data_type", "close_timer", "request")
 METHODS = ("handle_connect", "handle_close", "send_receive_event_to_app", "connection_lost",
-           "pause_writing", "resume_writing", "connection_made", "data_received")
+           "pause_writing", "resume_writing", "connection_made", "data_received", "shutdown")
+# What server_process.OnairServer overrides or reads of uvicorn.Server.
+SERVER_METHODS = ("startup", "shutdown", "capture_signals", "handle_exit")
 
 
 def _pinned_range() -> SpecifierSet:
@@ -54,3 +61,38 @@ def test_the_base_class_still_has_what_the_shell_uses() -> None:
     finally:
         loop.close()
     assert missing == [], f"uvicorn {version('uvicorn')} lacks {missing}: re-check realtime/server.py"
+
+
+def test_the_pinned_range_starts_where_the_shell_works() -> None:
+    """The sans-I/O protocol arrived in uvicorn 0.35, but until 0.52 it lacked ``close_timeout``
+    and ``close_timer`` (and ``frames`` before 0.52), which the shell's close path uses: the
+    test above fails on 0.35.0-0.52.0 and passes on 0.53.0-0.55.0 (checked by installing each)."""
+    assert Version("0.52.0") not in _pinned_range()
+    assert Version("0.53.0") in _pinned_range()
+
+
+def test_the_server_hooks_the_process_overrides_are_still_there() -> None:
+    assert issubclass(OnairServer, Server)
+    missing = [name for name in SERVER_METHODS if not callable(getattr(Server, name, None))]
+    for name in ("startup", "shutdown"):
+        method = getattr(Server, name, None)
+        if method is not None and "sockets" not in inspect.signature(method).parameters:
+            missing.append(f"{name}(sockets=)")
+    server = Server(Config(app=lambda *a: None))
+    missing += [name for name in ("started", "server_state", "config", "should_exit")
+                if not hasattr(server, name)]
+    if not hasattr(server.server_state, "connections"):
+        missing.append("server_state.connections")
+    if not hasattr(server.config, "timeout_graceful_shutdown"):
+        missing.append("config.timeout_graceful_shutdown")
+    assert missing == [], f"uvicorn {version('uvicorn')} lacks {missing}: re-check server_process.py"
+
+
+@pytest.mark.parametrize("option", ["ws", "ws_max_size"])
+def test_uvicorn_takes_the_realtime_options(option: str) -> None:
+    """``ws=`` must still accept a protocol class (not only a name) for the shell to be used."""
+    options = server_options(Settings())
+    config = Config(app=lambda *a: None, **options)
+    config.load()
+    assert getattr(config, option) == options[option]
+    assert config.ws_protocol_class is RealtimeWebSocketProtocol
