@@ -123,7 +123,9 @@ def _run(web: FastAPI, settings: Settings, sockets: list[socket.socket] | None =
     options: dict[str, Any] = {} if sockets else {"host": settings.host, "port": settings.port}
     # log_config=None: uvicorn's loggers keep our root handler (JSON lines) instead of its own
     config = uvicorn.Config(web, log_level="warning", log_config=None, access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=settings.shutdown_timeout,
+                            lifespan="on",
+                            # typed int, but uvicorn waits with asyncio.wait_for/timeout: a float works
+                            timeout_graceful_shutdown=settings.shutdown_timeout,  # type: ignore[arg-type]
                             **options, **_server_options(settings))
     from onair.server_process import OnairServer
 
@@ -146,7 +148,7 @@ def _print_banner(settings: Settings, anon_key: str) -> None:
         typer.echo(f"  workers   {settings.workers} processes", err=True)
 
 
-def _server_options(settings: Settings) -> dict[str, object]:
+def _server_options(settings: Settings) -> dict[str, Any]:
     """Hook for the realtime layer's WebSocket protocol class (kept in one place)."""
     from onair.realtime.wiring import server_options
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import MutableMapping
 from contextvars import ContextVar
 from typing import Any, TextIO
 
@@ -30,7 +31,8 @@ _HANDLER_MARK = "_onair_handler"
 _PID = os.getpid()
 
 
-def add_request_id(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def add_request_id(_: Any, __: str,
+                   event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     request_id = REQUEST_ID.get()
     if request_id is not None:
         event_dict.setdefault("request_id", request_id)
@@ -54,7 +56,7 @@ class _NamedPrintLoggerFactory:
         return _NamedPrintLogger(self._file or sys.stdout, name)
 
 
-def _add_pid(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _add_pid(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     event_dict["pid"] = _PID  # tells the workers of `serve --workers` apart
     return event_dict
 
@@ -145,4 +147,4 @@ def log_failure(logger: logging.Logger, message: str, *args: object,
     if reason is None:
         logger.error(message, *args, exc_info=exc)
     else:
-        logger.warning(message + " (%s)", *args, reason)
+        logger.warning(message + " (%s)", *args, reason)  # noqa: G003 (message is a %-format)

@@ -55,7 +55,9 @@ class OnairServer(uvicorn.Server):
         logging.getLogger("uvicorn.error").addFilter(_CutAtDeadline())
         log.info("draining", timeout_seconds=self.shutdown_timeout,
                  connections=len(self.server_state.connections))
-        self.config.timeout_graceful_shutdown = max(0.1, self.shutdown_timeout * self.REQUEST_SHARE)
+        # typed int, but uvicorn waits with asyncio.wait_for/timeout: a float works
+        self.config.timeout_graceful_shutdown = max(  # type: ignore[assignment]
+            0.1, self.shutdown_timeout * self.REQUEST_SHARE)
         try:
             async with asyncio.timeout(self.shutdown_timeout):
                 await super().shutdown(sockets=sockets)

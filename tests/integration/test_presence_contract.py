@@ -154,7 +154,7 @@ async def test_track_lists_and_announces_to_every_node(nodes: MakeNode) -> None:
     phx_ref = state["user-42"][0]["phx_ref"]
     for node in (a, b):
         diffs = node.diffs
-        await diffs.wait_until(lambda: len(diffs.diffs("stream:1")) == 1)
+        await diffs.wait_until(lambda: len(diffs.diffs("stream:1")) == 1)  # noqa: B023 (awaited here)
         assert node.diffs.diffs("stream:1") == [
             {
                 "kind": "presence_diff",

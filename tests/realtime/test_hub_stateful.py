@@ -255,7 +255,7 @@ class HubMachine(RuleBasedStateMachine):
         actual = {(c.id, t) for t, topic in hub.topics.items() for c in topic.members}
         assert actual == set(self.members), (actual, set(self.members))
         assert all(topic.members for topic in hub.topics.values()), "empty topic kept"
-        assert set(c.id for c in hub.clients) == set(self.alive)
+        assert {c.id for c in hub.clients} == set(self.alive)
         presence = {(m.client.id, t): m.presence.meta for t in hub.topics for m in hub.members_of(t) if m.presence}
         assert presence == {k: v["tracked"] for k, v in self.members.items() if v["tracked"] is not None}
         assert sum(len(t.presence) for t in hub.topics.values()) == len(presence)

@@ -52,7 +52,7 @@ def _random_names(n: int) -> list[str]:
              "𝐬𝐭𝐫𝐞𝐚𝐦𝓼𝓽", "\x00\t -.\U0010ffff\ufffd"]
     names = []
     for _ in range(n):
-        base = rng.choice(RESERVED + ["reaction", "signal", ""])
+        base = rng.choice([*RESERVED, "reaction", "signal", ""])
         chars = list(base)
         for _ in range(rng.randint(0, 4)):
             pos = rng.randint(0, len(chars))

@@ -429,7 +429,7 @@ class _Reader:
     def header(self) -> tuple[int, int, int, int]:
         values = _read_header(self.buf, self.pos)
         self.pos += 14
-        return values  # type: ignore[no-any-return]
+        return values
 
     def privileges(self) -> dict[int, int]:
         count = self.u16()

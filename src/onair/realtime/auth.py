@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import jwt as pyjwt
 
@@ -26,7 +27,7 @@ def _rejected(err: AuthError, token: str, now: Callable[[], float]) -> TokenReje
     message = err.message
     if message == onair_jwt.EXPIRED:
         try:
-            exp = pyjwt.decode(token, options={"verify_signature": False}).get("exp")
+            exp: Any = pyjwt.decode(token, options={"verify_signature": False}).get("exp")
             message = expired_message(float(exp), now())
         except (pyjwt.PyJWTError, TypeError, ValueError):
             pass

@@ -209,7 +209,7 @@ class RowChange:
             return None
         record = visibility.project(table, event.get("record") if isinstance(event.get("record"), dict) else None)
         old = visibility.old_identity(table, event.get("old_record") if isinstance(event.get("old_record"), dict) else None)
-        schema = event.get("schema") if isinstance(event.get("schema"), str) else "public"
+        schema = given if isinstance(given := event.get("schema"), str) else "public"
         return cls(schema, table, kind, record, old, commit_timestamp(event.get("commit_timestamp")))
 
     @property

@@ -469,7 +469,7 @@ class Hub:
                     stats.writes += 1
                     client.send(own)
 
-            self._each(list(topic.partial.items()), partial)  # type: ignore[arg-type]
+            self._each(list(topic.partial.items()), partial)
 
     def _write_selective(self, clients: list[Client], items: list[_Item], frames: list[bytes | None],
                          selective: list[_Item], blob: bytes) -> None:
@@ -519,7 +519,7 @@ class Hub:
                 return
             except Exception as exc:  # noqa: BLE001 — whatever broke, it broke for this member only
                 pos = entries.index(entry, pos) + 1
-                self._write_failed(entry[0] if type(entry) is tuple else entry, exc)
+                self._write_failed(entry[0] if type(entry) is tuple else entry, exc)  # type: ignore[arg-type]
 
     def _write_failed(self, client: Client, exc: Exception) -> None:
         """A write to ``client`` raised: it gets nothing more and is closed after the loop."""
@@ -672,7 +672,7 @@ class Hub:
                 continue
             if len(groups) == 1:  # the usual case: one binding per channel
                 clients = groups[0].clients
-                parts = [((groups[0].binding.id,), clients)]
+                parts: list[tuple[tuple[int, ...], Any]] = [((groups[0].binding.id,), clients)]
                 reached += len(clients)
             else:  # a member holding several matching bindings gets all their ids in one message
                 ids_of: dict[Client, list[int]] = {}
@@ -686,11 +686,11 @@ class Hub:
                     split.setdefault(tuple(ids), {})[client] = None
                 parts = list(split.items())
                 reached += len(ids_of)
-            for ids, clients in parts:
-                msg = Message(None, None, topic_name, m.POSTGRES_CHANGES, {"ids": list(ids), "data": data})
+            for binding_ids, clients in parts:
+                msg = Message(None, None, topic_name, m.POSTGRES_CHANGES, {"ids": list(binding_ids), "data": data})
                 # usually every member of a stream channel holds the same binding: no filter needed
                 everyone = len(clients) == len(topic.members)
-                self._publish_item(topic, _Item(msg, None, None, False, None if everyone else clients))  # type: ignore[arg-type]
+                self._publish_item(topic, _Item(msg, None, None, False, None if everyone else clients))
         return reached
 
     # -- introspection ----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -173,7 +174,7 @@ class StreamService:
             "the stream kept changing while this request was applied; read it and retry",
             stream_id=stream_id)
 
-    async def _publish_transition(self, before: Stream, after: Stream, left: list[str]) -> None:
+    async def _publish_transition(self, before: Stream, after: Stream, left: Sequence[str]) -> None:
         now = after.updated_at
         record, old = store.to_record(after), store.to_record(before)
         events: list[dict[str, Any]] = [
@@ -221,8 +222,9 @@ class StreamService:
             if changed:
                 count = await store.count_present(conn, stream_id)
                 count, peak = await store.set_viewer_counts(conn, stream_id, count)
-                stream = await store.get_stream(conn, stream_id)
-                assert stream is not None
+                refreshed = await store.get_stream(conn, stream_id)
+                assert refreshed is not None
+                stream = refreshed
             row = await store.get_viewer(conn, stream_id, user_id)
         if changed:
             type_ = "INSERT" if existing is None else "UPDATE"

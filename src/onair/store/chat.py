@@ -180,7 +180,7 @@ async def last_sent_at(
         .group_by(chat_messages.c.sender_id)
     )
     # max() over a TypeDecorator column comes back raw on SQLite: convert through the type.
-    result_type = chat_messages.c.created_at.type
+    result_type: Any = chat_messages.c.created_at.type  # a TypeDecorator (UTCDateTime)
     dialect = conn.dialect
     out: dict[str, datetime] = {}
     for row in await conn.execute(query):

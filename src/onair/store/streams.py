@@ -131,7 +131,7 @@ async def touch_host(conn: AsyncConnection, stream_id: str, now: datetime) -> No
 
 async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
     query = select(stream_sessions.c.status, func.count()).group_by(stream_sessions.c.status)
-    return {status: count for status, count in await conn.execute(query)}
+    return dict(await conn.execute(query))
 
 
 async def active_viewers(conn: AsyncConnection) -> int:
