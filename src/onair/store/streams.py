@@ -131,7 +131,8 @@ async def touch_host(conn: AsyncConnection, stream_id: str, now: datetime) -> No
 
 async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
     query = select(stream_sessions.c.status, func.count()).group_by(stream_sessions.c.status)
-    return dict(await conn.execute(query))
+    # not dict(result): a Result has .keys(), so dict() would read it as a mapping of columns
+    return {status: count for status, count in await conn.execute(query)}  # noqa: C416
 
 
 async def active_viewers(conn: AsyncConnection) -> int:
