@@ -117,7 +117,7 @@ async def start_context(ctx: AppContext, *, migrate: bool = True, reaper: bool =
         ctx.jwt.jwks.start()  # in the background: a slow key server does not hold up the start
     await ctx.broker.start(ctx.broker_fan_in)
     await ctx.chat.start()
-    await ctx.extras[REALTIME].start()
+    await ctx.realtime.start()
     if reaper:
         ctx.reaper.start()
     start_sync(ctx, ctx.settings.metrics_sync_interval)
@@ -128,7 +128,7 @@ async def stop_context(ctx: AppContext) -> None:
     and the database close. One step failing does not skip the next; a step still running at the
     stop deadline (ONAIR_SHUTDOWN_TIMEOUT, enforced by the server) is named in the log."""
     steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-        ("metrics", lambda: stop_sync(ctx)), ("reaper", ctx.reaper.stop), ("realtime", ctx.extras[REALTIME].stop),
+        ("metrics", lambda: stop_sync(ctx)), ("reaper", ctx.reaper.stop), ("realtime", ctx.realtime.stop),
         ("tokens", ctx.tokens.close), ("chat", ctx.chat.close), ("broker", ctx.broker.close),
         ("database", ctx.db.close),
     ]
@@ -160,7 +160,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         await start_context(context, reaper=run_reaper)
         try:
-            yield {REALTIME: context.extras[REALTIME]}  # uvicorn hands it to the ws protocol
+            yield {REALTIME: context.realtime}  # uvicorn hands it to the ws protocol
         finally:
             await stop_context(context)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from onair.auth.jwt import JwtVerifier
 from onair.broker.base import Broker
@@ -16,6 +16,9 @@ from onair.services.streams import StreamService
 from onair.services.tokens import TokenService
 from onair.settings import Settings
 from onair.store.db import Database
+
+if TYPE_CHECKING:  # the realtime layer imports this module
+    from onair.realtime.service import RealtimeService
 
 
 class BrokerFanIn:
@@ -56,4 +59,6 @@ class AppContext:
     reaper: Reaper
     chat: ChatService
     tokens: TokenService
+    # set by onair.realtime.wiring.build_realtime right after the context is built
+    realtime: RealtimeService = field(init=False)
     extras: dict[str, Any] = field(default_factory=dict)

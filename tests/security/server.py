@@ -14,7 +14,7 @@ import uvicorn
 from onair.app import create_app
 from onair.auth.jwt import mint_token
 from onair.context import AppContext
-from onair.realtime.service import STATE_KEY, RealtimeService
+from onair.realtime.service import RealtimeService
 from onair.realtime.wiring import server_options
 from onair.settings import Settings
 
@@ -27,7 +27,7 @@ class LiveServer:
 
     @property
     def realtime(self) -> RealtimeService:
-        return self.ctx.extras[STATE_KEY]  # type: ignore[no-any-return]
+        return self.ctx.realtime
 
     @property
     def anon_key(self) -> str:

@@ -322,7 +322,7 @@ async def serving(app: Any, ctx: AppContext) -> AsyncIterator[int]:
     async with asyncio.timeout(10):
         while not server.started:
             await asyncio.sleep(0.01)
-    server.lifespan.state[STATE_KEY] = ctx.extras[STATE_KEY]
+    server.lifespan.state[STATE_KEY] = ctx.realtime
     try:
         yield server.servers[0].sockets[0].getsockname()[1]
     finally:

@@ -13,7 +13,6 @@ import orjson
 import pytest
 
 from onair.realtime.protocol.serializer import SERIALIZERS
-from onair.realtime.service import STATE_KEY
 from onair.settings import Settings
 from tests.conftest import UserFactory
 from tests.realtime.realtime_fakes import FakeTransport
@@ -31,7 +30,7 @@ def settings(backend: dict[str, Any]) -> Settings:
 
 async def test_random_topics_and_member_churn_leave_bounded_caches(
         ctx: Any, app_client: httpx.AsyncClient, make_user: UserFactory) -> None:
-    service = ctx.extras[STATE_KEY]
+    service = ctx.realtime
     policy = service.authorizer
     reads = 0
     access = ctx.streams.access
@@ -93,7 +92,7 @@ async def test_a_lost_event_is_corrected_by_the_periodic_refresh(
 
     from onair.store.tables import chat_sanctions
 
-    service = ctx.extras[STATE_KEY]
+    service = ctx.realtime
     _, seller = make_user("seller")
     buyer_id, buyer = make_user("buyer")
     stream = (await app_client.post("/api/v1/streams", json={"title": "lost"}, headers=seller)).json()

@@ -38,7 +38,6 @@ from hypothesis import strategies as st
 
 from onair.app import build_context, create_app
 from onair.auth.jwt import mint_token
-from onair.realtime.service import STATE_KEY
 from onair.realtime.wiring import server_options
 from onair.settings import Settings
 
@@ -192,7 +191,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         assert time.monotonic() < deadline and server_thread.is_alive(), "server did not start"
         time.sleep(0.05)
     client_loop, client_thread = _thread_loop("fuzz-clients")
-    srv = Live(url, ctx.anon_key, ctx.extras[STATE_KEY], server_loop_box[0], client_loop, errors, stalls,
+    srv = Live(url, ctx.anon_key, ctx.realtime, server_loop_box[0], client_loop, errors, stalls,
                f"http://127.0.0.1:{control_port}/")
     seller = {"Authorization": f"Bearer {srv.token('fuzz-seller', 'seller')}"}
     stream = httpx.post(f"{url}/api/v1/streams", headers=seller, json={"title": "fuzz"}, timeout=10).json()

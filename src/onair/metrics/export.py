@@ -17,7 +17,6 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 
 from onair.metrics.families import Metrics
-from onair.realtime.service import STATE_KEY as REALTIME
 from onair.tally import Tally
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -74,7 +73,7 @@ def sync(exporter: Exporter, ctx: Any) -> None:
     _http(exporter)
     m.workers.set(1)
     m.resident.set(_resident_bytes())
-    realtime = ctx.extras.get(REALTIME)
+    realtime = getattr(ctx, "realtime", None)
     if realtime is not None:
         _realtime(exporter, realtime)
     _chat(exporter, ctx.chat)

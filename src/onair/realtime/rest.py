@@ -7,16 +7,20 @@ topics the caller may not write are skipped silently, as Supabase does.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
+from onair.domain.identity import Principal
 from onair.realtime.dispatcher import TokenRejected
 from onair.realtime.policies import role_of
-from onair.realtime.service import STATE_KEY, RealtimeService
+from onair.realtime.service import RealtimeService
+
+if TYPE_CHECKING:
+    from onair.context import AppContext
 
 router = APIRouter(prefix="/realtime/v1/api", tags=["realtime"])
 
@@ -50,10 +54,11 @@ class BroadcastBatch(BaseModel):
 
 
 def _service(request: Request) -> RealtimeService:
-    return request.app.state.ctx.extras[STATE_KEY]  # type: ignore[no-any-return]
+    ctx: AppContext = request.app.state.ctx
+    return ctx.realtime
 
 
-async def _principal(request: Request, service: RealtimeService) -> Any:
+async def _principal(request: Request, service: RealtimeService) -> Principal | None:
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("apikey")
     if not token:
@@ -74,7 +79,7 @@ def _too_large() -> JSONResponse:
     return JSONResponse({"errors": {"payload": ["Payload size exceeds tenant limit"]}}, status_code=422)
 
 
-def _send(service: RealtimeService, principal: Any, msg: BroadcastMessage, request: Request) -> JSONResponse | None:
+def _send(service: RealtimeService, principal: Principal | None, msg: BroadcastMessage, request: Request) -> JSONResponse | None:
     """Fan one message out, or the error that refused it: client senders get the stream-channel
     payload limit and the byte budgets of sockets (shared with them, so switching gains nothing)."""
     if not service.authorizer.allowed(principal, msg.topic, "broadcast", "write", private=msg.private, event=msg.event):

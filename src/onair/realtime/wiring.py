@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from onair.broker import open_presence_store
 from onair.broker.memory import MemoryBroker
@@ -11,7 +11,10 @@ from onair.realtime.facts import StreamFactsLoader
 from onair.realtime.limits import RealtimeLimits
 from onair.realtime.policies import StreamPolicy
 from onair.realtime.protocol.filters import FilterLimits
-from onair.realtime.service import STATE_KEY, RealtimeService
+from onair.realtime.service import RealtimeService
+
+if TYPE_CHECKING:
+    from onair.context import AppContext
 
 
 def limits_from(settings: Any) -> RealtimeLimits:
@@ -45,8 +48,8 @@ def limits_from(settings: Any) -> RealtimeLimits:
     )
 
 
-def build_realtime(ctx: Any) -> RealtimeService:
-    """Create the service, register it as a broker consumer and in ``ctx.extras``."""
+def build_realtime(ctx: AppContext) -> RealtimeService:
+    """Create the service, register it as a broker consumer and as ``ctx.realtime``."""
     def wall_clock() -> float:
         return float(ctx.clock.now().timestamp())
 
@@ -68,7 +71,7 @@ def build_realtime(ctx: Any) -> RealtimeService:
         ended_close_delay=ctx.settings.realtime_ended_close_delay,
     )
     ctx.broker_fan_in.consumers.append(service)
-    ctx.extras[STATE_KEY] = service
+    ctx.realtime = service
     return service
 
 
