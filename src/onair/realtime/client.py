@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Callable, Protocol
 
+from onair.domain.identity import Principal
 from onair.realtime.protocol.connection import ConnectionProtocol
 
 _ids = itertools.count(1)
@@ -45,7 +46,7 @@ class Client:
         self,
         protocol: ConnectionProtocol,
         transport: Transport,
-        principal: Any,
+        principal: Principal | None,
         max_pending_bytes: int,
         on_overflow: Callable[[Client], None],
         closer: Callable[[int, str], None] | None = None,

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import orjson
 
+from onair.domain.identity import Principal
 from onair.logs import log_failure
 from onair.realtime.client import Client
 from onair.realtime.hub import Hub
@@ -23,7 +24,12 @@ from onair.realtime.policies import STREAM_PREFIX, AllowAll, Authorizer, role_of
 from onair.realtime.protocol import event_names
 from onair.realtime.protocol import messages as m
 from onair.realtime.protocol.connection import (
-    BroadcastRequested, JoinRequested, LeaveRequested, PresenceRequested, ProtocolViolation, Request,
+    BroadcastRequested,
+    JoinRequested,
+    LeaveRequested,
+    PresenceRequested,
+    ProtocolViolation,
+    Request,
     TokenRefreshed,
 )
 from onair.realtime.protocol.errors import Disconnect
@@ -37,7 +43,7 @@ log = logging.getLogger("onair.realtime")
 
 @dataclass(frozen=True, slots=True)
 class TokenInfo:
-    principal: Any
+    principal: Principal
     exp: float | None  # epoch seconds
 
 
@@ -78,19 +84,19 @@ REFUSAL_REASONS = {"InvalidJWTToken": "invalid_token", "MalformedJWT": "invalid_
 IDENTITY_FIELDS = ("user_id", "role")  # presence meta fields only the server may fill in
 
 
-def verified_user(principal: Any) -> str | None:
+def verified_user(principal: Principal | None) -> str | None:
     """The user a token proves (None for the anon key)."""
     user = getattr(principal, "user_id", None)
     return user if isinstance(user, str) and role_of(principal) != "anon" else None
 
 
-def presence_key(principal: Any, requested: str) -> str:
+def presence_key(principal: Principal | None, requested: str) -> str:
     """A signed-in user's presence key is their user id, whatever the client asked for; only
     anonymous clients choose theirs (and their metas carry no ``user_id``, see below)."""
     return verified_user(principal) or requested
 
 
-def presence_meta(principal: Any, meta: dict[str, Any]) -> dict[str, Any]:
+def presence_meta(principal: Principal | None, meta: dict[str, Any]) -> dict[str, Any]:
     """The client's meta with ``user_id`` and ``role`` set from the token: present and verified
     for signed-in users, ``role: "anon"`` and no ``user_id`` for anonymous ones."""
     out = {k: v for k, v in meta.items() if k not in IDENTITY_FIELDS}
@@ -160,7 +166,7 @@ class Dispatcher:
         fallback = f"ip:{client.ip}" if client.ip is not None else client.id
         return self.spend(member.principal, verified_user(client.principal) or fallback, topic, size, now, event)
 
-    def spend(self, principal: Any, fallback: object, topic: str, size: int, now: float,
+    def spend(self, principal: Principal | None, fallback: object, topic: str, size: int, now: float,
               event: str | None = None) -> bool:
         """Spend ``size`` bytes of the sender's and the topic's budgets (both or neither). The
         sender is the verified user, else ``fallback`` (the socket's user or IP), so neither more
@@ -314,7 +320,7 @@ class Dispatcher:
             if len(errors) < len(config.bindings):
                 self.hub.send(client, m.system(req.join_ref, topic, "postgres_changes", "ok", "Subscribed to PostgreSQL"))
 
-    def _over_user_cap(self, client: Client, principal: Any) -> bool:
+    def _over_user_cap(self, client: Client, principal: Principal | None) -> bool:
         """A socket counts toward every user its apikey or its channels name (a join's
         ``access_token`` too), so more sockets on the anon key do not get around the cap."""
         user = getattr(principal, "user_id", None)
@@ -330,7 +336,7 @@ class Dispatcher:
                 total += sum(b.filter.cost for b in member.config.bindings if b.error is None)
         return total
 
-    async def _check_bindings(self, principal: Any, config: JoinConfig, spent: int = 0) -> JoinConfig:
+    async def _check_bindings(self, principal: Principal | None, config: JoinConfig, spent: int = 0) -> JoinConfig:
         """Prepare the facts each binding's stream needs, then :meth:`_checked_bindings`."""
         if not config.bindings:
             return config
@@ -340,7 +346,7 @@ class Dispatcher:
                 await self.authorizer.prepare(principal, f"stream:{stream}")
         return self._checked_bindings(principal, config, spent)
 
-    def _checked_bindings(self, principal: Any, config: JoinConfig, spent: int = 0) -> JoinConfig:
+    def _checked_bindings(self, principal: Principal | None, config: JoinConfig, spent: int = 0) -> JoinConfig:
         """Scope, authorize (facts prepared) and cost each binding; ``spent`` is the connection's
         filter cost on its other channels (issue 10: one socket's filters, evaluated for every
         row, must not cost unbounded time)."""

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from onair.domain.identity import Principal
 from onair.realtime.protocol.event_names import HOST, SERVER, reserved_for
 from onair.realtime.visibility import TABLES, rank_allows
 
@@ -44,19 +45,19 @@ PG_PREFIX = "postgres_changes:"
 Until = float | None  # epoch seconds; None: until lifted
 
 
-def role_of(principal: Any) -> str:
+def role_of(principal: Principal | None) -> str:
     role = getattr(principal, "role", "anon")
     return str(getattr(role, "value", role))
 
 
-def is_staff(principal: Any) -> bool:
+def is_staff(principal: Principal | None) -> bool:
     return role_of(principal) in STAFF_ROLES
 
 
 class Authorizer(Protocol):
-    async def prepare(self, principal: Any, topic: str) -> None: ...
+    async def prepare(self, principal: Principal | None, topic: str) -> None: ...
 
-    def allowed(self, principal: Any, topic: str, extension: str, action: str, *,
+    def allowed(self, principal: Principal | None, topic: str, extension: str, action: str, *,
                 private: bool = False, event: str | None = None) -> bool: ...
 
 
@@ -143,7 +144,7 @@ class StreamPolicy:
     def sizes(self) -> dict[str, int]:
         return {"pinned": len(self.pinned), "recent": len(self.recent), "missing": len(self.missing)}
 
-    async def prepare(self, principal: Any, topic: str) -> None:
+    async def prepare(self, principal: Principal | None, topic: str) -> None:
         stream_id = stream_id_of(topic)
         if stream_id is None or self._load is None or is_staff(principal):
             return  # staff need no facts
@@ -272,7 +273,7 @@ class StreamPolicy:
 
     # -- the rules --------------------------------------------------------------------------------
 
-    def allowed(self, principal: Any, topic: str, extension: str, action: str, *,
+    def allowed(self, principal: Principal | None, topic: str, extension: str, action: str, *,
                 private: bool = False, event: str | None = None) -> bool:
         stream_id = stream_id_of(topic)
         if stream_id is None:
@@ -313,9 +314,9 @@ def _trim(cache: OrderedDict[str, Any], size: int) -> None:
 class AllowAll:
     """For tests and the standalone benchmark server: every valid token may do everything."""
 
-    async def prepare(self, principal: Any, topic: str) -> None:
+    async def prepare(self, principal: Principal | None, topic: str) -> None:
         return None
 
-    def allowed(self, principal: Any, topic: str, extension: str, action: str, *,
+    def allowed(self, principal: Principal | None, topic: str, extension: str, action: str, *,
                 private: bool = False, event: str | None = None) -> bool:
         return True
