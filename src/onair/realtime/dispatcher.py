@@ -32,7 +32,7 @@ from onair.realtime.protocol.connection import (
     Request,
     TokenRefreshed,
 )
-from onair.realtime.protocol.errors import Disconnect
+from onair.realtime.protocol.errors import Disconnect, TokenRejected
 from onair.realtime.protocol.join import JoinConfig, join_response, parse_bindings
 from onair.realtime.protocol.messages import Message
 from onair.realtime.routing import binding_stream, scope_error
@@ -45,15 +45,6 @@ log = logging.getLogger("onair.realtime")
 class TokenInfo:
     principal: Principal
     exp: float | None  # epoch seconds
-
-
-class TokenRejected(Exception):
-    """``message`` is Supabase's text; ``code`` the join-error prefix (spec §3.6)."""
-
-    def __init__(self, message: str, code: str = "InvalidJWTToken") -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
 
 
 Verify = Callable[[str], TokenInfo]  # raises TokenRejected

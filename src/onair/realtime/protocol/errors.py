@@ -8,19 +8,19 @@ Tree (all share :class:`RealtimeError`)::
     │                        frames are logged and ignored, the socket stays open")
     ├── LocalProtocolError   our own misuse of a channel (an illegal transition in channel.py);
     │                        turned into a Supabase-style error reply at the receive boundary
-    ├── ReplyError           a push refused with ``phx_reply {status: "error", response: ...}``;
-    │                        the channel and the socket stay open
-    ├── ChannelShutdown      a channel closed by the server: ``system`` error then ``phx_close``
-    │                        (spec §7.3)
+    ├── FilterError          a postgres_changes filter refused at join (filters.py)
+    ├── TokenRejected        a token (or the connection's rate) refused: the connection is
+    │                        refused, the join gets an error reply, the REST call a 401/429
     └── Disconnect           the whole socket is closed with a WebSocket close code
+
+Refused pushes and server-closed channels are answered by the dispatcher directly (error replies,
+``system`` messages); they have no exception class.
 
 Messages shown to clients are fixed strings (Supabase's where one exists); no exception text of an
 unexpected error ever reaches a client.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 
 class RealtimeError(Exception):
@@ -35,25 +35,13 @@ class LocalProtocolError(RealtimeError):
     """An illegal move on a channel, named after the event, topic and state."""
 
 
-class ReplyError(RealtimeError):
-    """Refuse one push; ``response`` becomes the reply's ``response`` object."""
+class TokenRejected(RealtimeError):
+    """``message`` is Supabase's text; ``code`` the join-error prefix (spec §3.6)."""
 
-    def __init__(self, response: dict[str, Any]) -> None:
-        super().__init__(response)
-        self.response = response
-
-    @classmethod
-    def reason(cls, reason: str) -> ReplyError:
-        return cls({"reason": reason})
-
-
-class ChannelShutdown(RealtimeError):
-    """Close one channel with a ``system`` error message followed by ``phx_close``."""
-
-    def __init__(self, message: str, extension: str = "system") -> None:
+    def __init__(self, message: str, code: str = "InvalidJWTToken") -> None:
         super().__init__(message)
         self.message = message
-        self.extension = extension
+        self.code = code
 
 
 class Disconnect(RealtimeError):
