@@ -94,7 +94,10 @@ class RealtimeWebSocketProtocol(WebSocketsSansIOProtocol):
         self.realtime = service
         # per-connection state only the ASGI path uses: an idle connection's bytes (issue 12 §4)
         self.queue = self.writable = _UNUSED  # type: ignore[assignment]
-        self.request = None  # type: ignore[assignment]  # the handshake's headers: not needed past here
+        # the handshake request is not needed past here; websockets' parser generator keeps a
+        # reference to it for the connection's life, so its headers (~2 KB) are emptied in place
+        event.headers.clear()
+        self.request = None  # type: ignore[assignment]
         # past this many buffered bytes uvloop calls pause_writing: the hub queues and coalesces
         self.transport.set_write_buffer_limits(high=service.limits.write_buffer_high_water)
         self.client_handle = service.attach(self.transport, serializer, info, self._close_from_hub, ip)
