@@ -3,8 +3,13 @@
 No sockets, no event loop: N clients whose transports are sinks (``write`` appends to nothing
 but a C-level no-op), one topic, one broadcast per flush.
 What is left is the hub's own Python work per member per flush — the part issue 12 §4 says
-stands between a pass over 5,000 sockets and the targets. Reported as ns per member per flush
-(lower is better); the kernel's share of a real write is not in it (see bench/fanout.py).
+stands between a pass over 5,000 sockets and the targets. Reported as ns of this thread's CPU
+time per member per flush (lower is better; CPU time, so waiting for a shared core does not
+count); the kernel's share of a real write is not in it (see bench/fanout.py).
+
+Calibration: the same sinks called in a bare loop (``for write in writes: write(blob)``), the
+least any Python fan-out can do per member, measured in the same run; ``ratio_to_floor`` is the
+hub's cost over it.
 
 Scenarios: ``plain`` (a server broadcast: everyone gets it), ``sender`` (a user broadcast whose
 sender is skipped: the chat case), ``mixed`` (half the members on each serializer, a sender
@@ -76,12 +81,22 @@ def measure(members: int, flushes: int, scenario: str) -> float:
     for _ in range(20):  # warm-up: caches, frames
         hub.broadcast(TOPIC, "m", PAYLOAD, sender=sender)
         hub.flush()
-    started = time.perf_counter_ns()
+    started = time.thread_time_ns()
     for _ in range(flushes):
         hub.broadcast(TOPIC, "m", PAYLOAD, sender=sender)
         hub.flush()
-    elapsed = time.perf_counter_ns() - started
+    elapsed = time.thread_time_ns() - started
     return elapsed / (flushes * members)
+
+
+def floor(members: int, flushes: int) -> float:
+    writes = [SinkTransport().write for _ in range(members)]
+    blob = b"x" * 230
+    started = time.thread_time_ns()
+    for _ in range(flushes):
+        for write in writes:
+            write(blob)
+    return (time.thread_time_ns() - started) / (flushes * members)
 
 
 def main() -> None:
@@ -92,11 +107,16 @@ def main() -> None:
     parser.add_argument("--scenario", action="append", choices=["plain", "sender", "mixed", "partial"])
     args = parser.parse_args()
     for scenario in args.scenario or ["plain", "sender", "mixed", "partial"]:
-        runs = [measure(args.members, args.flushes, scenario) for _ in range(args.runs)]
+        runs, floors = [], []
+        for _ in range(args.runs):
+            runs.append(measure(args.members, args.flushes, scenario))
+            floors.append(floor(args.members, args.flushes))
+        ns, floor_ns = statistics.median(runs), statistics.median(floors)
         print(json.dumps({
             "bench": "hub_flush", "scenario": scenario, "members": args.members, "flushes": args.flushes,
-            "runs": args.runs, "ns_per_member_per_flush": round(statistics.median(runs), 1),
+            "runs": args.runs, "ns_per_member_per_flush": round(ns, 1),
             "min_ns": round(min(runs), 1), "max_ns": round(max(runs), 1),
+            "floor_ns_per_member": round(floor_ns, 1), "ratio_to_floor": round(ns / floor_ns, 2),
         }), flush=True)
 
 
