@@ -52,7 +52,7 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from calibration import children, pin_self, pinned, ratio, start_floor, stop, tree_cpu_seconds  # noqa: E402
+from calibration import children, free_port, pin_self, pinned, ratio, start_floor, stop, tree_cpu_seconds  # noqa: E402
 
 try:
     import uvloop
@@ -364,12 +364,6 @@ def with_floor(result: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
         "deliveries_per_s": ratio(result["deliveries_per_s"], floor["deliveries_per_s"]),
     }
     return result
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def run_e2e(port: int, key: str, pid: int, data_dir: str, subs_n: int, rate: int, duration: float,
