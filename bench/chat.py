@@ -54,7 +54,7 @@ from onair.auth.jwt import mint_token
 from onair.domain.identity import Role
 
 sys.path.insert(0, str(ROOT / "bench"))
-from calibration import calibrate_http, ratio  # noqa: E402
+from calibration import calibrate_http, ratio
 
 SECRET = "bench-secret-" + secrets.token_hex(16)
 READ_SAMPLES = 100  # per read path: enough for a p99 that is not just the maximum

@@ -52,7 +52,7 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from calibration import children, free_port, pin_self, pinned, ratio, start_floor, stop, tree_cpu_seconds  # noqa: E402
+from calibration import children, free_port, pin_self, pinned, ratio, start_floor, stop, tree_cpu_seconds
 
 try:
     import uvloop
@@ -507,7 +507,7 @@ def start_server(port: int, data_dir: str, workers: int, trace: Path | None = No
 
 def machine(args: argparse.Namespace) -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
-            "server": f"core 0 (taskset)" if args.workers == 1 and pinned(0) else f"{args.workers} workers, unpinned",
+            "server": "core 0 (taskset)" if args.workers == 1 and pinned(0) else f"{args.workers} workers, unpinned",
             "generator": "core 1" if (os.cpu_count() or 1) > 1 else "shared core"}
 
 
@@ -566,7 +566,7 @@ def main() -> None:
             rate = args.rate
             results = []
             while True:
-                result = repeat(args.runs, lambda: asyncio.run(run_fanout(
+                result = repeat(args.runs, lambda rate=rate: asyncio.run(run_fanout(
                     args.port, key, proc.pid, args.subs, rate, args.duration, args.timed_deliveries)))
                 result["holds"] = max(result["lost_each_run"]) == 0 and result["p99_ms"] < 100
                 results.append(result)

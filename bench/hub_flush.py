@@ -31,11 +31,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from onair.realtime.client import Client  # noqa: E402
-from onair.realtime.hub import Hub  # noqa: E402
-from onair.realtime.protocol.connection import ConnectionProtocol  # noqa: E402
-from onair.realtime.protocol.join import JoinConfig  # noqa: E402
-from onair.realtime.protocol.serializer import SERIALIZERS  # noqa: E402
+from onair.realtime.client import Client
+from onair.realtime.hub import Hub
+from onair.realtime.protocol.connection import ConnectionProtocol
+from onair.realtime.protocol.join import JoinConfig
+from onair.realtime.protocol.serializer import SERIALIZERS
 
 TOPIC = "realtime:bench"
 PAYLOAD = {"t": "0000000000.000000", "s": "0000000000", "pad": "x" * 150}

@@ -42,8 +42,8 @@ from pathlib import Path
 from onair.domain import accesstoken2 as at2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from calibration import calibrate_http  # noqa: E402
-from calibration import ratio as ratio_of  # noqa: E402
+from calibration import calibrate_http
+from calibration import ratio as ratio_of
 
 APP_ID = "970CA35de60c44645bbae8a215061b33"
 CERT = "5CFd2fd1755d40ecb72977518be15d3b"
