@@ -21,6 +21,10 @@ The load generator speaks raw HTTP/1.1: each request is one bytes object and onl
 line and Content-Length of each response are read, so it costs far less per request than the
 server it measures. The send rate limit is raised for the run (ONAIR_CHAT_RATE_* env): this
 measures the write path, not the limiter.
+
+Calibration (issue 12 §3): the machine is shared, so next to each backend's throughput the same
+client drives a bare uvicorn ASGI endpoint with as many workers (``bench/calibration.py``), in
+the same run; ``ratio_to_floor`` gives the send rate and server CPU per send relative to it.
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from onair.auth.jwt import mint_token
 from onair.domain.identity import Role
+
+sys.path.insert(0, str(ROOT / "bench"))
+from calibration import calibrate_http, ratio
 
 SECRET = "bench-secret-" + secrets.token_hex(16)
 READ_SAMPLES = 100  # per read path: enough for a p99 that is not just the maximum
@@ -476,7 +483,15 @@ def main() -> None:
             url = f"sqlite:///{tempfile.mkdtemp(prefix='onair-bench-db-')}/onair.db"
         else:
             url = PG_URL
-        results.append(asyncio.run(run_backend(backend, url, args)))
+        result = asyncio.run(run_backend(backend, url, args))
+        floor = calibrate_http(args.seconds / 2, args.connections, result["server_workers"])
+        throughput = result["throughput"]
+        result["calibration"] = floor
+        result["ratio_to_floor"] = {
+            "sends_per_s": ratio(throughput["persisted_per_s"], floor["requests_per_s"]),
+            "server_cpu_per_send": ratio(throughput["server_cpu_us_per_message"], floor["server_cpu_us_per_request"]),
+        }
+        results.append(result)
     print(json.dumps({
         "benchmark": "chat",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),

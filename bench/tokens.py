@@ -12,11 +12,19 @@ The HTTP load generator is a few lines of raw HTTP/1.1 over keep-alive connectio
 each request once and only reads the status line and Content-Length of each response, so it
 costs far less per request than the server it measures. Latency is measured from the time a
 request was *scheduled* (open loop), so a stalled server cannot hide its queue.
+
+Calibration (issue 12 §3; the machine is shared, so ratios compare across runs, raw rates do not):
+``builder`` also measures HMAC-SHA256 signatures of a token-sized message per CPU second in the
+same process (the primitive every token costs at least once) and reports ``ratio_to_floor``;
+``http`` also measures a bare uvicorn ASGI endpoint on the same core with the same connections
+(``bench/calibration.py``) and reports the closed-loop rate and server CPU per request as ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import json
 import os
 import platform
@@ -32,6 +40,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from onair.domain import accesstoken2 as at2
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from calibration import calibrate_http
+from calibration import ratio as ratio_of
 
 APP_ID = "970CA35de60c44645bbae8a215061b33"
 CERT = "5CFd2fd1755d40ecb72977518be15d3b"
@@ -102,8 +114,13 @@ def builder(seconds: float) -> dict[str, object]:
         out[f"{name}_per_s"] = round(wall)
         out[f"{name}_per_cpu_s"] = round(cpu)
     slowest = min(results["rtc_publisher"][1], results["rtc_subscriber"][1])
+    key, msg = CERT.encode(), os.urandom(120)
+    _, hmac_cpu = rate(lambda i: hmac.new(key, msg, hashlib.sha256).digest(), seconds)
     return {
         **out,
+        "calibration": {"floor": "hmac-sha256 of 120 bytes, same process", "per_cpu_s": round(hmac_cpu)},
+        "ratio_to_floor": {"rtc_publisher_per_cpu_s": ratio_of(results["rtc_publisher"][1], hmac_cpu),
+                           "verify_rtc_per_cpu_s": ratio_of(results["verify_rtc"][1], hmac_cpu)},
         "token_chars": len(sample[0]),
         "load_average_1m": os.getloadavg()[0],
         "target_tokens_per_s": BUILDER_TARGET,
@@ -351,6 +368,9 @@ def http(seconds: float, users: int, connections: int, rate: float) -> dict[str,
                 proc.kill()
     paced = result["open_loop"]
     assert isinstance(paced, dict)
+    saturated = result["closed_loop"]
+    assert isinstance(saturated, dict)
+    floor = calibrate_http(seconds, connections, 1, server_core)
     return {
         "endpoint": "POST /api/v1/streams/{id}/rtc-token",
         "database": "sqlite (embedded default)",
@@ -358,6 +378,12 @@ def http(seconds: float, users: int, connections: int, rate: float) -> dict[str,
         "users": users + 1,
         "load_average_1m": os.getloadavg()[0],
         **result,
+        "calibration": floor,
+        "ratio_to_floor": {
+            "closed_loop_requests_per_s": ratio_of(saturated["requests_per_s"], floor["requests_per_s"]),
+            "server_cpu_per_request": ratio_of(saturated["server_cpu_us_per_request"],
+                                               floor["server_cpu_us_per_request"]),
+        },
         "target": {"requests_per_s": HTTP_RATE_TARGET, "p99_ms": HTTP_P99_TARGET_MS},
         "meets_target": paced["achieved_per_s"] >= HTTP_RATE_TARGET * 0.98
         and paced["p99_ms"] < HTTP_P99_TARGET_MS and paced["errors"] == 0,

@@ -26,9 +26,14 @@ from onair.settings import Settings
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 # What RealtimeWebSocketProtocol reads or writes of its base class.
 STATE = ("conn", "app_state", "handshake_initiated", "handshake_complete", "close_sent",
-         "close_timeout", "loop", "tasks", "client")
+         "close_timeout", "loop", "tasks", "client", "queue", "writable")
 # assigned by the base class later (connection_made, handshake, frames arriving)
 SET_LATER = ("transport", "frames", "curr_msg_data_type", "close_timer", "request")
+# The shell swaps the ASGI queue and ``writable`` event of realtime connections for a stand-in
+# (server._Unused) that has only these; outside the ASGI app (not run for realtime) the base
+# class must call nothing else on them.
+STAND_IN = {"queue": {"put_nowait", "empty", "get"}, "writable": {"set", "clear", "wait"}}
+ASGI_ONLY = {"get", "wait"}  # called only from receive()/send(), the ASGI app's side
 METHODS = ("handle_connect", "handle_close", "send_receive_event_to_app", "connection_lost",
            "pause_writing", "resume_writing", "connection_made", "data_received", "shutdown")
 # What server_process.OnairServer overrides or reads of uvicorn.Server.
@@ -54,6 +59,11 @@ def test_the_base_class_still_has_what_the_shell_uses() -> None:
         source = inspect.getsource(WebSocketsSansIOProtocol)
         missing += [name for name in SET_LATER if f"self.{name} =" not in source]
         missing += [name for name in METHODS if not callable(getattr(WebSocketsSansIOProtocol, name, None))]
+        for attr, known in STAND_IN.items():
+            used = set(re.findall(rf"self\.{attr}\.(\w+)", source))
+            missing += [f"{attr}.{m} (unknown to server._Unused)" for m in used - known]
+            outside = re.sub(r"async def (receive|send)\(.*?(?=\n    def |\n    async def |\Z)", "", source, flags=re.S)
+            missing += [f"{attr}.{m} outside the ASGI path" for m in set(re.findall(rf"self\.{attr}\.(\w+)", outside)) & ASGI_ONLY]
         for name in ("available_extensions", "accept", "reject", "send_response", "data_to_send",
                      "send_close"):
             if not hasattr(proto.conn, name):

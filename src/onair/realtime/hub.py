@@ -13,8 +13,14 @@ Rules that make it fast (DESIGN "Performance notes", STYLE §7–§9):
   for it per member: one try around the whole loop, resumed after the failed member. A batch
   whose fan-out aborts anyway (a bug outside the writes) is re-queued once for the members it did
   not reach, so a topic never stalls with an unscheduled pending list.
-* Members are written in a rotating order (a per-topic start index that moves every flush), so
-  no subscriber is always the last one written.
+* Members are written in a rotating order: the start index moves by the golden ratio of the
+  member count every flush (a low-discrepancy sequence), so no subscriber is systematically the
+  last one written and neighbours in join order do not share a fate.
+* Who gets what is precomputed per topic: the write order of each serializer's full-read
+  members is cached until the membership changes, and the members a batch skips (a sender
+  without ``self``, members outside a message's recipients) are removed from it by set
+  operations and served apart. The loop over the rest is one write per member. When the skipped
+  members are a large share, the general per-member path runs instead.
 
 The hub is synchronous and owns no sockets, timers or database: the shell calls it, a scheduler
 given at construction runs ``flush`` (``loop.call_soon`` in the server, by hand in tests).
@@ -42,6 +48,7 @@ from onair.tally import SECONDS, Tally
 
 log = logging.getLogger("onair.realtime")
 _SERIALIZERS = (SERIALIZERS["1.0.0"], SERIALIZERS["2.0.0"])
+_GOLDEN = 0.6180339887498949  # rotation step as a share of the member count
 BrokerTopics = Callable[[str, JoinConfig], Iterable[str]]
 
 
@@ -59,6 +66,13 @@ def _decrement(counts: dict[str, int], key: str) -> None:
         counts[key] = left
     else:
         counts.pop(key, None)
+
+
+def _rotated(topic: Topic, order: list[Client]) -> list[Client]:
+    """``order`` starting at this flush's rotation point (``order`` itself is never changed)."""
+    n = len(order)
+    start = int((topic.turn * _GOLDEN) % 1.0 * n)
+    return order[start:] + order[:start] if start else order
 
 
 @dataclass(slots=True, eq=False)
@@ -119,7 +133,8 @@ class _Item:
 
 
 class Topic:
-    __slots__ = ("full", "members", "name", "partial", "pending", "presence", "remote", "turn")
+    __slots__ = ("full", "members", "name", "orders", "partial", "pending", "positions", "presence", "remote",
+                 "turn")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -130,6 +145,34 @@ class Topic:
         self.presence: dict[str, p.PresenceMeta] = {}  # phx_ref -> entry (local joins)
         self.remote: dict[str, p.PresenceMeta] | None = None  # other processes' entries, once known
         self.turn = 0  # flushes so far: where the rotating write order starts
+        # per serializer, cached until ``full`` changes: the write order and each client's index
+        self.orders: list[list[Client] | None] = [None, None]
+        self.positions: list[dict[Client, int] | None] = [None, None]
+
+    def changed(self, vsn: int) -> None:
+        """The full-read members of serializer ``vsn`` changed: drop the cached order."""
+        self.orders[vsn] = None
+        self.positions[vsn] = None
+
+    def order(self, vsn: int) -> list[Client]:
+        order = self.orders[vsn]
+        if order is None:
+            order = self.orders[vsn] = list(self.full[vsn])
+        return order
+
+    def without(self, vsn: int, skipped: set[Client]) -> list[Client]:
+        """The cached write order minus ``skipped`` (a few members), built from slices."""
+        order = self.order(vsn)
+        positions = self.positions[vsn]
+        if positions is None:
+            positions = self.positions[vsn] = {c: i for i, c in enumerate(order)}
+        rest: list[Client] = []
+        prev = 0
+        for i in sorted(positions[c] for c in skipped):
+            rest += order[prev:i]
+            prev = i + 1
+        rest += order[prev:]
+        return rest
 
     def receives(self, member: Member, item: _Item) -> bool:
         if item.recipients is not None:
@@ -155,6 +198,10 @@ class HubStats:
 
 
 class Hub:
+    # The fast path runs while at most 1/exceptions_share of a serializer's members miss part of
+    # a batch; past that, per-member signatures (``_write_selective``) cost less than slicing.
+    exceptions_share = 8
+
     def __init__(
         self,
         schedule: Callable[[Callable[[], None]], Any],
@@ -272,6 +319,7 @@ class Hub:
             self.hold_user(client, user)
         if reads_broadcast and reads_presence:
             topic.full[client.vsn_index][client] = None
+            topic.changed(client.vsn_index)
         else:
             topic.partial[client] = member
         for binding in config.bindings:
@@ -329,7 +377,8 @@ class Hub:
         user = _user_of(member.principal)
         if user is not None:
             self.drop_user(client, user)
-        topic.full[client.vsn_index].pop(client, None)
+        if topic.full[client.vsn_index].pop(client, False) is None:
+            topic.changed(client.vsn_index)
         topic.partial.pop(client, None)
         for sub in member.subs:
             self.changes.remove(sub)
@@ -450,14 +499,14 @@ class Hub:
             selective = [it for it in items if it.exclude is not None or it.recipients is not None]
             stats.deliveries += len(group) * len(items)
             stats.writes += len(group)
-            order = list(group)
-            start = topic.turn % len(order)
-            if start:
-                order = order[start:] + order[:start]
-            if not selective:
-                self._write_all(order, blob)
+            skipped = self._skipped(group, selective)
+            if skipped is None:  # many members miss something: per-member signatures
+                self._write_selective(_rotated(topic, list(group)), items, frames, selective, blob)
+            elif not skipped:
+                self._write_all(_rotated(topic, topic.order(vsn)), blob)
             else:
-                self._write_selective(order, items, frames, selective, blob)
+                self._write_all(_rotated(topic, topic.without(vsn, skipped)), blob)
+                self._write_selective(list(skipped), items, frames, selective, blob)
             reached.append(group)
         if topic.partial:
             def partial(client: Client, member: Member) -> None:
@@ -470,6 +519,24 @@ class Hub:
                     client.send(own)
 
             self._each(list(topic.partial.items()), partial)
+
+    def _skipped(self, group: dict[Client, None], selective: list[_Item]) -> set[Client] | None:
+        """The members of ``group`` that miss part of the batch, or None when they are more than
+        1/exceptions_share of it (then the general path is cheaper than slicing them out)."""
+        skipped: set[Client] = set()
+        if not selective:
+            return skipped
+        limit = len(group) // self.exceptions_share
+        for it in selective:
+            if it.exclude is not None and it.exclude in group:
+                skipped.add(it.exclude)
+            if it.recipients is not None:
+                if len(group) - len(it.recipients) > limit:
+                    return None
+                skipped |= group.keys() - it.recipients
+            if len(skipped) > limit:
+                return None
+        return skipped
 
     def _write_selective(self, clients: list[Client], items: list[_Item], frames: list[bytes | None],
                          selective: list[_Item], blob: bytes) -> None:
