@@ -362,12 +362,13 @@ async def test_kill_a_worker_then_restart_redis_under_load(
                 killed = time.monotonic()
                 await asyncio.sleep(0.5)
                 dropped = [s for s in subs if s.drops and s.drops[-1] >= killed]
-                rejoin = await wait_until(
-                    lambda: all(s.joined.is_set() and s.joins[-1] > killed for s in dropped),
-                    "the killed worker's clients joined again", 20)
-                presence_after_kill = await wait_until(
-                    lambda: presence_converged(subs, keys), "presence converged after the kill",
-                    PRESENCE_TTL + PRESENCE_HEARTBEAT + 5) + 0.5
+                await wait_until(lambda: all(s.joined.is_set() and s.joins[-1] > killed for s in dropped),
+                                 "the killed worker's clients joined again", 20)
+                rejoin = max(s.joins[-1] for s in dropped) - killed
+                await wait_until(lambda: presence_converged(subs, keys), "presence converged after the kill",
+                                 PRESENCE_TTL + PRESENCE_HEARTBEAT + 5)
+                presence_after_kill = time.monotonic() - killed  # polled: an upper bound
+                assert presence_after_kill < PRESENCE_TTL + PRESENCE_HEARTBEAT + 2
                 await wait_until(lambda: len(children_of(proc.pid)) == 2 and victim not in children_of(proc.pid),
                                  "the killed worker is replaced", 30)
                 assert 0 < len(dropped) < SUBSCRIBERS, f"{len(dropped)} of {SUBSCRIBERS} were on the killed worker"
@@ -389,11 +390,13 @@ async def test_kill_a_worker_then_restart_redis_under_load(
                 await wait_until(lambda: all(told(s, "ok", RESTORED) or (s.drops and s.drops[-1] >= redis_down)
                                              for s in connected),
                                  "every channel is told live delivery is restored", 20)
-                restored = time.monotonic() - redis_up
+                # when the last channel heard "restored", counted from the moment Redis answered again
+                restored = max(min(at for at, st, m in s.system if at >= redis_down and st == "ok")
+                               for s in connected if told(s, "ok", RESTORED)) - redis_up
                 await wait_until(lambda: all(s.joined.is_set() for s in subs), "everyone joined", 20)
-                presence_after_redis = await wait_until(
-                    lambda: presence_converged(subs, keys), "presence converged after the Redis restart",
-                    PRESENCE_TTL + PRESENCE_HEARTBEAT + 5)
+                await wait_until(lambda: presence_converged(subs, keys),
+                                 "presence converged after the Redis restart", PRESENCE_TTL + PRESENCE_HEARTBEAT + 5)
+                presence_after_redis = time.monotonic() - redis_up  # polled: an upper bound
                 assert proc.poll() is None
                 assert children_of(proc.pid) == workers, "a worker died or restarted during the Redis outage"
                 await asyncio.sleep(2)
@@ -417,11 +420,11 @@ async def test_kill_a_worker_then_restart_redis_under_load(
                     "send_retries": chat.retries,
                     "send_s_p50_max": [round(sorted(chat.latencies)[len(chat.latencies) // 2], 3),
                                        round(max(chat.latencies), 3)],
-                    "kill": {"clients_dropped": len(dropped), "rejoined_s": round(rejoin + 0.5, 2),
+                    "kill": {"clients_dropped": len(dropped), "all_rejoined_s": round(rejoin, 2),
                              "presence_converged_s": round(presence_after_kill, 2)},
                     "redis": {"down_s": REDIS_DOWN_SECONDS, "channels_told_lost": lost_told,
-                              "restored_after_up_s": round(restored, 2),
-                              "presence_converged_s": round(presence_after_redis, 2),
+                              "all_told_restored_after_up_s": round(restored, 2),
+                              "presence_converged_after_up_s": round(presence_after_redis, 2),
                               "joins_refused": sum(s.refused for s in subs)},
                     "resynced_messages": sum(s.resynced for s in subs),
                     "resyncs": sum(s.resyncs for s in subs),
