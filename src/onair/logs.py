@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import MutableMapping
 from contextvars import ContextVar
 from typing import Any, TextIO
@@ -39,12 +40,52 @@ def add_request_id(_: Any, __: str,
     return event_dict
 
 
+_WRITE_LOCK = threading.Lock()
+
+
+def write_line(stream: TextIO, line: str) -> None:
+    """``line`` and its newline in one ``write(2)``: the workers of ``serve --workers`` share
+    stdout, and a line written in pieces (``print`` writes the text, then the newline; a long
+    line bypasses the buffer) can get another process's line spliced into it. One write to a
+    pipe is atomic up to PIPE_BUF (4 KiB), to a file opened for appending at any size."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # no file descriptor (StringIO, test capture)
+        stream.write(line + "\n")
+        stream.flush()
+        return
+    data = memoryview((line + "\n").encode("utf-8", "backslashreplace"))
+    with _WRITE_LOCK:
+        stream.flush()  # anything written to it the ordinary way goes first
+        while data:
+            data = data[os.write(fd, data):]  # more than one turn only after a partial write
+
+
 class _NamedPrintLogger(structlog.PrintLogger):
-    """A print logger that remembers the name it was asked for (for ``add_logger_name``)."""
+    """A print logger that remembers the name it was asked for (for ``add_logger_name``) and
+    writes each line in one piece."""
 
     def __init__(self, file: TextIO, name: str) -> None:
         super().__init__(file)
         self.name = name
+
+    def msg(self, message: str) -> None:
+        write_line(self._file, message)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+class _LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The root handler, writing each record in one piece (see ``write_line``)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            write_line(self.stream, self.format(record))
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
 
 
 class _NamedPrintLoggerFactory:
@@ -93,7 +134,7 @@ def configure_logging(level: str = "info", json: bool = True, stream: TextIO | N
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     structlog.processors.format_exc_info, renderer],
     )
-    handler = logging.StreamHandler(stream or sys.stdout)
+    handler = _LineHandler(stream or sys.stdout)
     handler.setFormatter(formatter)
     setattr(handler, _HANDLER_MARK, True)
     root = logging.getLogger()

@@ -98,3 +98,37 @@ def test_handled_outages_warn_without_traceback_bugs_keep_it(captured: io.String
                         AttributeError, ZeroDivisionError]), st.text(max_size=50))
 def test_programming_errors_are_never_outages(kind: type[Exception], message: str) -> None:
     assert outage_reason(kind(message)) is None
+
+
+_WRITER = """
+import logging, os, sys, time
+import structlog
+from onair.logs import configure_logging
+
+with open(sys.argv[1], "a") as out:  # like `onair serve >> log`: every worker appends to one file
+    configure_logging("info", json=True, stream=out)
+    filler = sys.argv[2] * 20_000  # past the 8 KiB buffer: print() would write it in two pieces
+    time.sleep(max(0.0, float(sys.argv[3]) - time.time()))  # both start at once
+    for i in range(1000):
+        structlog.get_logger("onair.chat").info("long", i=i, filler=filler)
+        logging.getLogger("onair.realtime").warning("long %d %s", i, filler)
+"""
+
+
+def test_workers_logging_to_one_file_never_splice_lines(tmp_path: Any) -> None:
+    """Two processes log long lines to one appended file at once: every line is one whole
+    JSON record (each is written in one write(2), not the text and then its newline)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "shared.log"
+    import time
+
+    start = str(time.time() + 3)
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), mark, start]) for mark in "ab"]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0]
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(records) == 4000
+    for record in records:
+        text = record.get("filler") or record["event"].split(" ", 2)[2]
+        assert text in ("a" * 20_000, "b" * 20_000)

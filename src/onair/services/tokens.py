@@ -23,6 +23,7 @@ import structlog
 from limits import parse as parse_rate
 from limits.aio.strategies import FixedWindowRateLimiter
 from limits.storage import storage_from_string
+from redis.exceptions import RedisError
 
 from onair import problems
 from onair.domain import accesstoken2 as at2
@@ -129,24 +130,40 @@ class IssueLimiter:
     the precision (a burst can reach twice the limit across a window boundary).
     """
 
-    def __init__(self, rate: str, broker_url: str | None) -> None:
+    def __init__(self, rate: str, broker_url: str | None, timeout: float = 2.0) -> None:
         self._item = parse_rate(rate)
         if broker_url and broker_url.startswith(("redis://", "rediss://")):
-            storage = storage_from_string("async+" + broker_url, implementation="redispy")
+            # Bounded: a Redis that does not answer must not hold token requests indefinitely.
+            storage = storage_from_string("async+" + broker_url, implementation="redispy",
+                                          socket_timeout=timeout, socket_connect_timeout=timeout)
         else:
             storage = storage_from_string("async+memory://")
         self._storage = storage
         self._limiter = FixedWindowRateLimiter(storage)  # type: ignore[arg-type]
+        self._unavailable_logged = float("-inf")
 
     async def check(self, user_id: str) -> None:
-        if await self._limiter.hit(self._item, "agora-tokens", user_id):
-            return
-        stats = await self._limiter.get_window_stats(self._item, "agora-tokens", user_id)
+        """Raise 429 over the limit. Fails closed: while the shared limit (Redis) is out of
+        reach, tokens are refused with a 503 ``rate-limit-unavailable`` and Retry-After (a
+        token grants media access; issuing them unmetered is not a degraded mode we offer),
+        said in the logs once a minute."""
+        try:
+            if await self._limiter.hit(self._item, "agora-tokens", user_id):
+                return
+            stats = await self._limiter.get_window_stats(self._item, "agora-tokens", user_id)
+        except (RedisError, OSError) as exc:  # redis-py's ConnectionError is not an OSError
+            now = time.monotonic()
+            if now - self._unavailable_logged >= 60:
+                self._unavailable_logged = now
+                log.warning("token_rate_limit_unavailable", error=type(exc).__name__,
+                            detail=str(exc)[:200])
+            raise Problem(503, "rate-limit-unavailable", "Token issuing is briefly unavailable",
+                          "The shared rate limit did not answer; retry shortly.",
+                          headers={"Retry-After": "1"}, retry_after=1) from None
         retry = max(1, math.ceil(stats.reset_time - time.time()))
         raise problems.RATE_LIMITED(f"at most {self._item} per user; retry in {retry} s",
                                     title="Too many token requests",
                                     headers={"Retry-After": str(retry)}, retry_after=retry)
-
 
     async def close(self) -> None:
         # limits has no public close; its Redis storage keeps the redis-py client on a bridge.
@@ -196,7 +213,8 @@ class TokenService:
         )
         self._salts = SaltSequence(secrets.randbelow(at2.MAX_SALT) + 1)
         self._uids = UidCache(settings.agora_uid_cache_size)
-        self._limiter = IssueLimiter(settings.agora_token_rate_limit, settings.broker_url)
+        self._limiter = IssueLimiter(settings.agora_token_rate_limit, settings.broker_url,
+                                     settings.broker_connect_timeout)
         self._issuer: GroupCommit[IssueRequest, IssuedToken] = GroupCommit(
             self._issue_batch, settings.agora_issue_batch_max
         )
