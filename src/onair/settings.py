@@ -181,6 +181,10 @@ class Settings(BaseSettings):
         86400.0, ge=0, description="Seconds after a viewer left a stream before their "
         "stream_viewers row is deleted (a viewer who comes back gets a new row).",
     )
+    retention_roster_grace: float = Field(
+        86400.0, ge=0, description="Seconds after a stream ended before its uid roster "
+        "(stream_uids: which Agora uid each user had) is deleted; an ended stream issues no token.",
+    )
     chat_retention_days: float | None = Field(
         None, gt=0, description="Delete the chat of streams that ended more than this many days "
         "ago. Unset: chat is kept forever.",
