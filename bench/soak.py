@@ -53,6 +53,8 @@ TABLES = ("stream_sessions", "stream_transitions", "stream_viewers", "stream_coh
           "chat_messages", "chat_sanctions", "agora_tokens", "stream_uids", "leases")
 GRACE = 20.0  # seconds: token, viewer and roster retention graces during the soak
 CHAT_DAYS = 30.0 / 86400  # chat of streams ended 30 s ago is deleted
+CACHES = ("JWT_CACHE_SIZE", "AGORA_UID_CACHE_SIZE", "REALTIME_POLICY_CACHE_SIZE", "CHAT_RATE_TRACKED_USERS")
+CACHE_BOUND = 200
 
 
 class Server:
@@ -79,6 +81,10 @@ class Server:
             "ONAIR_RETENTION_VIEWER_GRACE": str(GRACE),
             "ONAIR_RETENTION_ROSTER_GRACE": str(GRACE),
             "ONAIR_CHAT_RETENTION_DAYS": repr(CHAT_DAYS),
+            # The in-process LRU caches keyed by user or stream fill up to their bounds as users
+            # churn (10,000 verified tokens, 100,000 uids, ...); small bounds here make them fill
+            # within the warm-up, so what still grows afterwards is a leak, not a cache.
+            **{f"ONAIR_{name}": str(CACHE_BOUND) for name in CACHES},
         }
         if self.schema is not None:
             self.env["ONAIR_DATABASE_URL"] = PG_URL
@@ -153,10 +159,13 @@ class Load:
                        "channel_closes": 0, "errors": 0}
         self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30)
         self.ws_url = f"ws://127.0.0.1:{port}/realtime/v1/websocket?apikey={self.anon}&vsn=2.0.0"
+        self.tokens: dict[str, str] = {}  # user -> JWT, as a client keeps its session
 
-    @staticmethod
-    def token(user: str, role: str = "buyer") -> str:
-        return mint_token(SECRET, user, role, 3600)
+    def token(self, user: str, role: str = "buyer") -> str:
+        token = self.tokens.get(user)
+        if token is None:
+            token = self.tokens[user] = mint_token(SECRET, user, role, 3600)
+        return token
 
     async def call(self, method: str, path: str, user: str, role: str = "buyer", **kw: Any) -> Any:
         r = await self.http.request(method, path, headers={"authorization": f"Bearer {self.token(user, role)}"}, **kw)
@@ -216,6 +225,8 @@ class Load:
         finally:
             for ws in sockets.values():
                 await ws.close()
+            for u in [seller, *users]:
+                self.tokens.pop(u, None)
 
     async def loop(self, loop: int, until: float) -> None:
         n = 0
@@ -301,7 +312,8 @@ def main() -> None:
                       "viewers": args.viewers, "python": platform.python_version(),
                       "cpus": os.cpu_count(), "note": "machine shared with other jobs",
                       "settings": {"retention_graces_s": GRACE, "chat_retention_s": CHAT_DAYS * 86400,
-                                   "reaper_interval_s": 2, "agora_token_ttl_s": 60},
+                                   "reaper_interval_s": 2, "agora_token_ttl_s": 60,
+                                   "cache_bounds": dict.fromkeys(CACHES, CACHE_BOUND)},
                       **result}))
 
 

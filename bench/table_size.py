@@ -48,6 +48,7 @@ from onair.app import build_context, start_context, stop_context
 from onair.context import AppContext
 from onair.domain.identity import Principal, Role
 from onair.domain.streams import Status
+from onair.logs import configure_logging
 from onair.settings import Settings
 from onair.store.db import async_url
 from onair.store.types import UTCDateTime
@@ -176,7 +177,8 @@ def settings_for(db: str, data_dir: Path, schema: str | None) -> Settings:
     extra: dict[str, Any] = {"database_url": PG_URL, "database_schema": schema} if db == "postgresql" else {}
     return Settings(_env_file=None, data_dir=data_dir, jwt_secret="size-" + "x" * 40, reaper_interval=3600,
                     agora_app_id=APP_ID, agora_app_certificate=CERT, agora_token_rate_limit="10000000/minute",
-                    chat_rate_per_second=100000, chat_rate_burst=100000, log_level="warning", **extra)
+                    chat_rate_per_second=100000, chat_rate_burst=100000, log_level="warning",
+                    db_timeout=600, **extra)  # the bulk fill runs minutes on PostgreSQL
 
 
 async def pg(sql: str) -> None:
@@ -238,7 +240,14 @@ async def run_backend(db: str, args: argparse.Namespace) -> dict[str, Any]:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     dbs = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
-    return {db: await run_backend(db, args) for db in dbs}
+    results: dict[str, Any] = {}
+    for db in dbs:
+        try:
+            results[db] = await run_backend(db, args)
+        except Exception as exc:  # report the other backend's numbers anyway
+            results[db] = {"error": f"{type(exc).__name__}: {exc}"}
+        print(f"table_size: {db}: {orjson.dumps(results[db]).decode()}", file=sys.stderr)
+    return results
 
 
 def main() -> None:
@@ -247,6 +256,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=150, help="per operation, size and round")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    configure_logging("warning", stream=sys.stderr)  # stdout is the JSON result
     results = asyncio.run(main_async(args))
     print(orjson.dumps({
         "bench": "table_size", "python": platform.python_version(), "cpus": os.cpu_count(),

@@ -125,6 +125,10 @@ class Settings(BaseSettings):
         262_144, ge=1024, description="Largest JWKS document accepted (bytes).",
     )
     jwt_audience: str = Field("authenticated", description="Required `aud` of user tokens.")
+    jwt_cache_size: int = Field(
+        10_000, ge=1, description="Verified tokens remembered (so a token is checked once, not on "
+        "every request); least recently used first out.",
+    )
     jwt_app_role_claim: str = Field(
         "app_metadata.role",
         description="Dotted path of the claim holding the app role "
