@@ -9,7 +9,7 @@ ledger rows and uids) and a *large* one (100,000 streams, 1,000,000 chat rows, 2
 the others), filled with bulk SQL (generate_series on PostgreSQL, a recursive CTE on SQLite). In
 both, one live stream made through the service with the same 2,000 messages is the one measured.
 
-Then, alternating between the two databases in blocks so that whatever else the machine does
+Then, alternating between the two databases call by call so that whatever else the machine does
 hits both alike, it times: token issue (a new viewer), token refresh, chat send, a history page,
 a resync page, stream lists (by status, by seller, with a cursor) and one reaper pass (lease,
 timeouts, retention — nothing due). Per operation it reports p50 on each size and the ratio
@@ -211,14 +211,12 @@ async def run_backend(db: str, args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(args.rounds):
             samples: dict[str, dict[str, list[float]]] = {n: {op: [] for op in ops[n]} for n in ops}
             for op in ops["small"]:
-                for block in range(args.iterations // 10):
-                    order = ("small", "large") if block % 2 == 0 else ("large", "small")
-                    for name in order:
+                for i in range(args.iterations):  # call by call, alternating which goes first
+                    for name in (("small", "large") if i % 2 == 0 else ("large", "small")):
                         call = ops[name][op]
-                        for _ in range(10):
-                            t0 = time.perf_counter()
-                            await call()
-                            samples[name][op].append(time.perf_counter() - t0)
+                        t0 = time.perf_counter()
+                        await call()
+                        samples[name][op].append(time.perf_counter() - t0)
             rounds.append({op: {n: statistics.median(samples[n][op]) * 1000 for n in ops} for op in ops["small"]})
         result: dict[str, Any] = {}
         for op in ops["small"]:
@@ -254,7 +252,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--iterations", type=int, default=150, help="per operation, size and round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     configure_logging("warning", stream=sys.stderr)  # stdout is the JSON result
     results = asyncio.run(main_async(args))
