@@ -70,12 +70,13 @@ def series(dialect: str) -> tuple[str, str, Callable[[str, int], str]]:
 
 def fill_statements(dialect: str, streams: int) -> list[tuple[str, int]]:
     pre, src, hexed = series(dialect)
+    # every seller has 25 streams in both sizes, so a seller's page holds the same rows
     sid = lambda e: f"'00000000-0000-7000-8000-' || {hexed(e, 12)}"  # noqa: E731  (older than any uuid7)
     live = f"(i % {streams}) % 10 = 0"  # one bulk stream in ten is live (heartbeat in the future)
     return [
         (pre + "INSERT INTO stream_sessions (id, seller_id, title, status, version, created_at, updated_at, "
          "started_at, ended_at, last_host_heartbeat_at, viewer_count, peak_viewers, slow_mode_seconds, "
-         f"last_chat_seq) SELECT {sid('i')}, 'bulk-seller-' || (i % 1000), 'bulk', "
+         f"last_chat_seq) SELECT {sid('i')}, 'bulk-seller-' || (i % {streams // 25}), 'bulk', "
          "CASE WHEN i % 10 = 0 THEN 'live' ELSE 'ended' END, 2, :created, :created, :created, "
          "CASE WHEN i % 10 = 0 THEN NULL ELSE :ended END, CASE WHEN i % 10 = 0 THEN :future ELSE NULL END, "
          f"0, 0, 0, 0 FROM {src}", streams),
