@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import signal
 import socket
 import sqlite3
@@ -116,6 +117,7 @@ class Server:
             self.process.kill()
         if self.schema is not None:
             asyncio.run(self._pg(f'DROP SCHEMA "{self.schema}" CASCADE'))
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
     @staticmethod
     async def _pg(sql: str) -> Any:
