@@ -207,7 +207,7 @@ async def test_maps_return_to_baseline_after_many_streams_end(srv: LiveServer, r
         assert all(n <= policy.max_streams for n in policy.sizes().values())
         if srv.realtime.presence is not None:  # shared presence (Redis): each stream's hash is gone
             client = srv.realtime.presence._client
-            keys = []
+            keys: list[Any] = []
             for sid in sids:
                 keys += [k async for k in client.scan_iter(match=f"*presence:*{sid}")]
             assert keys == []
