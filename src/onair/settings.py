@@ -125,6 +125,10 @@ class Settings(BaseSettings):
         262_144, ge=1024, description="Largest JWKS document accepted (bytes).",
     )
     jwt_audience: str = Field("authenticated", description="Required `aud` of user tokens.")
+    jwt_cache_size: int = Field(
+        10_000, ge=1, description="Verified tokens remembered (so a token is checked once, not on "
+        "every request); least recently used first out.",
+    )
     jwt_app_role_claim: str = Field(
         "app_metadata.role",
         description="Dotted path of the claim holding the app role "
@@ -180,6 +184,10 @@ class Settings(BaseSettings):
     retention_viewer_grace: float = Field(
         86400.0, ge=0, description="Seconds after a viewer left a stream before their "
         "stream_viewers row is deleted (a viewer who comes back gets a new row).",
+    )
+    retention_roster_grace: float = Field(
+        86400.0, ge=0, description="Seconds after a stream ended before its uid roster "
+        "(stream_uids: which Agora uid each user had) is deleted; an ended stream issues no token.",
     )
     chat_retention_days: float | None = Field(
         None, gt=0, description="Delete the chat of streams that ended more than this many days "

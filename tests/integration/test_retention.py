@@ -20,7 +20,7 @@ from onair.domain.ids import uuid7
 from onair.services.retention import Pruner, RetentionPolicy
 from onair.settings import Settings
 from onair.store import retention as retention_store
-from onair.store.tables import agora_tokens, chat_messages, stream_sessions, stream_viewers
+from onair.store.tables import agora_tokens, chat_messages, stream_sessions, stream_uids, stream_viewers
 
 DAY = 86400.0
 _serial = iter(range(10**9))
@@ -87,9 +87,10 @@ async def counts(ctx: AppContext) -> dict[str, Any]:
     return {"tokens": tokens, "viewers": viewers, "chat": chat, "purged": purged}
 
 
-def policy(batch: int = 10, chat_days: float | None = None, grace: float = DAY) -> RetentionPolicy:
+def policy(batch: int = 10, chat_days: float | None = None, grace: float = DAY,
+           roster_grace: float = 1000 * DAY) -> RetentionPolicy:
     return RetentionPolicy(token_grace=grace, viewer_grace=grace, chat_days=chat_days, batch=batch,
-                           batches_per_pass=100)
+                           batches_per_pass=100, roster_grace=roster_grace)
 
 
 class CountingWrites:
@@ -114,11 +115,11 @@ async def test_prune_deletes_exactly_what_is_due_in_batches(ctx: AppContext, clo
     pruner = Pruner(counted, clock, policy(batch=10))  # type: ignore[arg-type]
 
     first = await pruner.prune(max_batches=1)  # one transaction per kind, at most one batch each
-    assert first == {"tokens_pruned": 10, "viewers_pruned": 10, "chat_pruned": 0}
+    assert first == {"tokens_pruned": 10, "viewers_pruned": 10, "chat_pruned": 0, "roster_pruned": 0}
     assert counted.transactions == 2
 
     rest = await pruner.prune()
-    assert rest == {"tokens_pruned": 13, "viewers_pruned": 7, "chat_pruned": 0}
+    assert rest == {"tokens_pruned": 13, "viewers_pruned": 7, "chat_pruned": 0, "roster_pruned": 0}
     # 13 tokens: batches of 10 + 3; 7 viewers: one short batch
     assert counted.transactions == 2 + 2 + 1
 
@@ -129,7 +130,7 @@ async def test_prune_deletes_exactly_what_is_due_in_batches(ctx: AppContext, clo
     # chat is kept by default, however old
     assert after["chat"] == {sid: len(rows) for sid, rows in world.chat.items()}
     assert not any(after["purged"].values())
-    assert await pruner.prune() == {"tokens_pruned": 0, "viewers_pruned": 0, "chat_pruned": 0}
+    assert await pruner.prune() == {"tokens_pruned": 0, "viewers_pruned": 0, "chat_pruned": 0, "roster_pruned": 0}
 
 
 async def test_chat_retention_deletes_only_chat_of_streams_ended_long_ago(ctx: AppContext, clock: FakeClock) -> None:
@@ -148,6 +149,38 @@ async def test_chat_retention_deletes_only_chat_of_streams_ended_long_ago(ctx: A
     async with ctx.db.read() as conn:
         assert await retention_store.streams_to_purge(conn, clock.now() - timedelta(days=7), 100) == []
     assert (await pruner.prune())["chat_pruned"] == 0
+
+
+async def test_the_uid_roster_of_streams_ended_past_the_grace_is_deleted(ctx: AppContext,
+                                                                         clock: FakeClock) -> None:
+    """stream_uids rows of a stream ended before ONAIR_RETENTION_ROSTER_GRACE go, in batches by
+    primary key; live and recently ended streams keep theirs; a marked stream is not read again."""
+    world = World(clock.now(), DAY)
+    await world.insert(ctx)
+    sizes = {world.live["id"]: 4, world.old_end["id"]: 12, world.new_end["id"]: 3}
+    async with ctx.db.write() as conn:
+        await conn.execute(insert(stream_uids), [
+            {"stream_id": sid, "user_id": f"u{i}", "uid": i + 1} for sid, n in sizes.items() for i in range(n)])
+    counted = CountingWrites(ctx)
+    pruner = Pruner(counted, clock, policy(batch=5, roster_grace=3 * DAY))  # type: ignore[arg-type]
+    done = await pruner.prune()
+    assert done["roster_pruned"] == 12
+    # tokens 23 (5 batches), viewers 17 (4 batches), roster 5 + 5 + 2 (3 batches, the last marks)
+    assert counted.transactions == 5 + 4 + 3
+    async with ctx.db.read() as conn:
+        left = dict((await conn.execute(select(stream_uids.c.stream_id, func.count())
+                                        .group_by(stream_uids.c.stream_id))).all())
+        marked = dict((await conn.execute(select(stream_sessions.c.id,
+                                                 stream_sessions.c.roster_purged_at))).all())
+        assert await retention_store.rosters_to_purge(conn, clock.now() - timedelta(days=3), 10) == []
+    assert left == {world.live["id"]: 4, world.new_end["id"]: 3}
+    assert marked[world.old_end["id"]] is not None
+    assert marked[world.live["id"]] is None and marked[world.new_end["id"]] is None
+    before = counted.transactions
+    assert (await pruner.prune())["roster_pruned"] == 0
+    assert counted.transactions == before + 2  # one empty batch of tokens and viewers; roster: reads only
+    clock.advance(2 * DAY)  # now the recent end is due too
+    assert (await pruner.prune())["roster_pruned"] == 3
 
 
 async def test_a_viewer_who_comes_back_is_never_lost(ctx: AppContext, clock: FakeClock, make_user: Any,
@@ -221,11 +254,11 @@ async def test_onair_prune_command(settings: Settings, ctx: AppContext) -> None:
     await world.insert(ctx)
     first = run_prune(settings, "--batch-size", "7", ONAIR_RETENTION_TOKEN_GRACE=str(DAY),
                       ONAIR_RETENTION_VIEWER_GRACE=str(DAY))
-    assert first == {"tokens_pruned": 23, "viewers_pruned": 17, "chat_pruned": 0}
+    assert first == {"tokens_pruned": 23, "viewers_pruned": 17, "chat_pruned": 0, "roster_pruned": 0}
     assert len((await counts(ctx))["chat"]) == 3  # chat kept by default
     second = run_prune(settings, "--chat-retention-days", "7", ONAIR_RETENTION_TOKEN_GRACE=str(DAY),
                        ONAIR_RETENTION_VIEWER_GRACE=str(DAY))
-    assert second == {"tokens_pruned": 0, "viewers_pruned": 0, "chat_pruned": 26}
+    assert second == {"tokens_pruned": 0, "viewers_pruned": 0, "chat_pruned": 26, "roster_pruned": 0}
     assert (await counts(ctx))["chat"] == {world.live["id"]: 5, world.new_end["id"]: 7}
 
 
@@ -234,5 +267,5 @@ async def test_the_prune_stops_when_its_time_budget_is_spent(ctx: AppContext, cl
     world = World(clock.now(), DAY)
     await world.insert(ctx)
     pruner = Pruner(ctx.db, clock, policy(batch=10, chat_days=7))
-    assert await pruner.prune(budget=0) == {"tokens_pruned": 0, "viewers_pruned": 0, "chat_pruned": 0}
-    assert await pruner.prune(budget=60) == {"tokens_pruned": 23, "viewers_pruned": 17, "chat_pruned": 26}
+    assert await pruner.prune(budget=0) == {"tokens_pruned": 0, "viewers_pruned": 0, "chat_pruned": 0, "roster_pruned": 0}
+    assert await pruner.prune(budget=60) == {"tokens_pruned": 23, "viewers_pruned": 17, "chat_pruned": 26, "roster_pruned": 0}

@@ -158,7 +158,12 @@ def stream_maps(srv: LiveServer) -> dict[str, int]:
     assert service.policy is not None
     return {**tables, "pinned": service.policy.sizes()["pinned"], "pins": len(service.policy._pins),
             "policy_inflight": len(service.policy._inflight), "ended": len(service._ended),
+            "subscriptions": len(service._subscriptions), "unsubscribing": len(service._unsubscribing),
+            "interrupted": len(service._interrupted),
             "broker_topics": len(ctx.broker.topics),
+            # the Redis broker's own maps of topics wanted, subscribed and being confirmed
+            "broker_live": len(getattr(ctx.broker, "_live", ())),
+            "broker_pending": len(getattr(ctx.broker, "_pending", ())),
             "chat_order": len(service._chat_order._streams) if service._chat_order is not None else 0}
 
 
@@ -166,14 +171,22 @@ async def test_maps_return_to_baseline_after_many_streams_end(srv: LiveServer, r
     baseline = stream_maps(srv)
     assert not any(baseline.values()), baseline
     streams, run = 12, secrets.token_hex(3)
+    sids: list[str] = []
     async with websockets.connect(srv.ws_url()) as ws_a, websockets.connect(srv.ws_url()) as ws_b:
         a, b = Sock(ws_a), Sock(ws_b)
         for n in range(streams):
             seller, buyer = f"seller-{run}-{n}", f"buyer-{run}-{n}"
             sid = await rest.live_stream(seller)
+            sids.append(sid)
             topic = f"realtime:stream:{sid}"
-            await a.join(topic, srv.token(buyer), private=True, postgres_changes=chat_binding(sid),
-                         presence={"key": buyer})
+            join_ref = await a.join(topic, srv.token(buyer), private=True, postgres_changes=chat_binding(sid),
+                                    presence={"key": buyer})
+            ref = str(next(a.refs))
+            await ws_a.send(json.dumps([join_ref, ref, topic, "presence", {"event": "track", "payload": {"n": n}}]))
+            await a.until(lambda m, ref=ref: m[1] == ref)
+            if n == 0 and srv.realtime.presence is not None:  # the check below looks at real keys
+                client = srv.realtime.presence._client
+                assert [k async for k in client.scan_iter(match=f"*presence:*{sid}")]
             await b.join(topic, srv.token(seller, "seller"), private=True)
             await rest.call("POST", f"/streams/{sid}/viewers", buyer)
             await rest.call("POST", f"/streams/{sid}/rtc-token", buyer, json={})
@@ -187,6 +200,17 @@ async def test_maps_return_to_baseline_after_many_streams_end(srv: LiveServer, r
         await settled(srv)
         assert stream_maps(srv) == baseline
         assert len(srv.ctx.tokens._uids) <= UID_CACHE  # least recently used out: bounded
+        # what outlives a stream in memory is bounded: the policy's recent facts and known-absent
+        # streams are LRU maps of at most max_streams entries
+        policy = srv.realtime.policy
+        assert policy is not None
+        assert all(n <= policy.max_streams for n in policy.sizes().values())
+        if srv.realtime.presence is not None:  # shared presence (Redis): each stream's hash is gone
+            client = srv.realtime.presence._client
+            keys: list[Any] = []
+            for sid in sids:
+                keys += [k async for k in client.scan_iter(match=f"*presence:*{sid}")]
+            assert keys == []
     async with srv.ctx.db.read() as conn:
         late = (await conn.execute(select(stream_uids.c.user_id)
                                    .where(stream_uids.c.user_id.like(f"late-{run}-%")))).all()

@@ -81,3 +81,22 @@ def test_token_issue_limiter_forgets_users_after_their_window() -> None:
                 await asyncio.sleep(0.05)
         await limiter.close()
     run(go())
+
+
+def test_verified_token_cache_holds_at_most_jwt_cache_size() -> None:
+    """ONAIR_JWT_CACHE_SIZE bounds the verified-token cache of the app's verifier: users who come
+    and go (a new token each) never grow it past the bound; the newest tokens are the ones kept."""
+    import tempfile
+    from pathlib import Path
+
+    from onair.app import build_context
+    from onair.auth.jwt import mint_token
+    from onair.settings import Settings
+
+    secret = "cache-" + "x" * 40
+    ctx = build_context(Settings(_env_file=None, jwt_secret=secret, jwt_cache_size=3,
+                                 data_dir=Path(tempfile.mkdtemp())))
+    tokens = [mint_token(secret, f"user-{i}", "buyer", 3600) for i in range(50)]
+    for token in tokens:
+        assert ctx.jwt.verify(token).user_id is not None
+    assert list(ctx.jwt._cache) == tokens[-3:]

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Select, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from onair.store.tables import agora_tokens, chat_messages, stream_sessions, stream_viewers
+from onair.store.tables import agora_tokens, chat_messages, stream_sessions, stream_uids, stream_viewers
 
 
 def expired_tokens_query(cutoff: datetime, batch: int) -> Select[Any]:
@@ -85,3 +85,40 @@ async def mark_chat_purged(conn: AsyncConnection, stream_id: str, now: datetime)
     await conn.execute(update(stream_sessions).where(
         stream_sessions.c.id == stream_id, stream_sessions.c.status == "ended"
     ).values(chat_purged_at=now))
+
+
+# --- the uid roster (stream_uids) of ended streams ----------------------------------------
+
+
+def unrostered_streams_query(cutoff: datetime, batch: int) -> Select[Any]:
+    """Ended streams (ended before ``cutoff``) whose uid roster is still there, oldest end first."""
+    s = stream_sessions.c
+    return (select(s.id).where(s.status == "ended", s.roster_purged_at.is_(None),
+                               s.ended_at < cutoff)
+            .order_by(s.roster_purged_at, s.ended_at).limit(batch))  # see unpurged_streams_query
+
+
+def stream_roster_query(stream_id: str, batch: int) -> Select[Any]:
+    u = stream_uids.c
+    return select(u.user_id).where(u.stream_id == stream_id).order_by(u.user_id).limit(batch)
+
+
+async def rosters_to_purge(conn: AsyncConnection, cutoff: datetime, batch: int) -> list[str]:
+    return [row.id for row in await conn.execute(unrostered_streams_query(cutoff, batch))]
+
+
+async def delete_stream_roster(conn: AsyncConnection, stream_id: str, batch: int) -> int:
+    """One batch of an ended stream's uid roster: keys first, then a delete by primary key
+    (``stream_id = :s AND user_id IN (…)``, an index search; see delete_left_viewers)."""
+    users = list((await conn.execute(stream_roster_query(stream_id, batch))).scalars())
+    if not users:
+        return 0
+    result = await conn.execute(delete(stream_uids).where(
+        stream_uids.c.stream_id == stream_id, stream_uids.c.user_id.in_(users)))
+    return int(result.rowcount or 0)
+
+
+async def mark_roster_purged(conn: AsyncConnection, stream_id: str, now: datetime) -> None:
+    await conn.execute(update(stream_sessions).where(
+        stream_sessions.c.id == stream_id, stream_sessions.c.status == "ended"
+    ).values(roster_purged_at=now))

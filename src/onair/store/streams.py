@@ -175,6 +175,8 @@ async def upsert_present_viewer(
 
 async def mark_left(conn: AsyncConnection, stream_id: str, user_ids: list[str],
                     now: datetime) -> None:
+    if not user_ids:  # a stream ending with nobody present: no statement at all
+        return
     await conn.execute(update(stream_viewers).where(
         stream_viewers.c.stream_id == stream_id, stream_viewers.c.user_id.in_(user_ids),
         stream_viewers.c.left_at.is_(None),

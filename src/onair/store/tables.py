@@ -58,6 +58,8 @@ stream_sessions = Table(
     Column("last_chat_seq", BigInteger, nullable=False, server_default="0"),
     # When chat retention deleted this ended stream's chat (NULL: not yet / kept).
     Column("chat_purged_at", UTCDateTime),
+    # When retention deleted this ended stream's uid roster (stream_uids).
+    Column("roster_purged_at", UTCDateTime),
     # GET /streams?status=…, newest first, cursor on id (ids are time-ordered UUIDv7).
     Index(None, "status", "id"),
     # GET /streams?seller_id=…, newest first.
@@ -69,6 +71,8 @@ stream_sessions = Table(
     # Retention: ended streams whose chat is still there, oldest end first (each stream once).
     # (Not partial: SQLite uses a partial index only when the query repeats its literals.)
     Index(None, "status", "chat_purged_at", "ended_at"),
+    # Retention: ended streams whose uid roster is still there, oldest end first.
+    Index(None, "status", "roster_purged_at", "ended_at"),
 )
 
 stream_transitions = Table(
@@ -173,6 +177,8 @@ agora_tokens = Table(
     Index(None, "stream_id", "user_id", "revoked_at"),
     # Retention: ledger rows expired before the grace period, oldest first.
     Index(None, "expires_at"),
+    # Token refresh: the role of a user's latest token of a kind in a stream (read off the end).
+    Index(None, "stream_id", "user_id", "kind", "issued_at", "id"),
 )
 
 stream_uids = Table(
