@@ -18,6 +18,7 @@ from prometheus_client import Counter, Histogram
 
 from onair.metrics.families import Metrics
 from onair.realtime.service import STATE_KEY as REALTIME
+from onair.services.stream_cache import CACHE_KEY
 from onair.tally import Tally
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -82,6 +83,9 @@ def sync(exporter: Exporter, ctx: Any) -> None:
     _database(exporter, ctx.db)
     _broker(exporter, ctx)
     _reaper(exporter, ctx.reaper)
+    cache = ctx.extras.get(CACHE_KEY)
+    if cache is not None:
+        _cache(exporter, cache)
 
 
 def _http(e: Exporter) -> None:
@@ -173,6 +177,16 @@ def _reaper(e: Exporter, reaper: Any) -> None:
     e.count(m.reaper_passes.labels("not_leader"), reaper.not_leader)
     e.count(m.reaper_passes.labels("failed"), reaper.failures)
     e.count_each(m.reaper_actions, reaper.actions)
+
+
+def _cache(e: Exporter, cache: Any) -> None:
+    m = e.m
+    for (name, result), count in cache.lookups().items():
+        e.count(m.cache_lookups.labels(name, result), count)
+    e.count_each(m.cache_invalidations, cache.invalidations)
+    e.count(m.broker_failures.labels("cache"), cache.publish_failures)
+    for name, size in cache.sizes().items():
+        m.cache_entries.labels(name).set(size)
 
 
 def _resident_bytes() -> int:

@@ -36,7 +36,7 @@ from onair.group_commit import GroupCommit
 from onair.logs import outage_reason
 from onair.realtime.visibility import old_identity
 from onair.services.events import EventPublisher, broadcast_event, row_event
-from onair.services.streams import stream_not_found
+from onair.services.streams import StreamService, stream_not_found
 from onair.settings import Settings
 from onair.store import chat as store
 from onair.store.chat import Message, SanctionRow
@@ -93,8 +93,10 @@ def body_problem(rejected: rules.BodyRejected) -> Problem:
 class ChatService:
     def __init__(
         self, settings: Settings, db: Database, events: EventPublisher, clock: Clock,
-        buckets: Buckets | None = None,
+        buckets: Buckets | None = None, streams: StreamService | None = None,
     ) -> None:
+        # the stream cache: early refusals of unknown and ended streams, dropped on sanctions
+        self.streams = streams
         self.settings = settings
         self.db = db
         self.events = events
@@ -181,6 +183,8 @@ class ChatService:
             raise body_problem(rejected) from None
         if not principal.is_staff:
             await self._spend_token(principal.user_id)
+        if self.streams is not None:
+            await self._refuse_cached(stream_id)
         if not self._accepting:
             raise Problem(503, "chat-unavailable", "Chat is shutting down",
                           headers={"Retry-After": "1"})
@@ -203,6 +207,17 @@ class ChatService:
                 "It may still be stored: retry with the same client_msg_id.",
                 headers={"Retry-After": "1"},
             ) from None
+
+    async def _refuse_cached(self, stream_id: str) -> None:
+        """Unknown and ended streams are refused before queueing, from the stream cache (an
+        ended stream stays ended; a creation drops its entry). Sanctions and the other states
+        are decided in the batch's transaction, against concurrent changes."""
+        assert self.streams is not None
+        access = await self.streams.access(stream_id)
+        if access is None:
+            raise stream_not_found(stream_id)
+        if access.ended:
+            raise not_chattable("ended")
 
     async def _spend_token(self, user_id: str) -> None:
         now = self.clock.now().timestamp()
@@ -325,9 +340,7 @@ class ChatService:
                 )
             return SendResult(earlier, created=False)
         if stream.status not in CHATTABLE:
-            return Problem(409, "stream-not-live", "Chat is closed",
-                           f"the stream is {stream.status}; chat is open while live or paused",
-                           stream_status=stream.status)
+            return not_chattable(stream.status)
         exempt = pending.is_staff or pending.sender_id == stream.seller_id
         if exempt:
             return None
@@ -516,6 +529,7 @@ class ChatService:
             if user_id == stream.seller_id:
                 raise Problem(409, "cannot-sanction-seller", "The seller cannot be muted or banned")
             await store.insert_sanction(conn, row)
+        await self._access_changed(stream_id)
         self._emit(stream_id, broadcast_event(
             stream_id, "chat_sanction",
             {"user_id": user_id, "kind": kind, "until": until, "lifted": False}))
@@ -529,10 +543,16 @@ class ChatService:
             await self._moderated_stream(conn, principal, stream_id)
             lifted = await store.lift_sanctions(conn, stream_id, user_id, kind, now)
         if lifted:
+            await self._access_changed(stream_id)
             self._emit(stream_id, broadcast_event(
                 stream_id, "chat_sanction",
                 {"user_id": user_id, "kind": kind, "until": None, "lifted": True}))
         return lifted
+
+    async def _access_changed(self, stream_id: str) -> None:
+        # after the commit, before the event: no process authorizes from the old sanctions
+        if self.streams is not None:
+            await self.streams.cache.changed(stream_id, row=False)
 
     async def sanctions(self, principal: Principal, stream_id: str) -> list[SanctionRow]:
         async with self.db.read() as conn:
@@ -569,6 +589,12 @@ class ChatService:
                                   seller_id=stream.seller_id):
             raise refusal_problem(rules.Refusal.NOT_MODERATOR)
         return stream
+
+
+def not_chattable(status: str) -> Problem:
+    return Problem(409, "stream-not-live", "Chat is closed",
+                   f"the stream is {status}; chat is open while live or paused",
+                   stream_status=status)
 
 
 def sanction_problem(block: rules.SendBlock) -> Problem:
