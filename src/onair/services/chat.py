@@ -183,7 +183,7 @@ class ChatService:
             raise body_problem(rejected) from None
         if not principal.is_staff:
             await self._spend_token(principal.user_id)
-        if self.streams is not None:
+        if self.streams is not None and self.streams.cache.enabled:
             await self._refuse_cached(stream_id)
         if not self._accepting:
             raise Problem(503, "chat-unavailable", "Chat is shutting down",

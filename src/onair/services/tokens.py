@@ -240,7 +240,7 @@ class TokenService:
             if not is_uuid(stream_id):
                 raise stream_not_found(stream_id)
             await self._limiter.check(user_id)
-            if self._streams is not None:
+            if self._cache.enabled:
                 await self._refuse_cached(stream_id)
             issued = await self._issuer.submit(IssueRequest(stream_id, user_id, kind, requested,
                                                             refresh))
