@@ -17,6 +17,7 @@ import pytest
 import websockets
 from sqlalchemy import select
 
+from onair.services.stream_cache import CACHE_TOPIC
 from onair.settings import Settings
 from onair.store.tables import stream_uids
 from tests.conftest import REDIS_URL, need_redis
@@ -144,7 +145,8 @@ async def settled(srv: LiveServer, timeout: float = 10.0) -> None:
     """Wait for the sweep to drop what the closed channels left behind."""
     service = srv.realtime
     async with asyncio.timeout(timeout):
-        while (service.hub.topics or service._ended or service._stream_versions or srv.ctx.broker.topics
+        while (service.hub.topics or service._ended or service._stream_versions
+               or srv.ctx.broker.topics - {CACHE_TOPIC}
                or (service._chat_order is not None and service._chat_order._streams)):
             await asyncio.sleep(0.05)
 
@@ -158,7 +160,7 @@ def stream_maps(srv: LiveServer) -> dict[str, int]:
     assert service.policy is not None
     return {**tables, "pinned": service.policy.sizes()["pinned"], "pins": len(service.policy._pins),
             "policy_inflight": len(service.policy._inflight), "ended": len(service._ended),
-            "broker_topics": len(ctx.broker.topics),
+            "broker_topics": len(ctx.broker.topics - {CACHE_TOPIC}),  # the cache's stays
             "chat_order": len(service._chat_order._streams) if service._chat_order is not None else 0}
 
 
