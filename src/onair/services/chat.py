@@ -95,7 +95,7 @@ class ChatService:
         self, settings: Settings, db: Database, events: EventPublisher, clock: Clock,
         buckets: Buckets | None = None, streams: StreamService | None = None,
     ) -> None:
-        # the stream cache: early refusals of unknown and ended streams, dropped on sanctions
+        # the stream cache: early refusals of unknown streams, dropped on sanctions
         self.streams = streams
         self.settings = settings
         self.db = db
@@ -209,15 +209,13 @@ class ChatService:
             ) from None
 
     async def _refuse_cached(self, stream_id: str) -> None:
-        """Unknown and ended streams are refused before queueing, from the stream cache (an
-        ended stream stays ended; a creation drops its entry). Sanctions and the other states
-        are decided in the batch's transaction, against concurrent changes."""
+        """Unknown streams are refused before queueing, from the stream cache (a creation drops
+        its entry). Everything else is decided in the batch's transaction, against concurrent
+        changes: even an ended stream, where a retry of a message sent before the end still
+        gets its original answer."""
         assert self.streams is not None
-        access = await self.streams.access(stream_id)
-        if access is None:
+        if await self.streams.access(stream_id) is None:
             raise stream_not_found(stream_id)
-        if access.ended:
-            raise not_chattable("ended")
 
     async def _spend_token(self, user_id: str) -> None:
         now = self.clock.now().timestamp()
@@ -340,7 +338,9 @@ class ChatService:
                 )
             return SendResult(earlier, created=False)
         if stream.status not in CHATTABLE:
-            return not_chattable(stream.status)
+            return Problem(409, "stream-not-live", "Chat is closed",
+                           f"the stream is {stream.status}; chat is open while live or paused",
+                           stream_status=stream.status)
         exempt = pending.is_staff or pending.sender_id == stream.seller_id
         if exempt:
             return None
@@ -589,12 +589,6 @@ class ChatService:
                                   seller_id=stream.seller_id):
             raise refusal_problem(rules.Refusal.NOT_MODERATOR)
         return stream
-
-
-def not_chattable(status: str) -> Problem:
-    return Problem(409, "stream-not-live", "Chat is closed",
-                   f"the stream is {status}; chat is open while live or paused",
-                   stream_status=status)
 
 
 def sanction_problem(block: rules.SendBlock) -> Problem:

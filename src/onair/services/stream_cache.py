@@ -1,8 +1,9 @@
 """StreamCache: stream rows and their access facts, kept in memory, dropped on every change.
 
 What is cached (issue 11 §4): the stream row (``StreamService.get``: GET /streams/{id}, the pages'
-reads, heartbeats, the token and chat refusals of unknown or ended streams) and the facts the
-realtime policy authorizes with (``StreamService.access``: seller, co-hosts, bans, mutes, ended).
+reads, heartbeats) and the facts the realtime policy authorizes with (``StreamService.access``:
+seller, co-hosts, bans, mutes, ended), which also serve the early refusals of token issue and chat
+send.
 A stream that does not exist is cached too (as None), so random ids cost one read each.
 
 Never stale authorization (issue 11 §8): the service that changes a stream row, its co-hosts or
@@ -16,7 +17,8 @@ back. A drop lost by the broker itself (at-most-once) is outlived by ``ttl`` sec
 
 The decisions that must be exact against concurrent writes stay in the write transactions that
 record them (token issue, chat send: ``services/tokens.py``, ``services/chat.py``); the cache
-answers only reads and early refusals of terminal facts there (unknown or ended stream).
+answers only reads and early refusals of terminal facts there (an unknown stream; for tokens an
+ended one).
 """
 
 from __future__ import annotations
