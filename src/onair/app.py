@@ -37,6 +37,7 @@ from onair.services.chat import ChatService, send_bucket
 from onair.services.events import EventPublisher
 from onair.services.reaper import Reaper
 from onair.services.retention import Pruner, RetentionPolicy
+from onair.services.stream_cache import StreamCache
 from onair.services.streams import StreamService
 from onair.services.tokens import TokenService
 from onair.settings import Settings
@@ -74,9 +75,12 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
                   prepared_statements=settings.db_prepared_statements)
     broker = broker or create_broker(settings.broker_url, settings)
     events = EventPublisher(broker)
-    streams = StreamService(db, events, clock, settings)
+    cache = StreamCache(broker, ttl=settings.cache_ttl, max_streams=settings.cache_max_streams)
+    streams = StreamService(db, events, clock, settings, cache)
+    fan_in = BrokerFanIn()
+    fan_in.consumers.append(cache)  # first: no other consumer of an event sees facts it changed
     context = AppContext(
-        settings=settings, db=db, broker=broker, broker_fan_in=BrokerFanIn(), events=events,
+        settings=settings, db=db, broker=broker, broker_fan_in=fan_in, events=events,
         clock=clock,
         jwt=JwtVerifier(secret, audience=settings.jwt_audience,
                         app_role_claim=settings.jwt_app_role_claim, leeway=settings.jwt_leeway,
@@ -91,10 +95,12 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
                       pruner=Pruner(db, clock, RetentionPolicy.of(settings))),
         chat=ChatService(settings, db, events, clock, buckets=create_buckets(
             settings.broker_url, send_bucket(settings), name="chat-send",
-            max_tracked=settings.chat_rate_tracked_users, settings=settings)),
-        tokens=TokenService(db, events, clock, settings),
+            max_tracked=settings.chat_rate_tracked_users, settings=settings), streams=streams),
+        tokens=TokenService(db, events, clock, settings, streams),
     )
-    build_realtime(context)
+    realtime = build_realtime(context)
+    if realtime.policy is not None:
+        cache.listeners.append(realtime.policy.drop_unpinned)
     return context
 
 
@@ -117,6 +123,7 @@ async def start_context(ctx: AppContext, *, migrate: bool = True, reaper: bool =
     if ctx.jwt.jwks is not None:
         ctx.jwt.jwks.start()  # in the background: a slow key server does not hold up the start
     await ctx.broker.start(ctx.broker_fan_in)
+    await ctx.streams.cache.start()
     await ctx.chat.start()
     await ctx.realtime.start()
     if reaper:

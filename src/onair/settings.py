@@ -376,6 +376,16 @@ class Settings(BaseSettings):
         5.0, ge=0, description="Seconds a broker topic stays subscribed after its last local "
         "member left."
     )
+    cache_ttl: float = Field(
+        5.0, ge=0, le=300, description="Seconds a cached stream row or its access facts (seller, "
+        "co-hosts, sanctions, ended) are served at most. Every change drops them at once in every "
+        "process (broker topic `onair:cache`); the ttl only bounds a drop the broker lost. 0 turns "
+        "the cache off."
+    )
+    cache_max_streams: int = Field(
+        10_000, ge=0, description="Streams whose row and access facts are cached per process, "
+        "least recently used first out (bounded memory)."
+    )
     realtime_policy_cache_size: int = Field(
         10_000, ge=1, description="Streams whose authorization facts (seller, co-hosts, sanctions) "
         "are cached without a local member, and streams remembered as missing; least recently used "

@@ -17,6 +17,7 @@ import pytest
 import websockets
 from sqlalchemy import select
 
+from onair.services.stream_cache import CACHE_TOPIC
 from onair.settings import Settings
 from onair.store.tables import stream_uids
 from tests.conftest import REDIS_URL, need_redis
@@ -144,7 +145,8 @@ async def settled(srv: LiveServer, timeout: float = 10.0) -> None:
     """Wait for the sweep to drop what the closed channels left behind."""
     service = srv.realtime
     async with asyncio.timeout(timeout):
-        while (service.hub.topics or service._ended or service._stream_versions or srv.ctx.broker.topics
+        while (service.hub.topics or service._ended or service._stream_versions
+               or srv.ctx.broker.topics - {CACHE_TOPIC}
                or (service._chat_order is not None and service._chat_order._streams)):
             await asyncio.sleep(0.05)
 
@@ -160,9 +162,9 @@ def stream_maps(srv: LiveServer) -> dict[str, int]:
             "policy_inflight": len(service.policy._inflight), "ended": len(service._ended),
             "subscriptions": len(service._subscriptions), "unsubscribing": len(service._unsubscribing),
             "interrupted": len(service._interrupted),
-            "broker_topics": len(ctx.broker.topics),
-            # the Redis broker's own maps of topics wanted, subscribed and being confirmed
-            "broker_live": len(getattr(ctx.broker, "_live", ())),
+            "broker_topics": len(ctx.broker.topics - {CACHE_TOPIC}),  # the cache's stays
+            # the Redis broker's own maps of topics subscribed and being confirmed (the cache's stays)
+            "broker_live": len(set(getattr(ctx.broker, "_live", {}).values()) - {CACHE_TOPIC}),
             "broker_pending": len(getattr(ctx.broker, "_pending", ())),
             "chat_order": len(service._chat_order._streams) if service._chat_order is not None else 0}
 

@@ -81,6 +81,7 @@ def sync(exporter: Exporter, ctx: Any) -> None:
     _database(exporter, ctx.db)
     _broker(exporter, ctx)
     _reaper(exporter, ctx.reaper)
+    _cache(exporter, ctx.streams.cache)
 
 
 def _http(e: Exporter) -> None:
@@ -172,6 +173,16 @@ def _reaper(e: Exporter, reaper: Any) -> None:
     e.count(m.reaper_passes.labels("not_leader"), reaper.not_leader)
     e.count(m.reaper_passes.labels("failed"), reaper.failures)
     e.count_each(m.reaper_actions, reaper.actions)
+
+
+def _cache(e: Exporter, cache: Any) -> None:
+    m = e.m
+    for (name, result), count in cache.lookups().items():
+        e.count(m.cache_lookups.labels(name, result), count)
+    e.count_each(m.cache_invalidations, cache.invalidations)
+    e.count(m.broker_failures.labels("cache"), cache.publish_failures)
+    for name, size in cache.sizes().items():
+        m.cache_entries.labels(name).set(size)
 
 
 def _resident_bytes() -> int:

@@ -34,6 +34,8 @@ DB_ERRORS = ("connection", "timeout", "integrity", "query", "other")
 WRITERS = ("chat", "tokens")
 READY_CHECKS = ("database", "broker")
 STREAM_STATES = ("scheduled", "live", "paused", "ended")
+CACHES = ("stream", "access")
+CACHE_DROPS = ("local", "remote", "event", "link")
 
 
 class Metrics:
@@ -140,6 +142,16 @@ class Metrics:
                                     registry=r)
         self.reorder_gaps = Counter("onair_broker_chat_gaps_given_up_total", "Chat seq gaps "
                                     "given up after waiting (clients resync)", registry=r)
+        # -- stream cache (services/stream_cache.py) --
+        self.cache_lookups = Counter("onair_cache_lookups_total", "Stream cache lookups by "
+                                     "cache (stream rows, access facts) and result",
+                                     ["cache", "result"], registry=r)
+        self.cache_invalidations = Counter("onair_cache_invalidations_total", "Stream cache "
+                                           "drops by source: a change here, another process "
+                                           "(onair:cache), a change event, a broker link loss",
+                                           ["source"], registry=r)
+        self.cache_entries = Gauge("onair_cache_entries", "Streams cached, by cache", ["cache"],
+                                   registry=r, multiprocess_mode="livesum")
         # -- reaper --
         self.reaper_last = Gauge("onair_reaper_last_success_timestamp_seconds", "When the "
                                  "reaper last completed a pass (Unix time; 0: never here)",
@@ -165,12 +177,17 @@ class Metrics:
                                (self.queue_depth, WRITERS), (self.ready, READY_CHECKS),
                                (self.streams, STREAM_STATES),
                                (self.rt_connections, ("1.0.0", "2.0.0")),
-                               (self.broker_failures, ("events", "relay")),
+                               (self.broker_failures, ("events", "relay", "cache")),
+                               (self.cache_invalidations, CACHE_DROPS),
+                               (self.cache_entries, CACHES),
                                (self.tokens_revoked, ("demoted", "stream_ended")),
                                (self.reaper_passes, ("done", "not_leader", "failed")),
                                (self.reaper_actions, ("paused", "ended", "viewers_left"))):
             for value in values:
                 family.labels(value)
+        for cache in CACHES:
+            for result in ("hit", "miss"):
+                self.cache_lookups.labels(cache, result)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         counts = self.http_counts

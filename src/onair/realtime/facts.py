@@ -1,7 +1,8 @@
 """Loads what the stream policy needs (seller, co-hosts, sanctions, ended) from StreamService.
 
-Read-only and uncached: the policy caches (bounded, and kept fresh from the stream's events while
-local members need it; see ``policies.py``).
+Read-only, through the process's stream cache (``services/stream_cache.py``) unless ``fresh``: the
+policy's reloads after a broker subscription and its periodic refreshes look for changes whose
+events were lost, so they read the database (and refresh the cache with it).
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ def _epoch(until: datetime | None) -> Until:
 
 
 class StreamFactsLoader:
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Any, *, fresh: bool = False) -> None:
         self._ctx = ctx
+        self._fresh = fresh
 
     async def __call__(self, stream_id: str) -> StreamFacts | None:
-        access = await self._ctx.streams.access(stream_id)
+        streams = self._ctx.streams
+        access = await (streams.access(stream_id, fresh=True) if self._fresh
+                        else streams.access(stream_id))
         if access is None:
             return None
         return StreamFacts(access.seller_id, set(access.cohosts),

@@ -117,8 +117,11 @@ class StreamPolicy:
 
     def __init__(self, load: FactsLoader | None = None, *, max_streams: int = 10_000, ttl: float = 1.0,
                  missing_ttl: float = 5.0, monotonic: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time,
+                 fresh_load: FactsLoader | None = None) -> None:
         self._load = load
+        # reloads (after a subscription, periodic refreshes) look for lost events: past any cache
+        self._fresh_load = fresh_load or load
         self.max_streams = max_streams
         self.ttl = ttl
         self.missing_ttl = missing_ttl
@@ -157,12 +160,13 @@ class StreamPolicy:
         gone = self.missing.get(stream_id)
         if gone is not None and gone > now:
             return
-        await self.reload(stream_id)
+        await self.reload(stream_id, fresh=False)
 
-    async def reload(self, stream_id: str) -> StreamFacts | None:
+    async def reload(self, stream_id: str, *, fresh: bool = True) -> StreamFacts | None:
         """Read the stream's facts from the database (after a broker subscription began, when
-        events published before it may have been missed)."""
-        if self._load is None:
+        events published before it may have been missed); ``fresh=False``: a cache may answer."""
+        load = self._fresh_load if fresh else self._load
+        if load is None:
             return None
         flight = self._inflight.setdefault(stream_id, [0, 0])  # [loads running, events seen]
         flight[0] += 1
@@ -170,7 +174,7 @@ class StreamPolicy:
             for _ in range(3):
                 seen = flight[1]
                 self.loads += 1
-                facts = await self._load(stream_id)
+                facts = await load(stream_id)
                 if flight[1] == seen:
                     break  # else an event changed the facts while we read: its commit may be newer
         finally:
@@ -265,6 +269,13 @@ class StreamPolicy:
 
     def unban(self, stream_id: str, user_id: str) -> None:
         self.lift(stream_id, user_id, "ban")
+
+    def drop_unpinned(self, stream_id: str) -> None:
+        """The stream changed (``services/stream_cache.py``): facts reused without local members
+        and a "missing" mark are read again at their next use. Pinned facts follow the change's
+        own event."""
+        self.recent.pop(stream_id, None)
+        self.missing.pop(stream_id, None)
 
     def forget(self, stream_id: str) -> None:
         self.recent.pop(stream_id, None)

@@ -55,7 +55,8 @@ def build_realtime(ctx: AppContext) -> RealtimeService:
 
     service = RealtimeService(
         jwt_verify(ctx.jwt, now=wall_clock), ctx.broker, limits=limits_from(ctx.settings),
-        authorizer=StreamPolicy(StreamFactsLoader(ctx), max_streams=ctx.settings.realtime_policy_cache_size,
+        authorizer=StreamPolicy(StreamFactsLoader(ctx), fresh_load=StreamFactsLoader(ctx, fresh=True),
+                                max_streams=ctx.settings.realtime_policy_cache_size,
                                 ttl=ctx.settings.realtime_policy_cache_ttl,
                                 missing_ttl=ctx.settings.realtime_policy_missing_ttl, wall_clock=wall_clock),
         distributed=not isinstance(ctx.broker, MemoryBroker),

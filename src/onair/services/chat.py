@@ -37,7 +37,7 @@ from onair.group_commit import GroupCommit
 from onair.logs import outage_reason
 from onair.realtime.visibility import old_identity
 from onair.services.events import EventPublisher, broadcast_event, row_event
-from onair.services.streams import stream_not_found
+from onair.services.streams import StreamService, stream_not_found
 from onair.settings import Settings
 from onair.store import chat as store
 from onair.store.chat import Message, SanctionRow
@@ -94,8 +94,10 @@ def body_problem(rejected: rules.BodyRejected) -> Problem:
 class ChatService:
     def __init__(
         self, settings: Settings, db: Database, events: EventPublisher, clock: Clock,
-        buckets: Buckets | None = None,
+        buckets: Buckets | None = None, streams: StreamService | None = None,
     ) -> None:
+        # the stream cache: early refusals of unknown streams, dropped on sanctions
+        self.streams = streams
         self.settings = settings
         self.db = db
         self.events = events
@@ -182,6 +184,8 @@ class ChatService:
             raise body_problem(rejected) from None
         if not principal.is_staff:
             await self._spend_token(principal.user_id)
+        if self.streams is not None and self.streams.cache.enabled:
+            await self._refuse_cached(stream_id)
         if not self._accepting:
             raise problems.CHAT_UNAVAILABLE(title="Chat is shutting down",
                                             headers={"Retry-After": "1"})
@@ -202,6 +206,15 @@ class ChatService:
                 "It may still be stored: retry with the same client_msg_id.",
                 headers={"Retry-After": "1"},
             ) from None
+
+    async def _refuse_cached(self, stream_id: str) -> None:
+        """Unknown streams are refused before queueing, from the stream cache (a creation drops
+        its entry). Everything else is decided in the batch's transaction, against concurrent
+        changes: even an ended stream, where a retry of a message sent before the end still
+        gets its original answer."""
+        assert self.streams is not None
+        if await self.streams.access(stream_id) is None:
+            raise stream_not_found(stream_id)
 
     async def _spend_token(self, user_id: str) -> None:
         now = self.clock.now().timestamp()
@@ -511,6 +524,7 @@ class ChatService:
             if user_id == stream.seller_id:
                 raise problems.CANNOT_SANCTION_SELLER()
             await store.insert_sanction(conn, row)
+        await self._access_changed(stream_id)
         self._emit(stream_id, broadcast_event(
             stream_id, "chat_sanction",
             {"user_id": user_id, "kind": kind, "until": until, "lifted": False}))
@@ -524,10 +538,16 @@ class ChatService:
             await self._moderated_stream(conn, principal, stream_id)
             lifted = await store.lift_sanctions(conn, stream_id, user_id, kind, now)
         if lifted:
+            await self._access_changed(stream_id)
             self._emit(stream_id, broadcast_event(
                 stream_id, "chat_sanction",
                 {"user_id": user_id, "kind": kind, "until": None, "lifted": True}))
         return lifted
+
+    async def _access_changed(self, stream_id: str) -> None:
+        # after the commit, before the event: no process authorizes from the old sanctions
+        if self.streams is not None:
+            await self.streams.cache.changed(stream_id, row=False)
 
     async def sanctions(self, principal: Principal, stream_id: str) -> list[SanctionRow]:
         async with self.db.read() as conn:

@@ -21,6 +21,7 @@ from onair.services.events import (
     stream_state_event,
     viewer_count_event,
 )
+from onair.services.stream_cache import StreamCache
 from onair.settings import Settings
 from onair.store import streams as store
 from onair.store.db import Database
@@ -78,25 +79,52 @@ class HeartbeatResult:
 
 class StreamService:
     def __init__(self, db: Database, events: EventPublisher, clock: Clock,
-                 settings: Settings) -> None:
+                 settings: Settings, cache: StreamCache | None = None) -> None:
         self._db = db
         self._events = events
         self._clock = clock
         self._settings = settings
+        # without one (tests building services by hand) nothing is cached
+        self.cache = cache if cache is not None else StreamCache(None, ttl=0, max_streams=0)
         self.tokens_revoked = 0  # Agora tokens revoked by stream ends (for /metrics)
 
     # --- reading -------------------------------------------------------------------------
 
-    async def get(self, stream_id: str) -> Stream:
-        if not is_uuid(stream_id):
+    async def get(self, stream_id: str, *, fresh: bool = False) -> Stream:
+        """The stream, from the cache unless ``fresh`` (a decision on its timestamps)."""
+        stream = await self.find(stream_id, fresh=fresh)
+        if stream is None:
             raise stream_not_found(stream_id)
-        async with self._db.read() as conn:
-            return await existing_stream(conn, stream_id)
+        return stream
 
-    async def access(self, stream_id: str) -> StreamAccess | None:
-        """What the realtime policies need about ``stream_id``; None for an unknown stream."""
+    async def find(self, stream_id: str, *, fresh: bool = False) -> Stream | None:
         if not is_uuid(stream_id):
             return None
+        if fresh:
+            return await self._read(stream_id)
+        return await self.cache.row(stream_id, lambda: self._read(stream_id))
+
+    async def _read(self, stream_id: str) -> Stream | None:
+        async with self._db.read() as conn:
+            return await store.get_stream(conn, stream_id)
+
+    async def access(self, stream_id: str, *, fresh: bool = False) -> StreamAccess | None:
+        """What the realtime policies need about ``stream_id``; None for an unknown stream.
+        ``fresh``: from the database, not the cache (a check for changes whose events were lost)."""
+        if not is_uuid(stream_id):
+            return None
+        return await self.cache.access_of(stream_id, lambda: self._read_access(stream_id),
+                                          self._access_life, fresh=fresh)
+
+    def _access_life(self, access: StreamAccess | None) -> float | None:
+        """Cached facts hold until their first sanction ends (then read again)."""
+        if access is None:
+            return None
+        ends = [until for held in (access.bans, access.mutes) for until in held.values()
+                if until is not None]
+        return (min(ends) - self._clock.now()).total_seconds() if ends else None
+
+    async def _read_access(self, stream_id: str) -> StreamAccess | None:
         async with self._db.read() as conn:
             stream = await store.get_stream(conn, stream_id)
             if stream is None:
@@ -137,6 +165,7 @@ class StreamService:
                         version=1, created_at=now, updated_at=now)
         async with self._db.write() as conn:
             await store.insert_stream(conn, stream)
+        await self.cache.changed(stream.id)  # it may be cached as missing
         record = store.to_record(stream)
         await self._events.publish(stream.id, row_event(STREAMS_TABLE, "INSERT", record, None, now),
                                    stream_state_event(record, None))
@@ -149,7 +178,7 @@ class StreamService:
         if not is_uuid(stream_id):
             raise stream_not_found(stream_id)
         for _attempt in range(self._settings.transition_retries + 1):
-            async with self._db.write() as conn:
+            async with self.cache.changing(stream_id), self._db.write() as conn:
                 before = await existing_stream(conn, stream_id)
                 if principal is not None and not rules.may_control(principal, before):
                     raise not_owner()
@@ -227,6 +256,7 @@ class StreamService:
                 stream = refreshed
             row = await store.get_viewer(conn, stream_id, user_id)
         if changed:
+            await self.cache.changed(stream_id, access=False)  # the row's viewer counts
             type_ = "INSERT" if existing is None else "UPDATE"
             await self._events.publish(
                 stream_id,
@@ -240,7 +270,7 @@ class StreamService:
         """The seller's heartbeat keeps a live stream live; a viewer's keeps them counted."""
 
         user_id = require_signed_in(principal)
-        stream = await self.get(stream_id)
+        stream = await self.get(stream_id)  # seller and status: every change of them drops it
         if stream.seller_id != user_id:
             if stream.status is Status.ENDED:
                 raise problems.STREAM_ENDED("an ended stream takes no heartbeats",
@@ -255,6 +285,7 @@ class StreamService:
                     raise
         async with self._db.write() as conn:
             await store.touch_host(conn, stream_id, self._clock.now())
+        await self.cache.changed(stream_id, access=False)  # last_host_heartbeat_at
         return HeartbeatResult(await self.get(stream_id), as_host=True)
 
     # --- the reaper's moves --------------------------------------------------------------
@@ -270,7 +301,7 @@ class StreamService:
             silent = await store.stale_viewers(conn, now - timedelta(seconds=s.viewer_timeout))
         done = {"paused": 0, "ended": 0, "viewers_left": 0}
         for stream_id in hostless + stale_pauses:
-            stream = await self.get(stream_id)
+            stream = await self.get(stream_id, fresh=True)  # decided on heartbeat times
             decision = rules.reaper_action(stream, self._clock.now(), s.host_grace, s.pause_timeout)
             if decision is None:
                 continue  # a heartbeat or the seller got there first
@@ -285,7 +316,7 @@ class StreamService:
             done["paused" if action is Action.PAUSE else "ended"] += 1
         cutoff = now - timedelta(seconds=s.viewer_timeout)
         for stream_id, user_id in silent:
-            before = await self.get(stream_id)
+            before = await self.get(stream_id, fresh=True)
             after = await self._change_presence(stream_id, user_id, present=False,
                                                 silent_since=cutoff)
             done["viewers_left"] += int(after.viewer_count < before.viewer_count)

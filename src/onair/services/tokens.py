@@ -46,7 +46,9 @@ from onair.domain.token_policy import (
 from onair.errors import Problem
 from onair.group_commit import GroupCommit
 from onair.services.events import EventPublisher, broadcast_event, row_event
+from onair.services.stream_cache import StreamCache
 from onair.services.streams import (
+    StreamService,
     existing_stream,
     not_owner,
     require_signed_in,
@@ -199,11 +201,15 @@ class UidCache:
 
 class TokenService:
     def __init__(self, db: Database, events: EventPublisher, clock: Clock,
-                 settings: Settings) -> None:
+                 settings: Settings, streams: StreamService | None = None) -> None:
         self._db = db
         self._events = events
         self._clock = clock
         self._settings = settings
+        # the stream cache: early refusals of unknown and ended streams, dropped on co-host changes
+        self._streams = streams
+        self._cache = streams.cache if streams is not None else StreamCache(None, ttl=0,
+                                                                            max_streams=0)
         self._credentials = credentials_of(settings)
         self._lifetimes = Lifetimes(
             token_ttl=settings.agora_token_ttl,
@@ -249,6 +255,8 @@ class TokenService:
             if not is_uuid(stream_id):
                 raise stream_not_found(stream_id)
             await self._limiter.check(user_id)
+            if self._cache.enabled:
+                await self._refuse_cached(stream_id)
             issued = await self._issuer.submit(IssueRequest(stream_id, user_id, kind, requested,
                                                             refresh))
         except Problem as problem:
@@ -256,6 +264,17 @@ class TokenService:
             raise
         bump(self.issued, issued.role.value)
         return issued
+
+    async def _refuse_cached(self, stream_id: str) -> None:
+        """Unknown and ended streams are refused without a transaction. Both are safe to answer
+        from the cache: an ended stream stays ended, and a stream's creation drops its entry.
+        Every other decision is made again in the issuing transaction (see the docstring)."""
+        assert self._streams is not None
+        access = await self._streams.access(stream_id)
+        if access is None:
+            raise stream_not_found(stream_id)
+        if access.ended:
+            raise stream_ended(stream_id)
 
     async def _issue_batch(self, requests: list[IssueRequest]) -> list[IssuedToken | Exception]:
         credentials = self._require_credentials()
@@ -374,7 +393,7 @@ class TokenService:
         if not is_uuid(stream_id):
             raise stream_not_found(stream_id)
         now = self._clock.now()
-        async with self._db.write() as conn:
+        async with self._cache.changing(stream_id, row=False), self._db.write() as conn:
             stream = await existing_stream(conn, stream_id, lock=True)
             if not stream_rules.may_control(principal, stream):
                 raise not_owner()
@@ -406,7 +425,7 @@ class TokenService:
         if not is_uuid(stream_id):
             raise stream_not_found(stream_id)
         now = self._clock.now()
-        async with self._db.write() as conn:
+        async with self._cache.changing(stream_id, row=False), self._db.write() as conn:
             stream = await existing_stream(conn, stream_id, lock=True)
             if not stream_rules.may_control(principal, stream) and actor != user_id:
                 raise not_owner()
