@@ -13,6 +13,7 @@ from onair.services.chat import ChatService
 from onair.services.events import EventPublisher
 from onair.services.reaper import Reaper
 from onair.services.streams import StreamService
+from onair.services.telemetry import TelemetryService
 from onair.services.tokens import TokenService
 from onair.settings import Settings
 from onair.store.db import Database
@@ -56,4 +57,5 @@ class AppContext:
     reaper: Reaper
     chat: ChatService
     tokens: TokenService
+    telemetry: TelemetryService
     extras: dict[str, Any] = field(default_factory=dict)
