@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/fanout.py --subs 5000 --rate 20
 	$(BIN)/python bench/fanout.py --idle 10000
 	$(BIN)/python bench/broker.py
+	$(BIN)/python bench/telemetry.py
 
 clean:
 	rm -rf $(VENV) onair-data .pytest_cache test-output
