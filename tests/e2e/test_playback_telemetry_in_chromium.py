@@ -93,3 +93,36 @@ def test_a_black_camera_shows_up_in_the_black_screen_counter(
                40, "the studio's black camera on /metrics")
     assert playback_counter(onair_server, "onair_playback_reports_total", outcome="invalid") == 0
     assert not errors, errors
+
+
+def test_a_moving_camera_reports_playback_but_no_video_problem(
+        browser: Any, onair_server: OnairServer) -> None:
+    """The control: Chromium's usual fake camera (a moving test pattern) is neither black nor
+    frozen, so the same sampling reports a first frame and no problem."""
+    studio = browser.new_context().new_page()
+    sign_in(studio, onair_server.url, "mona", "seller")
+    studio.fill("#go-live-form input[name=title]", "Moving camera")
+    studio.click("#go-live-form button[type=submit]")
+    studio.wait_for_url("**/studio/**")
+    stream_id = studio.url.rsplit("/", 1)[1]
+    studio.wait_for_function("() => document.querySelector('#preview').videoWidth > 0")
+    studio.click("#start")
+    studio.wait_for_selector("#status[data-status=live]")
+    problems = [playback_counter(onair_server, "onair_playback_video_problems_total", page=page,
+                                 problem=problem)
+                for page in ("watch", "studio") for problem in ("black", "frozen")]
+    sessions = playback_counter(onair_server, "onair_playback_sessions_total", page="watch")
+    viewer = browser.new_context().new_page()
+    sign_in(viewer, onair_server.url, "milo", "buyer")
+    viewer.goto(f"{onair_server.url}/watch/{stream_id}")
+    wait_view(viewer, "playing", timeout=30)
+    wait_until(lambda: queued(viewer, "first_frame") or viewer.evaluate("onair.telemetry.sent"),
+               15, "the viewer's first frame")
+    viewer.wait_for_timeout(7000)  # three frame samples at least
+    viewer.goto("about:blank")  # everything the viewer had goes out as beacons
+    studio.goto("about:blank")
+    wait_until(lambda: playback_counter(onair_server, "onair_playback_sessions_total",
+                                        page="watch") > sessions, 15, "the viewer's report")
+    assert [playback_counter(onair_server, "onair_playback_video_problems_total", page=page,
+                             problem=problem)
+            for page in ("watch", "studio") for problem in ("black", "frozen")] == problems
