@@ -160,7 +160,8 @@ async def test_auth_model_anyone_may_report_but_a_bad_token_is_refused(
         app_client: httpx.AsyncClient, ctx: AppContext, make_user: UserFactory) -> None:
     one = {"page": "studio", "events": [{"kind": "layer", "layer": "audio"}]}
     assert (await app_client.post(URL, json=one)).status_code == 202  # anonymous (a beacon)
-    assert (await app_client.post(URL, json=one, headers={"apikey": ctx.anon_key})).status_code == 202
+    anon_key = {"apikey": ctx.anon_key}
+    assert (await app_client.post(URL, json=one, headers=anon_key)).status_code == 202
     _, seller = make_user("seller")
     assert (await app_client.post(URL, json=one, headers=seller)).status_code == 202
     problem(await app_client.post(URL, json=one, headers={"authorization": "Bearer forged"}), 401,

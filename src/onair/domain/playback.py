@@ -143,7 +143,8 @@ class PlaybackTally:
     layers: dict[tuple[str, ...], int] = field(default_factory=lambda: _zeros(PAGES, LAYERS))
     first_frame: dict[str, Tally] = field(
         default_factory=lambda: {p: Tally(FIRST_FRAME_SECONDS) for p in PAGES})
-    stalls: dict[str, Tally] = field(default_factory=lambda: {p: Tally(STALL_SECONDS) for p in PAGES})
+    stalls: dict[str, Tally] = field(
+        default_factory=lambda: {p: Tally(STALL_SECONDS) for p in PAGES})
     rtt: dict[str, Tally] = field(default_factory=lambda: {p: Tally(RTT_SECONDS) for p in PAGES})
 
     def add(self, report: Report) -> None:
