@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/fanout.py --subs 1000 --rate 3000 --runs 3
 	$(BIN)/python bench/fanout.py --idle 10000
 	$(BIN)/python bench/broker.py
+	$(BIN)/python bench/telemetry.py
 
 clean:
 	rm -rf $(VENV) onair-data .pytest_cache test-output

@@ -16,6 +16,7 @@ from onair.api import chat as chat_api
 from onair.api import health as health_api
 from onair.api import pages as pages_api
 from onair.api import streams as streams_api
+from onair.api import telemetry as telemetry_api
 from onair.api import tokens as tokens_api
 from onair.api.hot_routes import HotRoutes
 from onair.api.middleware import RequestContextMiddleware
@@ -39,6 +40,7 @@ from onair.services.reaper import Reaper
 from onair.services.retention import Pruner, RetentionPolicy
 from onair.services.stream_cache import StreamCache
 from onair.services.streams import StreamService
+from onair.services.telemetry import TelemetryService
 from onair.services.tokens import TokenService
 from onair.settings import Settings
 from onair.store.db import Database
@@ -97,6 +99,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
             settings.broker_url, send_bucket(settings), name="chat-send",
             max_tracked=settings.chat_rate_tracked_users, settings=settings), streams=streams),
         tokens=TokenService(db, events, clock, settings, streams),
+        telemetry=TelemetryService(settings),
     )
     realtime = build_realtime(context)
     if realtime.policy is not None:
@@ -190,6 +193,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     api.include_router(streams_api.router)
     api.include_router(tokens_api.router)
     api.include_router(health_api.config_router)
+    api.include_router(telemetry_api.router)
     app.include_router(api)
     app.include_router(health_api.router)
     app.include_router(realtime_rest.router)

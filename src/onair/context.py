@@ -13,6 +13,7 @@ from onair.services.chat import ChatService
 from onair.services.events import EventPublisher
 from onair.services.reaper import Reaper
 from onair.services.streams import StreamService
+from onair.services.telemetry import TelemetryService
 from onair.services.tokens import TokenService
 from onair.settings import Settings
 from onair.store.db import Database
@@ -59,6 +60,7 @@ class AppContext:
     reaper: Reaper
     chat: ChatService
     tokens: TokenService
+    telemetry: TelemetryService
     # set by onair.realtime.wiring.build_realtime right after the context is built
     realtime: RealtimeService = field(init=False)
     extras: dict[str, Any] = field(default_factory=dict)

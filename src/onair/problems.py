@@ -123,6 +123,7 @@ STREAM_ENDED = _type("stream-ended", 409, "Stream has ended")
 
 # --- Agora tokens and co-hosts ------------------------------------------------------------------
 
+RATE_LIMIT_UNAVAILABLE = _type("rate-limit-unavailable", 503, "Token issuing is briefly unavailable")
 AGORA_NOT_CONFIGURED = _type("agora-not-configured", 503, "Agora is not configured")
 NOT_A_PUBLISHER = _type("not-a-publisher", 403, "Not allowed")
 ALREADY_HOST = _type("already-host", 409, "Already the host")
@@ -160,3 +161,7 @@ BODY_TOO_LONG = _type("body-too-long", 422, "Message body is not acceptable")
 BODY_INVALID_UNICODE = _type("body-invalid-unicode", 422, "Message body is not acceptable")
 BODY_FORBIDDEN_CHARACTER = _type("body-forbidden-character", 422, "Message body is not acceptable")
 BODY_NOT_TEXT = _type("body-not-text", 422, "Message body is not acceptable")
+
+# --- playback telemetry -------------------------------------------------------------------------
+
+TELEMETRY_RATE_LIMITED = _type("telemetry-rate-limited", 429, "Too many telemetry reports")

@@ -289,6 +289,31 @@ class Settings(BaseSettings):
         3600, ge=1, description="Longest slow-mode interval a moderator can set (seconds)."
     )
 
+    # --- playback telemetry (POST /api/v1/telemetry) ---
+    telemetry_rate_per_second: float = Field(
+        0.5, gt=0, description="Telemetry batches per second one client (signed-in user, else IP "
+        "or IPv6 /64) may send, in each process (token bucket refill) → 429."
+    )
+    telemetry_rate_burst: int = Field(
+        10, ge=1, description="Telemetry batches one client may send at once before the rate "
+        "applies (a page unload sends one more beacon)."
+    )
+    telemetry_rate_tracked_clients: int = Field(
+        100_000, ge=1, description="Telemetry clients whose token buckets are kept before full "
+        "ones are forgotten (memory bound)."
+    )
+    telemetry_max_reports_per_second: float = Field(
+        200.0, gt=0, description="Telemetry batches one process counts per second from all "
+        "clients together; past it batches are answered 202 but dropped (counted as "
+        "`overloaded`), so a flood from many addresses costs bounded work."
+    )
+    telemetry_max_events: int = Field(
+        64, ge=1, le=1000, description="Most events in one telemetry batch → 422."
+    )
+    telemetry_max_body_bytes: int = Field(
+        16 * 1024, ge=512, description="Largest telemetry batch body (bytes) → 413."
+    )
+
     # --- realtime ---
     heartbeat_timeout: float = Field(
         60.0, gt=0, description="Seconds of silence after which a realtime socket is closed."

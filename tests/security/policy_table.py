@@ -201,6 +201,9 @@ REST_CASES: tuple[RestCase, ...] = (
              {"user": "mallory", "role": "admin"}, per_state=False),
     RestCase("GET", "/api/v1/auth/me", everyone(), per_state=False),
     RestCase("GET", "/api/v1/config", everyone(), per_state=False),
+    # playback telemetry: anyone (pagehide beacons carry no token); only counters change
+    RestCase("POST", "/api/v1/telemetry", everyone(),
+             {"page": "watch", "events": [{"kind": "start"}]}, per_state=False),
     RestCase("POST", "/api/v1/streams", only(CREATORS), {"title": "matrix"}, per_state=False),
     RestCase("GET", "/api/v1/streams", everyone(), per_state=False),
     RestCase("GET", STREAM, everyone()),

@@ -57,7 +57,7 @@ def test_the_required_alerts_exist() -> None:
     assert {"OnairHighErrorRatio", "OnairChatSendLatencyBudgetBurn",
             "OnairTokenIssueLatencyBudgetBurn", "OnairNotReady", "OnairBrokerDown",
             "OnairReaperStalled", "OnairSlowConsumerSpike",
-            "OnairChatCommitFailures"} <= set(alerts())
+            "OnairChatCommitFailures", "OnairBlackScreens"} <= set(alerts())
 
 
 def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:

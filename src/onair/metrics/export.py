@@ -82,6 +82,7 @@ def sync(exporter: Exporter, ctx: Any) -> None:
     _broker(exporter, ctx)
     _reaper(exporter, ctx.reaper)
     _cache(exporter, ctx.streams.cache)
+    _playback(exporter, ctx.telemetry)
 
 
 def _http(e: Exporter) -> None:
@@ -183,6 +184,18 @@ def _cache(e: Exporter, cache: Any) -> None:
     e.count(m.broker_failures.labels("cache"), cache.publish_failures)
     for name, size in cache.sizes().items():
         m.cache_entries.labels(name).set(size)
+def _playback(e: Exporter, telemetry: Any) -> None:
+    m, tally = e.m, telemetry.tally
+    e.count_each(m.pb_reports, telemetry.outcomes)
+    for family, counts in ((m.pb_sessions, tally.sessions), (m.pb_problems, tally.problems),
+                           (m.pb_reconnects, tally.reconnects), (m.pb_failures, tally.failures),
+                           (m.pb_layers, tally.layers)):
+        for labels, value in counts.items():
+            e.count(family.labels(*labels), value)
+    for family, tallies in ((m.pb_first_frame, tally.first_frame), (m.pb_stalls, tally.stalls),
+                            (m.pb_rtt, tally.rtt)):
+        for page, histogram in tallies.items():
+            e.tally(family.labels(page), histogram)
 
 
 def _resident_bytes() -> int:

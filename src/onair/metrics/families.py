@@ -14,6 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from onair.domain import playback
 from onair.tally import BATCH_SIZES, SECONDS, Tally
 
 HTTP_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -160,6 +161,30 @@ class Metrics:
                                      ["outcome"], registry=r)
         self.reaper_actions = Counter("onair_reaper_actions_total", "What reaper passes did, "
                                       "by kind", ["kind"], registry=r)
+        # -- playback, as the pages report it (POST /api/v1/telemetry; labels: fixed sets) --
+        self.pb_reports = Counter("onair_playback_reports_total", "Telemetry batches by outcome "
+                                  "(accepted, invalid, too_large, rate_limited, overloaded)",
+                                  ["outcome"], registry=r)
+        self.pb_sessions = Counter("onair_playback_sessions_total", "Players started (a page "
+                                   "began showing a stream)", ["page"], registry=r)
+        self.pb_first_frame = Histogram("onair_playback_time_to_first_frame_seconds", "From a "
+                                        "player's start to its first decoded frame", ["page"],
+                                        registry=r, buckets=playback.FIRST_FRAME_SECONDS)
+        self.pb_problems = Counter("onair_playback_video_problems_total", "Black or frozen video "
+                                   "seen in frames sampled from the player", ["page", "problem"],
+                                   registry=r)
+        self.pb_stalls = Histogram("onair_playback_stall_duration_seconds", "Playback stalls "
+                                   "(video waiting for data) by duration", ["page"], registry=r,
+                                   buckets=playback.STALL_SECONDS)
+        self.pb_reconnects = Counter("onair_playback_reconnects_total", "Connections the pages "
+                                     "re-established", ["page", "link"], registry=r)
+        self.pb_failures = Counter("onair_playback_media_failures_total", "Media failures by "
+                                   "reason", ["page", "reason"], registry=r)
+        self.pb_layers = Counter("onair_playback_layer_choices_total", "Video quality layers the "
+                                 "players chose", ["page", "layer"], registry=r)
+        self.pb_rtt = Histogram("onair_playback_realtime_rtt_seconds", "Realtime heartbeat round "
+                                "trips measured by the pages", ["page"], registry=r,
+                                buckets=playback.RTT_SECONDS)
         self._initialize_labels()
         # Per request only plain counts (a dict increment, a bisect): prometheus-client's
         # inc()/observe() cost ~7 us per request here (~12 us on the multiprocess files);
@@ -188,6 +213,17 @@ class Metrics:
         for cache in CACHES:
             for result in ("hit", "miss"):
                 self.cache_lookups.labels(cache, result)
+        for value in playback.OUTCOMES:
+            self.pb_reports.labels(value)
+        for page in playback.PAGES:
+            for family in (self.pb_sessions, self.pb_first_frame, self.pb_stalls, self.pb_rtt):
+                family.labels(page)
+            for family, values in ((self.pb_problems, playback.PROBLEMS),
+                                   (self.pb_reconnects, playback.LINKS),
+                                   (self.pb_failures, playback.FAILURES),
+                                   (self.pb_layers, playback.LAYERS)):
+                for value in values:
+                    family.labels(page, value)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         counts = self.http_counts

@@ -159,9 +159,9 @@ class IssueLimiter:
                 self._unavailable_logged = now
                 log.warning("token_rate_limit_unavailable", error=type(exc).__name__,
                             detail=str(exc)[:200])
-            raise Problem(503, "rate-limit-unavailable", "Token issuing is briefly unavailable",
-                          "The shared rate limit did not answer; retry shortly.",
-                          headers={"Retry-After": "1"}, retry_after=1) from None
+            raise problems.RATE_LIMIT_UNAVAILABLE(
+                "The shared rate limit did not answer; retry shortly.",
+                headers={"Retry-After": "1"}, retry_after=1) from None
         retry = max(1, math.ceil(stats.reset_time - time.time()))
         raise problems.RATE_LIMITED(f"at most {self._item} per user; retry in {retry} s",
                                     title="Too many token requests",

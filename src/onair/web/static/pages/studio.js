@@ -7,6 +7,7 @@ import { AgoraPublisher, loadAgoraSdk } from "../client/media/agora.js";
 import { LocalWebRtcHost } from "../client/media/local_webrtc.js";
 import { Signaller } from "../client/media/signalling.js";
 import { ChatPanel } from "./chat_panel.js";
+import { playbackTelemetry } from "./playback_telemetry.js";
 import { connectRealtime, every, makeApi, readConfig, renderSession, Session, showError } from "./common.js";
 import { SELLER_STATE_EVENT, streamChannel } from "./stream_channel.js";
 
@@ -18,6 +19,7 @@ const $ = (id) => document.getElementById(id);
 const errorBox = $("studio-error");
 
 let stream = null; // the stream row as last seen
+let playback = null; // what this page reports (playback_telemetry.js)
 
 // The server's transition table (domain/streams.py); realtime events carry the row without
 // `allowed_actions`, so the buttons follow the status itself.
@@ -84,6 +86,7 @@ async function startSending() {
     if (publisher) return;
     const AgoraRTC = await loadAgoraSdk();
     publisher = new AgoraPublisher({ AgoraRTC, api, streamId });
+    playback?.watchMedia(publisher);
     const tracks = await publisher.start({ cameraId: $("camera").value || undefined, microphoneId: $("microphone").value || undefined });
     // the SDK renders the local camera itself, into the sized preview box (mirrored, its default)
     $("preview").hidden = true;
@@ -130,6 +133,8 @@ async function main() {
   }
 
   const { socket, manager } = connectRealtime(config, session);
+  // the preview is the seller's own camera: a black one means viewers see black too
+  playback = playbackTelemetry({ page: "studio", video: $("preview"), session, manager, config, isPlaying: () => Boolean(localStream) && stream?.status !== "paused" && stream?.status !== "ended" });
   const parts = streamChannel({
     socket, manager, api, config, session, streamId, onStream,
     onViewerCount: (n) => ($("viewers").textContent = String(n)),
@@ -148,6 +153,7 @@ async function main() {
     const signaller = new Signaller({ channel, streamId, peerId: `host:${session.userId}:${crypto.randomUUID().slice(0, 8)}`, isHost: true });
     publisher = new LocalWebRtcHost({ signaller, iceServers: config.ice_servers ?? [], maxViewers: config.web?.local_max_viewers ?? 8 });
     publisher.on("viewers", (n) => ($("peers").textContent = String(n)));
+    playback.watchMedia(publisher);
     channel.on("state", (state) => {
       if (state === "joined") publisher.announce(); // viewers waiting since a restart say hello again
     });
@@ -177,12 +183,13 @@ async function main() {
     try {
       await openCamera();
     } catch (err) {
+      playback.failure(err);
       showError(errorBox, `Camera or microphone unavailable: ${err.message}`);
     }
     // a reload of a running studio keeps sending
     if (stream.status === "live" || stream.status === "paused") await startSending();
   }
-  globalThis.onair = { manager, log, outbox, publisher, socket, onStream };
+  globalThis.onair = { manager, log, outbox, publisher, socket, onStream, telemetry: playback.telemetry };
 }
 
 main();

@@ -10,6 +10,7 @@ import { LocalWebRtcViewer } from "../client/media/local_webrtc.js";
 import { AgoraViewer, loadAgoraSdk } from "../client/media/agora.js";
 import { playMutedFirst } from "../client/media/interface.js";
 import { ChatPanel } from "./chat_panel.js";
+import { playbackTelemetry } from "./playback_telemetry.js";
 import { connectRealtime, ensureSignedIn, every, makeApi, readConfig, renderSession, Session } from "./common.js";
 import { streamChannel } from "./stream_channel.js";
 
@@ -87,6 +88,7 @@ async function main() {
   if (machine.view === View.ENDED) return;
 
   const { socket, manager } = connectRealtime(config, session);
+  const playback = playbackTelemetry({ page: "watch", video, session, manager, config, isPlaying: () => machine.view === View.PLAYING });
   const quality = new VideoQuality();
   const { channel, log, sync, outbox } = streamChannel({
     socket, manager, api, config, session, streamId, onStream,
@@ -149,6 +151,7 @@ async function main() {
       if (state === "joined") media.channelJoined();
     });
   }
+  playback.watchMedia(media);
   media.on("status", (status) => {
     // local mode: "playing" means frames are being decoded, not just that a track exists
     if (status === "playing" && config.media_mode !== "agora" && !(video.videoWidth > 0)) return;
@@ -173,7 +176,10 @@ async function main() {
 
   channel.subscribe();
   manager.start();
-  await media.start().catch((err) => machine.dispatch({ type: "media", status: "failed", info: err }));
+  await media.start().catch((err) => {
+    playback.failure(err);
+    machine.dispatch({ type: "media", status: "failed", info: err });
+  });
 
   // Count us as a viewer; heartbeats keep us counted and carry the stream's state too (so state
   // stays right even while the realtime socket is down).
@@ -182,7 +188,7 @@ async function main() {
   addEventListener("pagehide", () => {
     fetch(`/api/v1/streams/${encodeURIComponent(streamId)}/viewers/me`, { method: "DELETE", keepalive: true, headers: { Authorization: `Bearer ${session.token}` } }).catch(() => {});
   });
-  globalThis.onair = { machine, manager, log, outbox, media, socket }; // for debugging and tests
+  globalThis.onair = { machine, manager, log, outbox, media, socket, telemetry: playback.telemetry }; // for debugging and tests
 }
 
 main();
