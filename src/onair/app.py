@@ -15,6 +15,7 @@ from onair.api import auth as auth_api
 from onair.api import chat as chat_api
 from onair.api import health as health_api
 from onair.api import pages as pages_api
+from onair.api import showcase as showcase_api
 from onair.api import streams as streams_api
 from onair.api import tokens as tokens_api
 from onair.api.hot_routes import HotRoutes
@@ -37,6 +38,7 @@ from onair.services.chat import ChatService, send_bucket
 from onair.services.events import EventPublisher
 from onair.services.reaper import Reaper
 from onair.services.retention import Pruner, RetentionPolicy
+from onair.services.showcase import ShowcaseService
 from onair.services.streams import StreamService
 from onair.services.tokens import TokenService
 from onair.settings import Settings
@@ -93,6 +95,9 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
             max_tracked=settings.chat_rate_tracked_users, settings=settings)),
         tokens=TokenService(db, events, clock, settings),
     )
+    showcase = ShowcaseService(db, events, clock, settings)
+    context.extras[showcase_api.SHOWCASE] = showcase
+    context.chat.message_listeners.append(showcase.message_changed)  # the pinned message follows
     build_realtime(context)
     return context
 
@@ -180,6 +185,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     api.include_router(chat_api.router)
     api.include_router(auth_api.router)
     api.include_router(streams_api.router)
+    api.include_router(showcase_api.router)
     api.include_router(tokens_api.router)
     api.include_router(health_api.config_router)
     app.include_router(api)

@@ -280,6 +280,12 @@ class Settings(BaseSettings):
     chat_slow_mode_max_seconds: int = Field(
         3600, ge=1, description="Longest slow-mode interval a moderator can set (seconds)."
     )
+    showcase_max_products: int = Field(
+        50, ge=1, le=500, description="Most products one stream's showcase holds (tray size).")
+    showcase_title_max_chars: int = Field(
+        200, ge=1, le=500, description="Longest product title in a showcase (characters).")
+    showcase_deal_max_seconds: int = Field(
+        86400, ge=1, description="Longest flash deal a seller can start (seconds).")
 
     # --- realtime ---
     heartbeat_timeout: float = Field(
