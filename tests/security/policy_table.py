@@ -56,6 +56,8 @@ HOSTS = frozenset({SELLER, COHOST})  # publish video; send seller:* / webrtc:* e
 SANCTIONED = frozenset({MUTED, BANNED})
 # services/streams.py create: sellers, admins and the service role create streams.
 CREATORS = frozenset({SELLER, OTHER_SELLER, ADMIN, SERVICE})
+# services/showcase.py: the seller, its co-hosts and staff change the showcase (issue 14).
+SHOWCASE_EDITORS = STAFF | {SELLER, COHOST}
 CHAT_OPEN = frozenset({LIVE, PAUSED})  # services/chat.py CHATTABLE
 HAS_MESSAGES = frozenset({LIVE, PAUSED, ENDED})  # the scenario sends messages while live
 
@@ -251,6 +253,14 @@ REST_CASES: tuple[RestCase, ...] = (
              user="sanction_target"),
     RestCase("GET", STREAM + "/chat/settings", everyone()),
     RestCase("PUT", STREAM + "/chat/settings", only(CHAT_MODERATORS), {"slow_mode_seconds": 0}),
+    # services/showcase.py (issue 14): anyone reads; editors change it, but not an ended stream
+    RestCase("GET", STREAM + "/showcase", everyone()),
+    RestCase("POST", STREAM + "/showcase/products", only(SHOWCASE_EDITORS, not_ended),
+             {"title": "Matrix mug", "price_minor": 500, "currency": "EUR",
+              "product_url": "https://shop.example/mug"}),
+    # nothing is pinned in the scenario: editors get 409 (nothing-pinned / stream-ended)
+    RestCase("DELETE", STREAM + "/showcase/pin", only(SHOWCASE_EDITORS, everyone(409))),
+    RestCase("DELETE", STREAM + "/showcase/pinned-message", only(SHOWCASE_EDITORS, everyone(409))),
     # server-side broadcast: any valid token may post (202); what is delivered is the realtime
     # policy's call (checked by the realtime matrix). No token at all → 401 (realtime/rest.py).
     RestCase("POST", "/realtime/v1/api/broadcast", signed_in(everyone(202)),
@@ -282,7 +292,7 @@ NOT_DELIVERED = "refused"  # an error reply (or no membership at all), nobody re
 ROWS, NO_ROWS = "rows received", "no rows"
 TRACKED = "tracked"
 
-SERVER_EVENTS = ("stream_state", "viewer_count", "token_renew")
+SERVER_EVENTS = ("stream_state", "viewer_count", "token_renew", "showcase")
 HOST_EVENTS = ("seller:state", "webrtc:signal")
 ORDINARY_EVENT = "reaction"
 
