@@ -481,6 +481,11 @@ class Settings(BaseSettings):
         None, description="Content-Security-Policy of the pages, replacing the built-in one "
         "(same origin only; plus Agora's SDK CDN and servers in Agora mode).",
     )
+    web_image_sources: str = Field(
+        "https:", pattern=r"^[A-Za-z0-9:/.*\- ]*$",
+        description="Extra CSP img-src sources (space-separated) for showcase product images; "
+        "'https:' allows any https image host, '' only this server's own images.",
+    )
     web_local_max_viewers: int = Field(
         8, ge=1, description="Local WebRTC mode: most viewers one studio browser sends video to "
         "(each costs the seller's upload bandwidth).",

@@ -9,6 +9,8 @@ import { Signaller } from "../client/media/signalling.js";
 import { ChatPanel } from "./chat_panel.js";
 import { connectRealtime, every, makeApi, readConfig, renderSession, Session, showError } from "./common.js";
 import { SELLER_STATE_EVENT, streamChannel } from "./stream_channel.js";
+import { ShowcaseSync } from "./showcase_panel.js";
+import { mountStudioShowcase } from "./showcase_studio.js";
 
 const config = readConfig();
 const streamId = config.stream_id;
@@ -137,9 +139,16 @@ async function main() {
   });
   const { log, sync, outbox } = parts;
   channel = parts.channel;
+  const showcase = new ShowcaseSync({ api, streamId, onChange: () => controls.render() }).bind(channel);
+  const controls = mountStudioShowcase({
+    form: $("product-form"), list: $("studio-products"), messageBox: $("pinned-message"), api, streamId,
+    sync: showcase, onError: (err) => showError(errorBox, err),
+  });
+  showcase.resync();
   new ChatPanel({
     root: $("chat"), log, outbox, sync, me: session.userId, maxChars: config.web?.chat_max_chars,
     moderation: {
+      pin: (message) => controls.pinMessage(message),
       remove: async (message) => log.applyRows([await api.deleteChat(streamId, message.id)]),
       mute: (userId) => api.sanction(streamId, { user_id: userId, kind: "mute", duration_seconds: 300, reason: "muted by the seller" }),
     },
@@ -182,7 +191,7 @@ async function main() {
     // a reload of a running studio keeps sending
     if (stream.status === "live" || stream.status === "paused") await startSending();
   }
-  globalThis.onair = { manager, log, outbox, publisher, socket, onStream };
+  globalThis.onair = { manager, log, outbox, publisher, socket, onStream, showcase };
 }
 
 main();
