@@ -69,7 +69,7 @@ export function mountStudioShowcase({ form, list, messageBox, api, streamId, syn
       label.className = "label";
       const exp = p.currency_exponent ?? 2;
       const deal = dealRemainingMs(sync.state, p, now);
-      label.textContent = `${pinned ? "📌 " : ""}${p.title} · ${formatPrice(p.price_minor, p.currency, exp)}`
+      label.textContent = `${pinned ? "Pinned: " : ""}${p.title} · ${formatPrice(p.price_minor, p.currency, exp)}`
         + (deal > 0 ? ` · deal ${formatPrice(p.deal_price_minor, p.currency, exp)} (${formatCountdown(deal)})` : "")
         + (p.sold_out ? " · sold out" : "") + (Number.isInteger(p.stock) ? ` · stock ${p.stock}` : "");
       const id = encodeURIComponent(p.id);
