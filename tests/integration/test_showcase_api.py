@@ -163,3 +163,21 @@ async def test_pinned_message_follows_edits_and_deletes(app_client, live, make_u
     assert all("Does it come" not in orjson.dumps(e).decode() for e in live["recorder"].events[-2:])
     problem(await app_client.put(f"{base}/pinned-message", json={"message_id": mid}, headers=seller),
             404, "message-not-found")
+
+
+async def test_chat_retention_takes_the_pinned_copy_with_the_chat(app_client, live, make_user,
+                                                                   ctx, clock) -> None:
+    """A purged chat leaves no body behind in the showcase's pinned-message copy."""
+    from onair.store import retention as retention_store
+
+    sid, seller, base = live["sid"], live["seller"], live["base"]
+    _, buyer = make_user("buyer")
+    mid = (await app_client.post(f"{API}/streams/{sid}/chat", headers=buyer,
+                                 json={"body": "Pin me", "client_msg_id": "r1"})).json()["id"]
+    assert (await app_client.put(f"{base}/pinned-message", json={"message_id": mid},
+                                 headers=seller)).status_code == 200
+    await app_client.post(f"{API}/streams/{sid}/end", headers=seller)
+    async with ctx.db.write() as conn:
+        await retention_store.mark_chat_purged(conn, sid, clock.now())
+    after = (await app_client.get(base)).json()
+    assert after["pinned_message"] is None and after["version"] == 2
