@@ -197,6 +197,13 @@ def publisher_token(role: str, state: str) -> Expect:
 
 
 STREAM = "/api/v1/streams/{stream_id}"
+SHOWCASE_PRODUCT = STREAM + "/showcase/products/{product_id}"
+
+
+def missing_message(role: str, state: str) -> Expect:
+    return E(409 if state == ENDED else 404)
+
+
 REST_CASES: tuple[RestCase, ...] = (
     # dev sign-in is off in the matrix (as it must be on any public deployment): 404 for all
     RestCase("POST", "/api/v1/auth/dev-sign-in", everyone(404),
@@ -258,9 +265,22 @@ REST_CASES: tuple[RestCase, ...] = (
     RestCase("POST", STREAM + "/showcase/products", only(SHOWCASE_EDITORS, not_ended),
              {"title": "Matrix mug", "price_minor": 500, "currency": "EUR",
               "product_url": "https://shop.example/mug"}),
-    # nothing is pinned in the scenario: editors get 409 (nothing-pinned / stream-ended)
+    # nothing is pinned and no deal runs in the scenario: editors get 409 (nothing-pinned,
+    # no-deal or stream-ended); these rows come before the ones that pin or start a deal
     RestCase("DELETE", STREAM + "/showcase/pin", only(SHOWCASE_EDITORS, everyone(409))),
     RestCase("DELETE", STREAM + "/showcase/pinned-message", only(SHOWCASE_EDITORS, everyone(409))),
+    RestCase("DELETE", SHOWCASE_PRODUCT + "/deal", only(SHOWCASE_EDITORS, everyone(409))),
+    RestCase("PATCH", SHOWCASE_PRODUCT, only(SHOWCASE_EDITORS, not_ended), {"stock": 5}),
+    RestCase("POST", SHOWCASE_PRODUCT + "/pin", only(SHOWCASE_EDITORS, not_ended)),
+    RestCase("POST", SHOWCASE_PRODUCT + "/move", only(SHOWCASE_EDITORS, not_ended), {"position": 0}),
+    RestCase("POST", SHOWCASE_PRODUCT + "/sold-out", only(SHOWCASE_EDITORS, not_ended),
+             {"sold_out": True}),
+    RestCase("POST", SHOWCASE_PRODUCT + "/deal", only(SHOWCASE_EDITORS, not_ended),
+             {"deal_price_minor": 100, "duration_seconds": 60}),
+    # the message does not exist: 404 for editors (409 once the stream ended)
+    RestCase("PUT", STREAM + "/showcase/pinned-message", only(SHOWCASE_EDITORS, missing_message),
+             {"message_id": "0190a000-0000-7000-8000-000000000000"}),
+    RestCase("DELETE", SHOWCASE_PRODUCT, only(SHOWCASE_EDITORS, not_ended), resets=True),
     # server-side broadcast: any valid token may post (202); what is delivered is the realtime
     # policy's call (checked by the realtime matrix). No token at all → 401 (realtime/rest.py).
     RestCase("POST", "/realtime/v1/api/broadcast", signed_in(everyone(202)),
