@@ -145,6 +145,12 @@ async function main() {
     sync: showcase, onError: (err) => showError(errorBox, err),
   });
   showcase.resync();
+  // deal countdowns in the list tick, unless the seller is typing into it (a redraw would lose it)
+  every(1000, () => {
+    const typing = $("studio-products").contains(document.activeElement)
+      || [...$("studio-products").querySelectorAll("input[name=deal_price]")].some((input) => input.value);
+    if (!typing) controls.render();
+  });
   new ChatPanel({
     root: $("chat"), log, outbox, sync, me: session.userId, maxChars: config.web?.chat_max_chars,
     moderation: {
