@@ -15,6 +15,7 @@ from onair.api import auth as auth_api
 from onair.api import chat as chat_api
 from onair.api import health as health_api
 from onair.api import pages as pages_api
+from onair.api import showcase as showcase_api
 from onair.api import streams as streams_api
 from onair.api import telemetry as telemetry_api
 from onair.api import tokens as tokens_api
@@ -38,6 +39,7 @@ from onair.services.chat import ChatService, send_bucket
 from onair.services.events import EventPublisher
 from onair.services.reaper import Reaper
 from onair.services.retention import Pruner, RetentionPolicy
+from onair.services.showcase import ShowcaseService
 from onair.services.stream_cache import StreamCache
 from onair.services.streams import StreamService
 from onair.services.telemetry import TelemetryService
@@ -77,7 +79,9 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
                   prepared_statements=settings.db_prepared_statements)
     broker = broker or create_broker(settings.broker_url, settings)
     events = EventPublisher(broker)
-    cache = StreamCache(broker, ttl=settings.cache_ttl, max_streams=settings.cache_max_streams)
+    # aged on the app's clock: an entry's life ends when its first sanction does (clock time)
+    cache = StreamCache(broker, ttl=settings.cache_ttl, max_streams=settings.cache_max_streams,
+                        monotonic=lambda: clock.now().timestamp())
     streams = StreamService(db, events, clock, settings, cache)
     fan_in = BrokerFanIn()
     fan_in.consumers.append(cache)  # first: no other consumer of an event sees facts it changed
@@ -100,7 +104,9 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
             max_tracked=settings.chat_rate_tracked_users, settings=settings), streams=streams),
         tokens=TokenService(db, events, clock, settings, streams),
         telemetry=TelemetryService(settings),
+        showcase=ShowcaseService(db, events, clock, settings),
     )
+    context.chat.message_listeners.append(context.showcase.message_changed)  # the pinned message follows
     realtime = build_realtime(context)
     if realtime.policy is not None:
         cache.listeners.append(realtime.policy.drop_unpinned)
@@ -191,6 +197,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     api.include_router(chat_api.router)
     api.include_router(auth_api.router)
     api.include_router(streams_api.router)
+    api.include_router(showcase_api.router)
     api.include_router(tokens_api.router)
     api.include_router(health_api.config_router)
     api.include_router(telemetry_api.router)

@@ -12,6 +12,7 @@ from onair.metrics import Metrics
 from onair.services.chat import ChatService
 from onair.services.events import EventPublisher
 from onair.services.reaper import Reaper
+from onair.services.showcase import ShowcaseService
 from onair.services.streams import StreamService
 from onair.services.telemetry import TelemetryService
 from onair.services.tokens import TokenService
@@ -61,6 +62,7 @@ class AppContext:
     chat: ChatService
     tokens: TokenService
     telemetry: TelemetryService
+    showcase: ShowcaseService
     # set by onair.realtime.wiring.build_realtime right after the context is built
     realtime: RealtimeService = field(init=False)
     extras: dict[str, Any] = field(default_factory=dict)

@@ -165,3 +165,12 @@ BODY_NOT_TEXT = _type("body-not-text", 422, "Message body is not acceptable")
 # --- playback telemetry -------------------------------------------------------------------------
 
 TELEMETRY_RATE_LIMITED = _type("telemetry-rate-limited", 429, "Too many telemetry reports")
+
+# --- live shopping: the showcase (slugs of onair.domain.showcase.ShowcaseError too) ------------
+
+NOT_SHOWCASE_EDITOR = _type("not-showcase-editor", 403, "Not allowed")
+INVALID_PRODUCT = _type("invalid-product", 422, "Product is not valid")
+PRODUCT_NOT_FOUND = _type("product-not-found", 404, "Not found")
+SHOWCASE_FULL = _type("showcase-full", 409, "Conflict")
+NOTHING_PINNED = _type("nothing-pinned", 409, "Conflict")
+NO_DEAL = _type("no-deal", 409, "Conflict")

@@ -288,6 +288,12 @@ class Settings(BaseSettings):
     chat_slow_mode_max_seconds: int = Field(
         3600, ge=1, description="Longest slow-mode interval a moderator can set (seconds)."
     )
+    showcase_max_products: int = Field(
+        50, ge=1, le=500, description="Most products one stream's showcase holds (tray size).")
+    showcase_title_max_chars: int = Field(
+        200, ge=1, le=500, description="Longest product title in a showcase (characters).")
+    showcase_deal_max_seconds: int = Field(
+        86400, ge=1, description="Longest flash deal a seller can start (seconds).")
 
     # --- playback telemetry (POST /api/v1/telemetry) ---
     telemetry_rate_per_second: float = Field(
@@ -517,6 +523,11 @@ class Settings(BaseSettings):
     web_content_security_policy: str | None = Field(
         None, description="Content-Security-Policy of the pages, replacing the built-in one "
         "(same origin only; plus Agora's SDK CDN and servers in Agora mode).",
+    )
+    web_image_sources: str = Field(
+        "https:", pattern=r"^[A-Za-z0-9:/.*\- ]*$",
+        description="Extra CSP img-src sources (space-separated) for showcase product images; "
+        "'https:' allows any https image host, '' only this server's own images.",
     )
     web_local_max_viewers: int = Field(
         8, ge=1, description="Local WebRTC mode: most viewers one studio browser sends video to "

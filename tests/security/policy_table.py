@@ -56,6 +56,8 @@ HOSTS = frozenset({SELLER, COHOST})  # publish video; send seller:* / webrtc:* e
 SANCTIONED = frozenset({MUTED, BANNED})
 # services/streams.py create: sellers, admins and the service role create streams.
 CREATORS = frozenset({SELLER, OTHER_SELLER, ADMIN, SERVICE})
+# services/showcase.py: the seller, its co-hosts and staff change the showcase (issue 14).
+SHOWCASE_EDITORS = STAFF | {SELLER, COHOST}
 CHAT_OPEN = frozenset({LIVE, PAUSED})  # services/chat.py CHATTABLE
 HAS_MESSAGES = frozenset({LIVE, PAUSED, ENDED})  # the scenario sends messages while live
 
@@ -195,6 +197,13 @@ def publisher_token(role: str, state: str) -> Expect:
 
 
 STREAM = "/api/v1/streams/{stream_id}"
+SHOWCASE_PRODUCT = STREAM + "/showcase/products/{product_id}"
+
+
+def missing_message(role: str, state: str) -> Expect:
+    return E(409 if state == ENDED else 404)
+
+
 REST_CASES: tuple[RestCase, ...] = (
     # dev sign-in is off in the matrix (as it must be on any public deployment): 404 for all
     RestCase("POST", "/api/v1/auth/dev-sign-in", everyone(404),
@@ -254,6 +263,27 @@ REST_CASES: tuple[RestCase, ...] = (
              user="sanction_target"),
     RestCase("GET", STREAM + "/chat/settings", everyone()),
     RestCase("PUT", STREAM + "/chat/settings", only(CHAT_MODERATORS), {"slow_mode_seconds": 0}),
+    # services/showcase.py (issue 14): anyone reads; editors change it, but not an ended stream
+    RestCase("GET", STREAM + "/showcase", everyone()),
+    RestCase("POST", STREAM + "/showcase/products", only(SHOWCASE_EDITORS, not_ended),
+             {"title": "Matrix mug", "price_minor": 500, "currency": "EUR",
+              "product_url": "https://shop.example/mug"}),
+    # nothing is pinned and no deal runs in the scenario: editors get 409 (nothing-pinned,
+    # no-deal or stream-ended); these rows come before the ones that pin or start a deal
+    RestCase("DELETE", STREAM + "/showcase/pin", only(SHOWCASE_EDITORS, everyone(409))),
+    RestCase("DELETE", STREAM + "/showcase/pinned-message", only(SHOWCASE_EDITORS, everyone(409))),
+    RestCase("DELETE", SHOWCASE_PRODUCT + "/deal", only(SHOWCASE_EDITORS, everyone(409))),
+    RestCase("PATCH", SHOWCASE_PRODUCT, only(SHOWCASE_EDITORS, not_ended), {"stock": 5}),
+    RestCase("POST", SHOWCASE_PRODUCT + "/pin", only(SHOWCASE_EDITORS, not_ended)),
+    RestCase("POST", SHOWCASE_PRODUCT + "/move", only(SHOWCASE_EDITORS, not_ended), {"position": 0}),
+    RestCase("POST", SHOWCASE_PRODUCT + "/sold-out", only(SHOWCASE_EDITORS, not_ended),
+             {"sold_out": True}),
+    RestCase("POST", SHOWCASE_PRODUCT + "/deal", only(SHOWCASE_EDITORS, not_ended),
+             {"deal_price_minor": 100, "duration_seconds": 60}),
+    # the message does not exist: 404 for editors (409 once the stream ended)
+    RestCase("PUT", STREAM + "/showcase/pinned-message", only(SHOWCASE_EDITORS, missing_message),
+             {"message_id": "0190a000-0000-7000-8000-000000000000"}),
+    RestCase("DELETE", SHOWCASE_PRODUCT, only(SHOWCASE_EDITORS, not_ended), resets=True),
     # server-side broadcast: any valid token may post (202); what is delivered is the realtime
     # policy's call (checked by the realtime matrix). No token at all → 401 (realtime/rest.py).
     RestCase("POST", "/realtime/v1/api/broadcast", signed_in(everyone(202)),
@@ -285,7 +315,7 @@ NOT_DELIVERED = "refused"  # an error reply (or no membership at all), nobody re
 ROWS, NO_ROWS = "rows received", "no rows"
 TRACKED = "tracked"
 
-SERVER_EVENTS = ("stream_state", "viewer_count", "token_renew")
+SERVER_EVENTS = ("stream_state", "viewer_count", "token_renew", "showcase")
 HOST_EVENTS = ("seller:state", "webrtc:signal")
 ORDINARY_EVENT = "reaction"
 

@@ -66,6 +66,7 @@ class StreamScene:
     id: str
     own: dict[str, str] = field(default_factory=dict)  # role → id of their message
     other: str = ""  # the author's message
+    product: str = ""  # a showcase product the seller attached (issue 14)
 
 
 @dataclass
@@ -129,6 +130,12 @@ async def build_scene(world: World, state: str) -> StreamScene:
         author = await ctx.chat.send(Principal(AUTHOR, Role.BUYER), stream.id, "by the author",
                                      "author")
         scene.other = author.message.id
+    from onair.domain import showcase as showcase_rules  # issue 14: one product in the tray
+    added = await ctx.showcase.change(p(T.SELLER), stream.id, showcase_rules.Attach(
+        f"mx-product-{secrets.token_hex(4)}", {"title": "Matrix mug", "price_minor": 500,
+                                              "currency": "EUR",
+                                              "product_url": "https://shop.example/mug"}))
+    scene.product = added["products"][0]["id"]
     await ctx.chat.sanction(p(T.SELLER), stream.id, USER[T.MUTED], "mute", 3600, "matrix")
     await ctx.chat.sanction(p(T.SELLER), stream.id, USER[T.BANNED], "ban", None, "matrix")
     if state == T.PAUSED:
@@ -178,7 +185,7 @@ async def world(request: pytest.FixtureRequest,
 def fill(case: T.RestCase, scene: StreamScene | None, role: str) -> str:
     path = case.path
     if scene is not None:
-        path = path.replace("{stream_id}", scene.id)
+        path = path.replace("{stream_id}", scene.id).replace("{product_id}", scene.product)
         if case.target:
             message = scene.own.get(role, scene.other) if case.target == "own" else scene.other
             path = path.replace("{message_id}", message or "0190a000-0000-7000-8000-000000000000")

@@ -27,6 +27,7 @@ from tests.conftest import POSTGRES_URL, _create_schema, need, postgres_availabl
 FORGED = ["STREAM_STATE", "Stream_State", "WEBRTC:signal", "Webrtc:offer", "Seller:state", "SELLER:STATE",
           "TOKEN_RENEW", "ſtream_state", "ＳＴＲＥＡＭ_ＳＴＡＴＥ", "to\u212aen_renew", "v\u0130ewer_count",
           "stre\u0301am_state", "Chat_Sanction", "CHAT_SETTINGS", "ｗｅｂｒｔｃ：signal",
+          "SHOWCASE", "ShowCase", "ſhowcaſe", "ｓｈｏｗｃａｓｅ", "show\u200bcase",  # issue 14
           # and the exact names, refused before this fix too
           "stream_state", "webrtc:signal", "seller:state", "token_renew"]
 

@@ -26,7 +26,8 @@ from onair.realtime.protocol.event_names import (
 
 RESERVED = sorted(SERVER_ONLY) + list(HOST_ONLY_PREFIXES)
 SEEN_BY_PAGES = {"stream_state", "viewer_count", "token_renew", "seller:state", "webrtc:signal"}
-SENT_BY_SERVICES = {"stream_state", "viewer_count", "token_renew", "chat_sanction", "chat_settings"}
+SENT_BY_SERVICES = {"stream_state", "viewer_count", "token_renew", "chat_sanction", "chat_settings",
+                    "showcase"}
 ORDINARY = ["reaction", "signal", "cursor", "chat", "stream", "state", "webrtc", "seller",
             "stream_state2", "my_stream_state", "stream state", "webrtc_signal", "sellers:x",
             "REACTION", "Signal", "café", "stream-state", "token", "viewer"]

@@ -23,7 +23,9 @@ AGORA_DOMAINS = ("*.agora.io", "*.sd-rtn.com", "*.rtnsvc.com", "*.rtesvc.com")
 
 
 @lru_cache(maxsize=4)
-def content_security_policy(agora: bool, override: str | None = None) -> str:
+def content_security_policy(agora: bool, override: str | None = None, images: str = "") -> str:
+    """``images``: extra img-src sources (the showcase's product images, setting
+    ``web_image_sources``); images cannot run code, they can only be seen and counted."""
     if override:
         return override
     script = ["'self'"]
@@ -35,7 +37,7 @@ def content_security_policy(agora: bool, override: str | None = None) -> str:
         "default-src": ["'self'"],
         "script-src": script,
         "style-src": ["'self'"],
-        "img-src": ["'self'", "data:"],
+        "img-src": ["'self'", "data:", *images.split()],
         "media-src": ["'self'", "blob:", "mediastream:"],
         "connect-src": connect,
         "worker-src": ["'self'", "blob:"] if agora else ["'self'"],
@@ -47,9 +49,9 @@ def content_security_policy(agora: bool, override: str | None = None) -> str:
     return "; ".join(f"{name} {' '.join(values)}" for name, values in directives.items())
 
 
-def page_headers(agora: bool, override: str | None = None) -> dict[str, str]:
+def page_headers(agora: bool, override: str | None = None, images: str = "") -> dict[str, str]:
     return {
-        "Content-Security-Policy": content_security_policy(agora, override),
+        "Content-Security-Policy": content_security_policy(agora, override, images),
         "X-Frame-Options": "DENY",  # for browsers without frame-ancestors
         "Referrer-Policy": "same-origin",
         "Cache-Control": "no-cache",

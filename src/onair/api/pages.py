@@ -84,7 +84,8 @@ async def _render(name: str, ctx: AppContext, **extra: Any) -> HTMLResponse:
     # JSON inside <script type="application/json">: escape "<" so no value can close the tag.
     payload = orjson.dumps(config).decode().replace("<", "\\u003c")
     html = _shell(name).replace(CONFIG_MARK, payload)
-    headers = page_headers(config["media_mode"] == "agora", ctx.settings.web_content_security_policy)
+    headers = page_headers(config["media_mode"] == "agora", ctx.settings.web_content_security_policy,
+                           ctx.settings.web_image_sources)
     return HTMLResponse(html, headers=headers)
 
 

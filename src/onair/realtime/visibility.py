@@ -56,7 +56,9 @@ TABLES: dict[str, TableRule] = {
 }
 # Tables whose rows never leave the server (token ledger, uids, history, leases); every table of
 # the schema is either in TABLES or here (tests/security/test_visibility_rules.py).
-NOT_DELIVERED: frozenset[str] = frozenset({"agora_tokens", "stream_uids", "stream_transitions", "leases"})
+# The showcase tables travel as ``showcase`` broadcasts (services/showcase.py), never as rows.
+NOT_DELIVERED: frozenset[str] = frozenset({"agora_tokens", "stream_uids", "stream_transitions", "leases",
+                                           "showcase_state", "showcase_products"})
 
 # Server broadcasts on a stream channel (services/events.py ``broadcast_event``): who hears them.
 # An event name not listed is not delivered (default deny).
@@ -64,6 +66,7 @@ EVENTS: dict[str, str] = {
     "stream_state": "all",
     "viewer_count": "all",
     "chat_settings": "all",
+    "showcase": "all",  # products and the pinned chat message: public like the chat itself
     "chat_sanction": "subject",
     "token_renew": "subject",
 }

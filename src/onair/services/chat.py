@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -118,6 +119,8 @@ class ChatService:
         # type), batches whose transaction failed
         self.send_outcomes: dict[str, int] = {}
         self.commit_failures = 0
+        # Called with the message after an edit or delete committed (the pinned message follows).
+        self.message_listeners: list[Callable[[Message], Awaitable[None]]] = []
 
     @property
     def writer(self) -> GroupCommit[_PendingSend, SendResult]:
@@ -427,6 +430,8 @@ class ChatService:
                 raise refusal_problem(rules.Refusal.MESSAGE_DELETED)
             await store.update_message(conn, after)
         self._emit(stream_id, row_event(TABLE, "UPDATE", after.record(), old_identity(TABLE, before.record()), now))
+        for listener in self.message_listeners:
+            await listener(after)
         return after
 
     async def _refuse_sanctioned(self, conn: Any, principal: Principal, stream_id: str,
@@ -458,11 +463,14 @@ class ChatService:
             if refusal is not None:
                 raise refusal_problem(refusal)
             after, outcome = self._merge(before, rules.Delete(at=now, by=principal.user_id))
-            if outcome is not rules.MergeOutcome.APPLIED:
-                return before  # deleting a tombstone again is a no-op, like any retry
-            await store.update_message(conn, after)
-        self._emit(stream_id, row_event(TABLE, "UPDATE", after.record(), old_identity(TABLE, before.record()), now))
-        return after
+            if outcome is rules.MergeOutcome.APPLIED:
+                await store.update_message(conn, after)
+        if outcome is rules.MergeOutcome.APPLIED:
+            self._emit(stream_id, row_event(TABLE, "UPDATE", after.record(), old_identity(TABLE, before.record()), now))
+        for listener in self.message_listeners:  # on a retry too: a failed one runs again
+            await listener(after if outcome is rules.MergeOutcome.APPLIED else before)
+        # deleting a tombstone again is a no-op, like any retry
+        return after if outcome is rules.MergeOutcome.APPLIED else before
 
     async def get(self, stream_id: str, message_id: str) -> Message:
         async with self.db.read() as conn:

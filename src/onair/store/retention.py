@@ -16,7 +16,14 @@ from typing import Any
 from sqlalchemy import Select, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from onair.store.tables import agora_tokens, chat_messages, stream_sessions, stream_uids, stream_viewers
+from onair.store.tables import (
+    agora_tokens,
+    chat_messages,
+    showcase_state,
+    stream_sessions,
+    stream_uids,
+    stream_viewers,
+)
 
 
 def expired_tokens_query(cutoff: datetime, batch: int) -> Select[Any]:
@@ -85,6 +92,13 @@ async def mark_chat_purged(conn: AsyncConnection, stream_id: str, now: datetime)
     await conn.execute(update(stream_sessions).where(
         stream_sessions.c.id == stream_id, stream_sessions.c.status == "ended"
     ).values(chat_purged_at=now))
+    # the pinned message's copy of a chat body goes with the chat (store/showcase.py)
+    s = showcase_state.c
+    await conn.execute(update(showcase_state).where(
+        s.stream_id == stream_id, s.pinned_message_id.is_not(None)).values(
+        version=s.version + 1, pinned_message_id=None, pinned_message_seq=None,
+        pinned_message_sender=None, pinned_message_body=None, pinned_by=None, pinned_at=None,
+        updated_at=now))
 
 
 # --- the uid roster (stream_uids) of ended streams ----------------------------------------

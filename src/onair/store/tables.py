@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -190,6 +191,46 @@ stream_uids = Table(
     Column("uid", BigInteger, nullable=False),
     # A uid identifies one user within a stream's channel.
     UniqueConstraint("stream_id", "uid"),
+)
+
+# A stream's product showcase (domain/showcase.py): one state row carrying the per-stream version,
+# the pinned product and the pinned chat message (a copy of its body, kept in step with edits and
+# cleared on deletion by services/chat.py), plus one row per product in the tray.
+showcase_state = Table(
+    "showcase_state",
+    metadata,
+    Column("stream_id", ID, ForeignKey("stream_sessions.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("pinned_product_id", ID),
+    Column("pinned_message_id", ID),
+    Column("pinned_message_seq", BigInteger),
+    Column("pinned_message_sender", USER),
+    Column("pinned_message_body", Text),
+    Column("pinned_by", USER),
+    Column("pinned_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+showcase_products = Table(
+    "showcase_products",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("stream_id", ID, ForeignKey("stream_sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("title", String(500), nullable=False),
+    Column("price_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("product_url", String(2048), nullable=False),
+    Column("image_url", String(2048)),
+    Column("stock", BigInteger),
+    Column("external_id", String(255)),
+    Column("sold_out", Boolean, nullable=False, server_default="0"),
+    Column("deal_price_minor", BigInteger),
+    Column("deal_ends_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    # GET /streams/{id}/showcase: a stream's tray in order.
+    Index(None, "stream_id", "position"),
 )
 
 leases = Table(

@@ -2,7 +2,7 @@
 latest-role lookup of token refresh
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-05 08:00:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import onair.store.types
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -108,6 +108,15 @@ export class Api {
     return this.request("DELETE", `/api/v1/streams/${encodeURIComponent(id)}/chat/${encodeURIComponent(messageId)}`);
   }
 
+  // --- showcase and pinned message (issue 14) ---
+  getShowcase(id) {
+    return this.request("GET", `/api/v1/streams/${encodeURIComponent(id)}/showcase`);
+  }
+  /** A showcase change: `path` below /showcase, e.g. "/products" or `/products/${pid}/pin`. */
+  changeShowcase(id, method, path, body) {
+    return this.request(method, `/api/v1/streams/${encodeURIComponent(id)}/showcase${path}`, body);
+  }
+
   // --- Agora tokens (issue 3) ---
   /** role "subscriber" asks for a viewer token even when entitled to publish; omitted = by role. */
   rtcToken(id, role) {

@@ -80,6 +80,14 @@ export class ChatPanel {
       del.textContent = "Delete";
       del.addEventListener("click", () => this.moderation.remove(message).catch((err) => this.showError(err)));
       li.append(del);
+      if (this.moderation.pin) {
+        const pin = document.createElement("button");
+        pin.type = "button";
+        pin.className = "mod";
+        pin.textContent = "Pin";
+        pin.addEventListener("click", () => this.moderation.pin(message).catch((err) => this.showError(err)));
+        li.append(pin);
+      }
       if (message.sender_id !== this.me) {
         const mute = document.createElement("button");
         mute.type = "button";

@@ -10,6 +10,8 @@ import { ChatPanel } from "./chat_panel.js";
 import { playbackTelemetry } from "./playback_telemetry.js";
 import { connectRealtime, every, makeApi, readConfig, renderSession, Session, showError } from "./common.js";
 import { SELLER_STATE_EVENT, streamChannel } from "./stream_channel.js";
+import { ShowcaseSync } from "./showcase_panel.js";
+import { mountStudioShowcase } from "./showcase_studio.js";
 
 const config = readConfig();
 const streamId = config.stream_id;
@@ -142,9 +144,22 @@ async function main() {
   });
   const { log, sync, outbox } = parts;
   channel = parts.channel;
+  const showcase = new ShowcaseSync({ api, streamId, onChange: () => controls.render() }).bind(channel);
+  const controls = mountStudioShowcase({
+    form: $("product-form"), list: $("studio-products"), messageBox: $("pinned-message"), api, streamId,
+    sync: showcase, onError: (err) => showError(errorBox, err),
+  });
+  showcase.resync();
+  // deal countdowns in the list tick, unless the seller is typing into it (a redraw would lose it)
+  every(1000, () => {
+    const typing = $("studio-products").contains(document.activeElement)
+      || [...$("studio-products").querySelectorAll("input[name=deal_price]")].some((input) => input.value);
+    if (!typing) controls.render();
+  });
   new ChatPanel({
     root: $("chat"), log, outbox, sync, me: session.userId, maxChars: config.web?.chat_max_chars,
     moderation: {
+      pin: (message) => controls.pinMessage(message),
       remove: async (message) => log.applyRows([await api.deleteChat(streamId, message.id)]),
       mute: (userId) => api.sanction(streamId, { user_id: userId, kind: "mute", duration_seconds: 300, reason: "muted by the seller" }),
     },
@@ -189,7 +204,7 @@ async function main() {
     // a reload of a running studio keeps sending
     if (stream.status === "live" || stream.status === "paused") await startSending();
   }
-  globalThis.onair = { manager, log, outbox, publisher, socket, onStream, telemetry: playback.telemetry };
+  globalThis.onair = { manager, log, outbox, publisher, socket, onStream, telemetry: playback.telemetry, showcase };
 }
 
 main();

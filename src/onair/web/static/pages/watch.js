@@ -2,6 +2,7 @@
 // messages, a network-quality indicator, fullscreen, and video that letterboxes on rotation.
 
 import { realTimers } from "../client/emitter.js";
+import { showcaseView } from "../client/showcase_state.js";
 import { ViewerMachine, View } from "../client/viewer_state.js";
 import { VideoQuality } from "../client/video_quality.js";
 import { TrackRouter } from "../client/media/track_router.js";
@@ -13,6 +14,7 @@ import { ChatPanel } from "./chat_panel.js";
 import { playbackTelemetry } from "./playback_telemetry.js";
 import { connectRealtime, ensureSignedIn, every, makeApi, readConfig, renderSession, Session } from "./common.js";
 import { streamChannel } from "./stream_channel.js";
+import { renderShowcase, ShowcaseSync, tickCountdowns } from "./showcase_panel.js";
 
 const OVERLAY_TEXT = {
   [View.CONNECTING]: "Connecting…",
@@ -96,6 +98,14 @@ async function main() {
     onTokenRenew: () => media?.renewNow?.().catch(() => {}),
   });
   new ChatPanel({ root: $("chat"), log, outbox, sync, me: session.userId, maxChars: config.web?.chat_max_chars });
+  const boxes = { pinnedBox: $("pinned-product"), trayBox: $("tray"), messageBox: $("pinned-message") };
+  const showcase = new ShowcaseSync({
+    api, streamId, onChange: (view, state) => renderShowcase(boxes, view, state, Date.now()),
+  }).bind(channel);
+  showcase.resync(); // at once, before the channel joins: a late viewer sees the pinned product
+  every(250, () => {
+    if (tickCountdowns($("showcase"), showcase, Date.now())) renderShowcase(boxes, showcaseView(showcase.state), showcase.state, Date.now());
+  });
 
   // Connection → view, and link quality → indicator and video layer (video degrades first).
   manager.on("state", () => machine.dispatch({ type: "connection", online: manager.online || manager.state === "connecting" }));
@@ -188,7 +198,7 @@ async function main() {
   addEventListener("pagehide", () => {
     fetch(`/api/v1/streams/${encodeURIComponent(streamId)}/viewers/me`, { method: "DELETE", keepalive: true, headers: { Authorization: `Bearer ${session.token}` } }).catch(() => {});
   });
-  globalThis.onair = { machine, manager, log, outbox, media, socket, telemetry: playback.telemetry }; // for debugging and tests
+  globalThis.onair = { machine, manager, log, outbox, media, socket, telemetry: playback.telemetry, showcase }; // for debugging and tests
 }
 
 main();
