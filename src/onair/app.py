@@ -15,6 +15,7 @@ from onair.api import auth as auth_api
 from onair.api import chat as chat_api
 from onair.api import health as health_api
 from onair.api import pages as pages_api
+from onair.api import reactions as reactions_api
 from onair.api import streams as streams_api
 from onair.api import tokens as tokens_api
 from onair.api.hot_routes import HotRoutes
@@ -32,7 +33,7 @@ from onair.logs import outage_reason
 from onair.metrics import Metrics, start_sync, stop_sync
 from onair.realtime import rest as realtime_rest
 from onair.realtime.service import STATE_KEY as REALTIME
-from onair.realtime.wiring import build_realtime
+from onair.realtime.wiring import REACTIONS_KEY, build_realtime
 from onair.services.chat import ChatService, send_bucket
 from onair.services.events import EventPublisher
 from onair.services.reaper import Reaper
@@ -129,6 +130,7 @@ async def stop_context(ctx: AppContext) -> None:
     stop deadline (ONAIR_SHUTDOWN_TIMEOUT, enforced by the server) is named in the log."""
     steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
         ("metrics", lambda: stop_sync(ctx)), ("reaper", ctx.reaper.stop), ("realtime", ctx.extras[REALTIME].stop),
+        ("reactions", ctx.extras[REACTIONS_KEY].stop),
         ("tokens", ctx.tokens.close), ("chat", ctx.chat.close), ("broker", ctx.broker.close),
         ("database", ctx.db.close),
     ]
@@ -180,6 +182,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     api.include_router(chat_api.router)
     api.include_router(auth_api.router)
     api.include_router(streams_api.router)
+    api.include_router(reactions_api.router)
     api.include_router(tokens_api.router)
     api.include_router(health_api.config_router)
     app.include_router(api)
