@@ -1,4 +1,4 @@
-"""REST for reactions: ``POST /streams/{id}/reactions`` counts one tap, as a ``reaction``
+"""REST for reactions: ``POST /streams/{id}/reactions`` counts one tap, as a ``react``
 broadcast on the stream's channel does (issue 14; counting in services/reactions.py).
 
 Answers 202 whether the tap was counted or dropped by the per-user rate limit (excess taps are

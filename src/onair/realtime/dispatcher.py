@@ -33,7 +33,7 @@ from onair.realtime.routing import binding_stream, scope_error
 from onair.tally import bump
 
 log = logging.getLogger("onair.realtime")
-REACTION_EVENT = "reaction"  # a viewer's tap (services/reactions.py), compared after fold()
+REACTION_EVENT = "react"  # a viewer's tap (services/reactions.py), compared after fold()
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +118,7 @@ class Dispatcher:
         # client-originated broadcast + presence bytes, per sender and per topic (issue 10 §9)
         self.user_budget = ByteBudget(limits.user_bytes_per_second, limits.user_burst_bytes)
         self.topic_budget = ByteBudget(limits.topic_bytes_per_second, limits.topic_burst_bytes)
-        # counts a ``reaction`` tap on a stream channel (services/reactions.py): (principal,
+        # counts a ``react`` tap on a stream channel (services/reactions.py): (principal,
         # stream id, payload, sender key) -> None when taken, else why it was refused
         self.reactions: Callable[[Any, str, Any, str], str | None] | None = None
 

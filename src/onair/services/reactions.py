@@ -2,7 +2,7 @@
 partial counts with the other processes and hands one ``reactions`` aggregate per stream and
 window to the hub (issue 14; the counting rules are in ``domain/reactions.py``).
 
-Taps arrive from the realtime socket (the dispatcher routes a ``reaction`` broadcast here instead
+Taps arrive from the realtime socket (the dispatcher routes a ``react`` broadcast here instead
 of fanning it out) and from REST; both are authorized by the caller with the stream policy, then
 rate-limited per user here (excess taps are dropped silently and counted). With several processes
 each one publishes its partials on the stream's broker topic (``stream:{id}``, which every process
@@ -28,7 +28,7 @@ from onair.logs import log_failure
 
 log = logging.getLogger("onair.reactions")
 EVENT = "reactions"  # the aggregate's broadcast event (server-only, see event_names.json)
-TAP_EVENT = "reaction"  # what clients send (any casing: fold() is compared)
+TAP_EVENT = "react"  # what clients send (any casing: fold() is compared)
 PARTIAL_MARKER = b'"reactions_partial"'
 OUTCOMES = ("accepted", "rate_limited", "bad_kind", "overflow")
 
