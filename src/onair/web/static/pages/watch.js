@@ -10,6 +10,7 @@ import { LocalWebRtcViewer } from "../client/media/local_webrtc.js";
 import { AgoraViewer, loadAgoraSdk } from "../client/media/agora.js";
 import { playMutedFirst } from "../client/media/interface.js";
 import { ChatPanel } from "./chat_panel.js";
+import { reactionsPanel } from "./reactions_panel.js";
 import { connectRealtime, ensureSignedIn, every, makeApi, readConfig, renderSession, Session } from "./common.js";
 import { streamChannel } from "./stream_channel.js";
 
@@ -94,6 +95,7 @@ async function main() {
     onTokenRenew: () => media?.renewNow?.().catch(() => {}),
   });
   new ChatPanel({ root: $("chat"), log, outbox, sync, me: session.userId, maxChars: config.web?.chat_max_chars });
+  const reactions = reactionsPanel({ root: $("reactions"), layer: player, channel, api, streamId });
 
   // Connection → view, and link quality → indicator and video layer (video degrades first).
   manager.on("state", () => machine.dispatch({ type: "connection", online: manager.online || manager.state === "connecting" }));
@@ -182,7 +184,7 @@ async function main() {
   addEventListener("pagehide", () => {
     fetch(`/api/v1/streams/${encodeURIComponent(streamId)}/viewers/me`, { method: "DELETE", keepalive: true, headers: { Authorization: `Bearer ${session.token}` } }).catch(() => {});
   });
-  globalThis.onair = { machine, manager, log, outbox, media, socket }; // for debugging and tests
+  globalThis.onair = { machine, manager, log, outbox, media, socket, reactions }; // for debugging and tests
 }
 
 main();
