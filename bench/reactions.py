@@ -31,6 +31,7 @@ import os
 import random
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +41,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from fanout import HANDSHAKE, client_frame, cpu_seconds, percentile, start_server  # noqa: E402
+from fanout import HANDSHAKE, client_frame, cpu_seconds, percentile, start_server
 
 try:
     import uvloop
@@ -290,7 +291,7 @@ def main() -> None:
                 proc.send_signal(signal.SIGINT)
                 try:
                     proc.wait(10)
-                except Exception:
+                except subprocess.TimeoutExpired:
                     proc.kill()
         result["calibration_us"] = round(calibration, 3)
         result["cpu_per_tap_calibration_ratio"] = round(result["server_cpu_us_per_tap"] / calibration, 2)  # type: ignore[operator]

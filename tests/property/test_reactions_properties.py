@@ -20,7 +20,15 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onair.domain.reactions import KINDS, Combiner, Partial, TapLimiter, TapWindow, normalise_kind, total
+from onair.domain.reactions import (
+    KINDS,
+    Combiner,
+    Partial,
+    TapLimiter,
+    TapWindow,
+    normalise_kind,
+    total,
+)
 from onair.services.reactions import ReactionService
 
 STREAMS = ("s1", "s2", "s3")

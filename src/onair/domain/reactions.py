@@ -84,7 +84,7 @@ class TapLimiter:
     recently used goes first (it only gets a fresh burst back), so the map stays bounded whatever
     the number of users."""
 
-    __slots__ = ("rate", "burst", "max_users", "_buckets")
+    __slots__ = ("_buckets", "burst", "max_users", "rate")
 
     def __init__(self, rate: float, burst: float, max_users: int = 100_000) -> None:
         self.rate = float(rate)

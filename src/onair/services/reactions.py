@@ -23,7 +23,14 @@ from typing import Any
 
 import orjson
 
-from onair.domain.reactions import Aggregate, Combiner, Partial, TapLimiter, TapWindow, normalise_kind
+from onair.domain.reactions import (
+    Aggregate,
+    Combiner,
+    Partial,
+    TapLimiter,
+    TapWindow,
+    normalise_kind,
+)
 from onair.logs import log_failure
 
 log = logging.getLogger("onair.reactions")
@@ -149,7 +156,7 @@ class ReactionService:
             partial = await self._outbox.get()
             try:
                 await self.broker.publish(f"stream:{partial.stream}", orjson.dumps(partial.to_event()))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 -- whatever the broker raised: counted, logged
                 self.publish_failures += 1
                 log_failure(log, "reactions: sharing a partial failed", exc=exc)
 
