@@ -36,12 +36,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from fanout import HANDSHAKE, client_frame, cpu_seconds, percentile, start_server
+from fanout import HANDSHAKE, Sub, client_frame, cpu_seconds, percentile, start_server
 
 try:
     import uvloop
@@ -62,46 +63,32 @@ class Probe:
         self.latencies: list[float] = []
 
 
-class Viewer(asyncio.Protocol):
+class Viewer(Sub):
+    """fanout.Sub's handshake and join; then counts aggregates, times probes, and viewer 0
+    decodes every aggregate to check the counts."""
+
+    join_payload: ClassVar[dict[str, object]] = {"config": {"presence": {"enabled": False}}}
+
     def __init__(self, topic: str, probe: Probe, parse: bool) -> None:
+        super().__init__(False, [])
         self.topic = topic
         self.probe = probe
-        self.parse = parse  # viewer 0 decodes every aggregate to check the counts
+        self.parse = parse
         self.counted: dict[str, int] = {}
-        self.ready = asyncio.get_running_loop().create_future()
-        self.state = 0
-        self.buf = b""
         self.aggregates = 0
         self.seen_probe = 0
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        if self.state == 2:
-            self.aggregates += data.count(AGGREGATE)
-            probe = self.probe
-            if probe.sent_at is not None and self.seen_probe < probe.seq and PROBE in data:
-                self.seen_probe = probe.seq
-                probe.latencies.append(time.monotonic() - probe.sent_at)
-            if self.parse:
-                self._decode(data)
+        if self.state != 2:
+            super().data_received(data)
             return
-        self.buf += data
-        if self.state == 0 and b"\r\n\r\n" in self.buf:
-            head, _, rest = self.buf.partition(b"\r\n\r\n")
-            if b" 101 " not in head.split(b"\r\n")[0]:
-                self.ready.set_exception(RuntimeError(head.decode(errors="replace")))
-                return
-            self.state, self.buf = 1, rest
-            assert self.transport is not None
-            join = ["1", "1", self.topic, "phx_join", {"config": {"presence": {"enabled": False}}}]
-            self.transport.write(client_frame(orjson.dumps(join)))
-        if self.state == 1 and b"phx_reply" in self.buf:
-            self.state, self.buf = 2, b""
-            if not self.ready.done():
-                self.ready.set_result(None)
+        self.aggregates += data.count(AGGREGATE)
+        probe = self.probe
+        if probe.sent_at is not None and self.seen_probe < probe.seq and PROBE in data:
+            self.seen_probe = probe.seq
+            probe.latencies.append(time.monotonic() - probe.sent_at)
+        if self.parse:
+            self._decode(data)
 
     def _decode(self, data: bytes) -> None:
         self.buf += data
@@ -117,9 +104,6 @@ class Viewer(asyncio.Protocol):
                 for kind, count in msg[4]["payload"]["counts"].items():
                     self.counted[kind] = self.counted.get(kind, 0) + count
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError("closed"))
 
 
 def tap(topic: str, kind: str) -> bytes:
