@@ -15,6 +15,7 @@ from onair.api import auth as auth_api
 from onair.api import chat as chat_api
 from onair.api import health as health_api
 from onair.api import pages as pages_api
+from onair.api import reactions as reactions_api
 from onair.api import showcase as showcase_api
 from onair.api import streams as streams_api
 from onair.api import telemetry as telemetry_api
@@ -146,6 +147,7 @@ async def stop_context(ctx: AppContext) -> None:
     stop deadline (ONAIR_SHUTDOWN_TIMEOUT, enforced by the server) is named in the log."""
     steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
         ("metrics", lambda: stop_sync(ctx)), ("reaper", ctx.reaper.stop), ("realtime", ctx.realtime.stop),
+        ("reactions", ctx.reactions.stop),
         ("tokens", ctx.tokens.close), ("chat", ctx.chat.close), ("broker", ctx.broker.close),
         ("database", ctx.db.close),
     ]
@@ -198,6 +200,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     api.include_router(auth_api.router)
     api.include_router(streams_api.router)
     api.include_router(showcase_api.router)
+    api.include_router(reactions_api.router)
     api.include_router(tokens_api.router)
     api.include_router(health_api.config_router)
     api.include_router(telemetry_api.router)

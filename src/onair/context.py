@@ -21,6 +21,7 @@ from onair.store.db import Database
 
 if TYPE_CHECKING:  # the realtime layer imports this module
     from onair.realtime.service import RealtimeService
+    from onair.services.reactions import ReactionService
 
 
 class BrokerFanIn:
@@ -65,4 +66,5 @@ class AppContext:
     showcase: ShowcaseService
     # set by onair.realtime.wiring.build_realtime right after the context is built
     realtime: RealtimeService = field(init=False)
+    reactions: ReactionService = field(init=False)  # built with realtime (wiring.build_reactions)
     extras: dict[str, Any] = field(default_factory=dict)

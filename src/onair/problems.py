@@ -174,3 +174,8 @@ PRODUCT_NOT_FOUND = _type("product-not-found", 404, "Not found")
 SHOWCASE_FULL = _type("showcase-full", 409, "Conflict")
 NOTHING_PINNED = _type("nothing-pinned", 409, "Conflict")
 NO_DEAL = _type("no-deal", 409, "Conflict")
+
+# --- live shopping: reactions -------------------------------------------------------------------
+
+REACTIONS_NOT_ALLOWED = _type("reactions-not-allowed", 403, "Not allowed")
+UNKNOWN_REACTION_KIND = _type("unknown-reaction-kind", 422, "Unknown reaction")

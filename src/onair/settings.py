@@ -470,6 +470,26 @@ class Settings(BaseSettings):
         "`phx_close`), so the final state and the last chat rows arrive first. Channels joined "
         "to an ended stream later are closed the same way at the next sweep.",
     )
+    reactions_window: float = Field(
+        0.25, ge=0.05, le=5, description="Seconds of viewers' reaction taps counted into one "
+        "`reactions` broadcast per stream (the fan-out is one message per window whatever the "
+        "number of reactors)."
+    )
+    reactions_per_second: float = Field(
+        5.0, gt=0, le=100, description="Reaction taps a user may send per second (refill of the "
+        "per-user bucket); excess taps are dropped silently and counted in "
+        "`onair_reactions_taps_total{outcome=\"rate_limited\"}`."
+    )
+    reactions_burst: int = Field(
+        10, ge=1, le=1000, description="Burst of `reactions_per_second` (taps)."
+    )
+    reactions_max_users: int = Field(
+        100_000, ge=100, description="Users whose reaction rate is tracked per process (least "
+        "recently seen forgotten first)."
+    )
+    reactions_max_streams: int = Field(
+        10_000, ge=10, description="Streams with reactions counted per process and window."
+    )
     realtime_chat_reorder_wait: float = Field(
         0.5, gt=0, le=10, description="With a Redis broker (several processes): seconds a chat "
         "row that arrives ahead of a missing seq waits for it before it is delivered anyway."

@@ -76,6 +76,9 @@ def sync(exporter: Exporter, ctx: Any) -> None:
     realtime = getattr(ctx, "realtime", None)
     if realtime is not None:
         _realtime(exporter, realtime)
+    reactions = getattr(ctx, "reactions", None)
+    if reactions is not None:
+        _reactions(exporter, reactions)
     _chat(exporter, ctx.chat)
     _tokens(exporter, ctx.tokens, ctx.streams)
     _database(exporter, ctx.db)
@@ -124,6 +127,13 @@ def _realtime(e: Exporter, service: Any) -> None:
     if order is not None:
         e.count(m.reorder_held, order.held)
         e.count(m.reorder_gaps, order.gaps_given_up)
+
+
+def _reactions(e: Exporter, reactions: Any) -> None:
+    e.count_each(e.m.reaction_taps, reactions.outcomes)
+    e.count(e.m.reaction_aggregates, reactions.aggregates)
+    e.count(e.m.reaction_partials, reactions.partials_received)
+    e.count(e.m.broker_failures.labels("reactions"), reactions.publish_failures)
 
 
 def _writer(e: Exporter, name: str, writer: Any) -> None:

@@ -97,6 +97,16 @@ class Metrics:
         self.rt_lag = Histogram("onair_realtime_delivery_lag_seconds", "From a database "
                                 "change's commit to its fan-out here (broker, queueing, reordering)",
                                 registry=r, buckets=SECONDS)
+        # -- reactions --
+        self.reaction_taps = Counter("onair_reactions_taps_total", "Reaction taps by outcome: "
+                                     "accepted, rate_limited (dropped silently), bad_kind, overflow",
+                                     ["outcome"], registry=r)
+        self.reaction_aggregates = Counter("onair_reactions_aggregates_total", "Reaction "
+                                           "aggregates broadcast (one per stream and window)",
+                                           registry=r)
+        self.reaction_partials = Counter("onair_reactions_partials_received_total", "Other "
+                                         "processes' partial reaction counts applied here",
+                                         registry=r)
         # -- chat --
         self.chat_sends = Counter("onair_chat_sends_total", "Chat sends by outcome: created, "
                                   "duplicate (a retry) or the problem type it was refused with",

@@ -39,6 +39,7 @@ from onair.realtime.routing import binding_stream, scope_error
 from onair.tally import bump
 
 log = logging.getLogger("onair.realtime")
+REACTION_EVENT = "react"  # a viewer's tap (services/reactions.py), compared after fold()
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,9 @@ class Dispatcher:
         # client-originated broadcast + presence bytes, per sender and per topic (issue 10 §9)
         self.user_budget = ByteBudget(limits.user_bytes_per_second, limits.user_burst_bytes)
         self.topic_budget = ByteBudget(limits.topic_bytes_per_second, limits.topic_burst_bytes)
+        # counts a ``react`` tap on a stream channel (services/reactions.py): (principal,
+        # stream id, payload, sender key) -> None when taken, else why it was refused
+        self.reactions: Callable[[Any, str, Any, str], str | None] | None = None
 
     # -- synchronous requests ---------------------------------------------------------------------
 
@@ -196,6 +200,9 @@ class Dispatcher:
             if config.broadcast_ack:
                 client.protocol.send(m.reply(join_ref, req.ref, req.topic, "error", {"reason": "Unauthorized"}))
             return
+        if sub.startswith(STREAM_PREFIX) and event_names.fold(req.event) == REACTION_EVENT:
+            self._reaction(client, member, req, sub)
+            return
         if not self._within_budget(client, member, req.topic, req.size, now, req.event):
             bump(self.hub.stats.limit_hits, "bytes_per_second")
             if config.broadcast_ack:
@@ -206,6 +213,19 @@ class Dispatcher:
             self.relay(req.topic, req.event, req.payload, req.raw, client)
         if config.broadcast_ack:
             client.protocol.send(m.reply(join_ref, req.ref, req.topic, "ok", {}))
+
+    def _reaction(self, client: Client, member: Any, req: BroadcastRequested, sub: str) -> None:
+        """A tap is counted into the stream's next ``reactions`` aggregate, never fanned out by
+        itself (issue 14), whatever casing its event name has; the per-user tap limit of the
+        reaction service stands in for the byte budgets."""
+        fallback = f"ip:{client.ip}" if client.ip is not None else client.id
+        sender = verified_user(member.principal) or fallback
+        kind = req.payload.get("kind") if isinstance(req.payload, dict) else None
+        refused = ("reactions are not available" if self.reactions is None
+                   else self.reactions(member.principal, sub[len(STREAM_PREFIX):], kind, sender))
+        if member.config.broadcast_ack:
+            status, response = ("error", {"reason": refused}) if refused else ("ok", {})
+            client.protocol.send(m.reply(member.join_ref, req.ref, req.topic, status, response))
 
     def _presence(self, client: Client, req: PresenceRequested, now: float) -> None:
         member = self._member(client, req.topic)

@@ -12,6 +12,8 @@ from onair.realtime.limits import RealtimeLimits
 from onair.realtime.policies import StreamPolicy
 from onair.realtime.protocol.filters import FilterLimits
 from onair.realtime.service import RealtimeService
+from onair.services.reactions import EVENT as REACTIONS_EVENT
+from onair.services.reactions import ReactionService
 
 if TYPE_CHECKING:
     from onair.context import AppContext
@@ -73,7 +75,27 @@ def build_realtime(ctx: AppContext) -> RealtimeService:
     )
     ctx.broker_fan_in.consumers.append(service)
     ctx.realtime = service
+    build_reactions(ctx, service, wall_clock)
     return service
+
+
+def build_reactions(ctx: Any, service: RealtimeService, wall_clock: Any) -> ReactionService:
+    """Taps from the socket (the dispatcher's hook) and REST are counted here; aggregates go to
+    the stream's local channel; partials of other processes arrive through the broker."""
+    s = ctx.settings
+    reactions = ReactionService(service.node_id, window=s.reactions_window, rate=s.reactions_per_second,
+                                burst=s.reactions_burst, max_users=s.reactions_max_users,
+                                max_streams=s.reactions_max_streams,
+                                broker=ctx.broker if service.distributed else None, wall_clock=wall_clock)
+
+    def deliver(stream: str, payload: dict[str, Any]) -> None:
+        service.hub.broadcast(f"realtime:stream:{stream}", REACTIONS_EVENT, payload)
+
+    reactions.deliver = deliver
+    service.dispatcher.reactions = lambda _principal, stream, kind, sender: reactions.tap(sender, stream, kind)
+    ctx.broker_fan_in.consumers.append(reactions)
+    ctx.reactions = reactions
+    return reactions
 
 
 def server_options(settings: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import { LocalWebRtcHost } from "../client/media/local_webrtc.js";
 import { Signaller } from "../client/media/signalling.js";
 import { ChatPanel } from "./chat_panel.js";
 import { playbackTelemetry } from "./playback_telemetry.js";
+import { reactionsPanel } from "./reactions_panel.js";
 import { connectRealtime, every, makeApi, readConfig, renderSession, Session, showError } from "./common.js";
 import { SELLER_STATE_EVENT, streamChannel } from "./stream_channel.js";
 import { ShowcaseSync } from "./showcase_panel.js";
@@ -164,6 +165,7 @@ async function main() {
       mute: (userId) => api.sanction(streamId, { user_id: userId, kind: "mute", duration_seconds: 300, reason: "muted by the seller" }),
     },
   });
+  reactionsPanel({ root: $("reactions"), layer: $("preview-box"), channel, buttons: false, rpm: $("rpm") });
   if (config.media_mode !== "agora") {
     const signaller = new Signaller({ channel, streamId, peerId: `host:${session.userId}:${crypto.randomUUID().slice(0, 8)}`, isHost: true });
     publisher = new LocalWebRtcHost({ signaller, iceServers: config.ice_servers ?? [], maxViewers: config.web?.local_max_viewers ?? 8 });

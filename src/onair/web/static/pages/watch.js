@@ -12,6 +12,7 @@ import { AgoraViewer, loadAgoraSdk } from "../client/media/agora.js";
 import { playMutedFirst } from "../client/media/interface.js";
 import { ChatPanel } from "./chat_panel.js";
 import { playbackTelemetry } from "./playback_telemetry.js";
+import { reactionsPanel } from "./reactions_panel.js";
 import { connectRealtime, ensureSignedIn, every, makeApi, readConfig, renderSession, Session } from "./common.js";
 import { streamChannel } from "./stream_channel.js";
 import { renderShowcase, ShowcaseSync, tickCountdowns } from "./showcase_panel.js";
@@ -106,6 +107,7 @@ async function main() {
   every(250, () => {
     if (tickCountdowns($("showcase"), showcase, Date.now())) renderShowcase(boxes, showcaseView(showcase.state), showcase.state, Date.now());
   });
+  const reactions = reactionsPanel({ root: $("reactions"), layer: player, channel, api, streamId });
 
   // Connection → view, and link quality → indicator and video layer (video degrades first).
   manager.on("state", () => machine.dispatch({ type: "connection", online: manager.online || manager.state === "connecting" }));
@@ -198,7 +200,7 @@ async function main() {
   addEventListener("pagehide", () => {
     fetch(`/api/v1/streams/${encodeURIComponent(streamId)}/viewers/me`, { method: "DELETE", keepalive: true, headers: { Authorization: `Bearer ${session.token}` } }).catch(() => {});
   });
-  globalThis.onair = { machine, manager, log, outbox, media, socket, telemetry: playback.telemetry, showcase }; // for debugging and tests
+  globalThis.onair = { machine, manager, log, outbox, media, socket, telemetry: playback.telemetry, showcase, reactions }; // for debugging and tests
 }
 
 main();
