@@ -52,7 +52,16 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from calibration import children, free_port, pin_self, pinned, ratio, start_floor, stop, tree_cpu_seconds
+from calibration import (
+    children,
+    free_port,
+    pin_self,
+    pinned,
+    ratio,
+    start_floor,
+    stop,
+    tree_cpu_seconds,
+)
 
 try:
     import uvloop

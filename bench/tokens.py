@@ -23,19 +23,19 @@ same process (the primitive every token costs at least once) and reports ``ratio
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import hmac
 import json
 import os
 import platform
-import sys
-import time
-import asyncio
 import secrets
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 

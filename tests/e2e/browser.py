@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # Draw the <video> into a 32×18 canvas and return size, mean/std of luminance and the samples
 # (the fake camera: mean ≈ 85–95, std ≈ 20–30; black: 0/0).

@@ -14,7 +14,14 @@ import pytest
 
 from tests.conftest import need
 from tests.e2e.browser import (
-    chat_lines, moving_picture, send_chat, shot, sign_in, view_of, wait_until, wait_view,
+    chat_lines,
+    moving_picture,
+    send_chat,
+    shot,
+    sign_in,
+    view_of,
+    wait_until,
+    wait_view,
 )
 from tests.e2e.conftest import OnairServer
 

@@ -6,21 +6,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import secrets
 import time
 from contextlib import ExitStack
 from typing import Any
 from urllib.parse import urlparse
 
-import asyncio
-import json
-
 import httpx
 import pytest
 import websockets
 
 from tests.compat.onair_server import OnairServer, run_server
-from tests.conftest import POSTGRES_URL, REDIS_URL, _create_schema, _port_open, need, postgres_available
+from tests.conftest import (
+    POSTGRES_URL,
+    REDIS_URL,
+    _create_schema,
+    _port_open,
+    need,
+    postgres_available,
+)
 from tests.integration.test_tokens_api import APP_ID, CERT
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]

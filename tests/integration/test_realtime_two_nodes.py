@@ -15,7 +15,14 @@ import pytest
 import websockets
 
 from tests.compat.onair_server import OnairServer, run_server
-from tests.conftest import POSTGRES_URL, REDIS_URL, _create_schema, _port_open, need, postgres_available
+from tests.conftest import (
+    POSTGRES_URL,
+    REDIS_URL,
+    _create_schema,
+    _port_open,
+    need,
+    postgres_available,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 

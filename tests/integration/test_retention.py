@@ -20,7 +20,13 @@ from onair.domain.ids import uuid7
 from onair.services.retention import Pruner, RetentionPolicy
 from onair.settings import Settings
 from onair.store import retention as retention_store
-from onair.store.tables import agora_tokens, chat_messages, stream_sessions, stream_uids, stream_viewers
+from onair.store.tables import (
+    agora_tokens,
+    chat_messages,
+    stream_sessions,
+    stream_uids,
+    stream_viewers,
+)
 
 DAY = 86400.0
 _serial = iter(range(10**9))

@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from pydantic import SecretStr
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from onair.app import build_context, start_context, stop_context
 from onair.broker.memory import MemoryBroker, MemoryBus

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -99,7 +98,7 @@ def postgres_problems(plan: list[str]) -> list[str]:
         if node.startswith("Seq Scan on "):
             if node.split()[3] not in BOUNDED_TABLES:
                 bad.append(line)
-        elif node.startswith("Sort") or node.startswith("Incremental Sort"):
+        elif node.startswith(("Sort", "Incremental Sort")):
             bad.append(line)
     return bad
 

@@ -5,16 +5,16 @@ from typing import Any
 
 import orjson
 import pytest
-from tests.realtime.realtime_fakes import FakeTransport, Harness
 
-from onair.realtime.hub import Hub
 from onair.realtime.changes import RowChange
+from onair.realtime.hub import Hub
 from onair.realtime.limits import RealtimeLimits
 from onair.realtime.policies import StreamFacts, StreamPolicy
 from onair.realtime.protocol.filters import Filter
 from onair.realtime.protocol.messages import BroadcastPush
 from onair.realtime.protocol.serializer import V1Serializer, V2Serializer, encode_push
 from onair.realtime.routing import broker_topics
+from tests.realtime.realtime_fakes import FakeTransport, Harness
 
 T = "realtime:room"
 

@@ -3,11 +3,16 @@ from __future__ import annotations
 import orjson
 
 from onair.realtime.protocol.connection import (
-    BroadcastRequested, ConnectionProtocol, JoinRequested, LeaveRequested, PresenceRequested, ProtocolViolation,
+    BroadcastRequested,
+    ConnectionProtocol,
+    JoinRequested,
+    LeaveRequested,
+    PresenceRequested,
+    ProtocolViolation,
     TokenRefreshed,
 )
-from onair.realtime.protocol.serializer import SERIALIZERS, encode_push
 from onair.realtime.protocol.messages import BroadcastPush
+from onair.realtime.protocol.serializer import SERIALIZERS, encode_push
 
 
 def frames(p: ConnectionProtocol) -> list[object]:

@@ -123,7 +123,7 @@ def test_truncated_frames_are_protocol_errors(msg: object, vsn: str, wire: bytes
     if direction == "encode":
         return
     binary = isinstance(msg, BroadcastPush)
-    cut_points = range(0, len(wire) - (len(b'{"from":"js"}') if binary else 0))
+    cut_points = range(len(wire) - (len(b'{"from":"js"}') if binary else 0))
     for cut in cut_points:
         try:
             decoded = SERIALIZERS[vsn].decode(wire[:cut], binary)

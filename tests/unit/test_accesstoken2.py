@@ -35,7 +35,7 @@ ISSUE_TS = 1111111
 SALT = 1
 EXPIRE = 600
 
-ALL_RTC = {p: EXPIRE for p in RtcPrivilege}
+ALL_RTC = dict.fromkeys(RtcPrivilege, EXPIRE)
 
 
 def svc(type_: ServiceType, privileges: dict[int, int], *fields: str | int) -> Service:

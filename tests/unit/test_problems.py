@@ -128,3 +128,14 @@ def test_a_type_makes_its_problem() -> None:
 def test_errors_module_still_exports_problem() -> None:
     assert errors.Problem is problems.Problem
     assert errors.ProblemType is problems.ProblemType
+
+
+def test_every_showcase_refusal_is_catalogued_with_its_status() -> None:
+    """services/showcase.py turns a domain ShowcaseError into ``problems.by_slug(err.slug)``: an
+    uncatalogued slug there would be a KeyError (a 500), so each one the domain raises is here."""
+    source = (SRC / "domain" / "showcase.py").read_text()
+    raised = {(int(status), slug) for status, slug in
+              re.findall(r'ShowcaseError\(\s*(\d+),\s*"([a-z-]+)"', source)}
+    assert {slug for _, slug in raised} >= {"invalid-product", "product-not-found", "no-deal"}
+    for status, slug in raised:
+        assert problems.CATALOGUE[slug].status == status, slug

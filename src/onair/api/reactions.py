@@ -12,12 +12,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from onair import problems as problems_
 from onair.api.deps import Ctx, RequireUser
 from onair.api.fields import IdPath
 from onair.api.openapi import problems
 from onair.domain.reactions import KINDS
-from onair import problems as problems_
 from onair.services.reactions import TAP_EVENT
+from onair.services.streams import require_signed_in
 
 router = APIRouter(prefix="/streams", tags=["reactions"], responses=problems(401))
 
@@ -41,7 +42,7 @@ async def react(stream_id: IdPath, body: ReactionIn, principal: RequireUser, ctx
         if facts is not None and facts.ended:
             raise problems_.STREAM_ENDED("reactions are closed")
         raise problems_.REACTIONS_NOT_ALLOWED("you may not react on this stream")
-    refused = ctx.reactions.tap(principal.user_id, stream_id, body.kind)
+    refused = ctx.reactions.tap(require_signed_in(principal), stream_id, body.kind)
     if refused is not None:
         raise problems_.UNKNOWN_REACTION_KIND(f"kind must be one of {', '.join(KINDS)}")
     return Response(status_code=202)

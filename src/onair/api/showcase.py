@@ -20,7 +20,6 @@ from onair.api.openapi import problems
 from onair.domain import showcase as rules
 from onair.services.showcase import ShowcaseService, new_product_id
 
-
 router = APIRouter(prefix="/streams/{stream_id}", tags=["showcase"], responses=problems(401, 404))
 
 CURRENCY = r"^[A-Za-z]{3}$"  # ISO 4217 code, e.g. EUR (domain/showcase.py checks it is one)

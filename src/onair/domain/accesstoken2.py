@@ -185,7 +185,7 @@ def rtm_service(user_id: str, login_expire: int) -> Service:
 
 def role_privileges(role: RtcRole, privilege_expire: int) -> dict[int, int]:
     granted = PUBLISHER_PRIVILEGES if role is RtcRole.PUBLISHER else SUBSCRIBER_PRIVILEGES
-    return {p: privilege_expire for p in granted}
+    return dict.fromkeys(granted, privilege_expire)
 
 
 # --- encoding --------------------------------------------------------------------------------

@@ -264,7 +264,7 @@ def apply(showcase: Showcase, command: Command, now: datetime, limits: Limits = 
         if missing:
             raise invalid(f"missing fields: {', '.join(missing)}")
         product = Product(id=command.product_id, **fields)
-        return _changed(s, products + [product], product=product)
+        return _changed(s, [*products, product], product=product)
     if isinstance(command, UnpinMessage):
         held = s.pinned_message
         if held is None or (command.message_id is not None and held.message_id != command.message_id):

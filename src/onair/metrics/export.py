@@ -202,10 +202,10 @@ def _playback(e: Exporter, telemetry: Any) -> None:
                            (m.pb_layers, tally.layers)):
         for labels, value in counts.items():
             e.count(family.labels(*labels), value)
-    for family, tallies in ((m.pb_first_frame, tally.first_frame), (m.pb_stalls, tally.stalls),
-                            (m.pb_rtt, tally.rtt)):
+    for histograms, tallies in ((m.pb_first_frame, tally.first_frame), (m.pb_stalls, tally.stalls),
+                                (m.pb_rtt, tally.rtt)):
         for page, histogram in tallies.items():
-            e.tally(family.labels(page), histogram)
+            e.tally(histograms.labels(page), histogram)
 
 
 def _resident_bytes() -> int:

@@ -228,12 +228,12 @@ class Metrics:
         for page in playback.PAGES:
             for family in (self.pb_sessions, self.pb_first_frame, self.pb_stalls, self.pb_rtt):
                 family.labels(page)
-            for family, values in ((self.pb_problems, playback.PROBLEMS),
-                                   (self.pb_reconnects, playback.LINKS),
-                                   (self.pb_failures, playback.FAILURES),
-                                   (self.pb_layers, playback.LAYERS)):
-                for value in values:
-                    family.labels(page, value)
+            for labelled, kinds in ((self.pb_problems, playback.PROBLEMS),
+                                    (self.pb_reconnects, playback.LINKS),
+                                    (self.pb_failures, playback.FAILURES),
+                                    (self.pb_layers, playback.LAYERS)):
+                for kind in kinds:
+                    labelled.labels(page, kind)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         counts = self.http_counts

@@ -8,7 +8,7 @@ bindings filtered on X (plus the few unindexable ones), never every subscription
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from onair.realtime import visibility
@@ -45,7 +45,7 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
 class Sub:
     """One binding of one channel join."""
 
-    __slots__ = ("client", "topic", "binding")
+    __slots__ = ("binding", "client", "topic")
 
     def __init__(self, client: Client, topic: str, binding: Binding) -> None:
         self.client = client
@@ -65,7 +65,7 @@ class Group:
     """Everyone on one channel topic holding one binding (equal bindings share an id): a change
     is matched once per group, not once per subscriber."""
 
-    __slots__ = ("topic", "binding", "clients")
+    __slots__ = ("binding", "clients", "topic")
 
     def __init__(self, topic: str, binding: Binding) -> None:
         self.topic = topic
@@ -185,8 +185,8 @@ def commit_timestamp(value: Any) -> str:
         except ValueError:
             return value
         if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
-        dt = dt.astimezone(timezone.utc)
+            dt = dt.replace(tzinfo=UTC)
+        dt = dt.astimezone(UTC)
         return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
     return "1970-01-01T00:00:00.000Z"
 

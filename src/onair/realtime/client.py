@@ -10,7 +10,8 @@ slow consumer and the hub cuts it off; nothing here ever waits for a reader.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from onair.domain.identity import Principal
 from onair.realtime.protocol.connection import ConnectionProtocol
@@ -37,9 +38,27 @@ class Transport(Protocol):
 
 class Client:
     __slots__ = (
-        "id", "protocol", "transport", "principal", "user_id", "vsn_index", "write", "direct",
-        "closed", "_pending", "_pending_bytes", "max_pending_bytes", "on_overflow", "tokens",
-        "rate_window", "rate_count", "closer", "apikey", "ip", "users", "__weakref__",
+        "__weakref__",
+        "_pending",
+        "_pending_bytes",
+        "apikey",
+        "closed",
+        "closer",
+        "direct",
+        "id",
+        "ip",
+        "max_pending_bytes",
+        "on_overflow",
+        "principal",
+        "protocol",
+        "rate_count",
+        "rate_window",
+        "tokens",
+        "transport",
+        "user_id",
+        "users",
+        "vsn_index",
+        "write",
     )
 
     def __init__(

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -158,7 +158,7 @@ class Dispatcher:
 
     def _within_budget(self, client: Client, member: Any, topic: str, size: int, now: float,
                        event: str | None = None) -> bool:
-        fallback = f"ip:{client.ip}" if client.ip is not None else client.id
+        fallback = f"ip:{client.ip}" if client.ip is not None else f"conn:{client.id}"
         return self.spend(member.principal, verified_user(client.principal) or fallback, topic, size, now, event)
 
     def spend(self, principal: Principal | None, fallback: object, topic: str, size: int, now: float,
@@ -218,7 +218,7 @@ class Dispatcher:
         """A tap is counted into the stream's next ``reactions`` aggregate, never fanned out by
         itself (issue 14), whatever casing its event name has; the per-user tap limit of the
         reaction service stands in for the byte budgets."""
-        fallback = f"ip:{client.ip}" if client.ip is not None else client.id
+        fallback = f"ip:{client.ip}" if client.ip is not None else f"conn:{client.id}"
         sender = verified_user(member.principal) or fallback
         kind = req.payload.get("kind") if isinstance(req.payload, dict) else None
         refused = ("reactions are not available" if self.reactions is None

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Iterable
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,7 +105,7 @@ class _Item:
         self.exclude = exclude
         self.presence = presence
         self.recipients = recipients  # None: every member (a postgres change names its own)
-        self.frames: list[bytes | None | bool] = [False, False]
+        self.frames: list[bytes | bool | None] = [False, False]
         self.retried = False  # re-queued once after an aborted fan-out; dropped if it aborts again
 
     def reaches(self, client: Client) -> bool:

@@ -42,7 +42,7 @@ class ByteBudget:
     refilled is indistinguishable from a new one, so :meth:`prune` drops it: the map holds only
     keys that sent within the last ``burst / rate`` seconds."""
 
-    __slots__ = ("rate", "burst", "_buckets")
+    __slots__ = ("_buckets", "burst", "rate")
 
     def __init__(self, rate: float, burst: float) -> None:
         self.rate = float(rate)

@@ -8,7 +8,7 @@ Channel broadcasts and presence between nodes travel on ``realtime:{sub-topic}``
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from onair.realtime.policies import stream_id_of
 from onair.realtime.protocol.join import Binding, JoinConfig

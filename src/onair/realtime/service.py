@@ -18,8 +18,9 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import orjson
 

@@ -27,7 +27,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 import structlog
@@ -91,7 +91,7 @@ class StreamCache:
         if not fresh:
             hit = cache.get(key)
             if hit is not MISS:
-                return hit  # type: ignore[no-any-return]
+                return cast("V", hit)
         ticket = cache.ticket()
         value = await load()
         if self.link_up:

@@ -88,8 +88,15 @@ Request = (
 
 
 class ConnectionProtocol:
-    __slots__ = ("serializer", "filter_limits", "channels", "last_seen", "_out", "max_topic_bytes",
-                 "max_join_bytes")
+    __slots__ = (
+        "_out",
+        "channels",
+        "filter_limits",
+        "last_seen",
+        "max_join_bytes",
+        "max_topic_bytes",
+        "serializer",
+    )
 
     def __init__(self, serializer: Serializer, now: float, filter_limits: FilterLimits = DEFAULT_LIMITS,
                  max_topic_bytes: int = 255, max_join_bytes: int = 262_144) -> None:
