@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install bench clean node-deps
+.PHONY: run test install bench soak clean node-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/fanout.py --idle 10000
 	$(BIN)/python bench/broker.py
 	$(BIN)/python bench/telemetry.py
+	$(BIN)/python bench/cache.py --runs 3
+	$(BIN)/python bench/table_size.py --db both
+	$(BIN)/python bench/reactions.py --viewers 5000 --rate 1 --duration 20 --runs 3
+
+# Minutes of churn against `onair serve`; RSS, tables and metric series must stay flat.
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py --seconds 300
 
 clean:
 	rm -rf $(VENV) onair-data .pytest_cache test-output
