@@ -265,6 +265,10 @@ REST_CASES: tuple[RestCase, ...] = (
     RestCase("PUT", STREAM + "/chat/settings", only(CHAT_MODERATORS), {"slow_mode_seconds": 0}),
     # services/showcase.py (issue 14): anyone reads; editors change it, but not an ended stream
     RestCase("GET", STREAM + "/showcase", everyone()),
+    # api/reactions.py (issue 14): signed-in viewers who may write the stream's channel react
+    RestCase("POST", STREAM + "/reactions", signed_in(
+        lambda role, state: E(409) if state == ENDED else E(403) if role in (MUTED, BANNED) else E(OK)),
+        body={"kind": "heart"}),
     RestCase("POST", STREAM + "/showcase/products", only(SHOWCASE_EDITORS, not_ended),
              {"title": "Matrix mug", "price_minor": 500, "currency": "EUR",
               "product_url": "https://shop.example/mug"}),

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from onair import problems as problems_
 from onair.api.deps import Ctx, RequireUser
-from onair.api.fields import IdPath
+from onair.api.fields import Identifier, IdPath
 from onair.api.openapi import problems
 from onair.domain.reactions import KINDS
 from onair.services.reactions import TAP_EVENT
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/streams", tags=["reactions"], responses=problems(401
 
 class ReactionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: str = Field(max_length=16, description=f"One of {', '.join(KINDS)} (any ASCII letter casing).")
+    kind: Identifier = Field(max_length=16, description=f"One of {', '.join(KINDS)} (any ASCII letter casing).")
 
 
 @router.post("/{stream_id}/reactions", status_code=202, response_class=Response,
@@ -38,9 +38,9 @@ async def react(stream_id: IdPath, body: ReactionIn, principal: RequireUser, ctx
     facts = policy.facts_of(stream_id) if policy is not None else None
     if policy is not None and facts is None and not principal.is_staff:
         raise problems_.STREAM_NOT_FOUND(f"no stream {stream_id}")
+    if facts is not None and facts.ended:  # for staff too: nobody is watching an ended stream
+        raise problems_.STREAM_ENDED("reactions are closed")
     if not realtime.authorizer.allowed(principal, topic, "broadcast", "write", event=TAP_EVENT):
-        if facts is not None and facts.ended:
-            raise problems_.STREAM_ENDED("reactions are closed")
         raise problems_.REACTIONS_NOT_ALLOWED("you may not react on this stream")
     refused = ctx.reactions.tap(require_signed_in(principal), stream_id, body.kind)
     if refused is not None:

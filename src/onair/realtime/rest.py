@@ -40,6 +40,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 ONE_EVENT_ERRORS = {**ERRORS, 422: {**ERRORS[422], "content": {
     **ERRORS[422]["content"],
     "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}}
+# A topic or event with an encoded "/" ("..%2F..") is a path of another shape: no route, 404.
+ONE_EVENT_ERRORS[404] = {"description": "No route (a topic or event containing '/')", "content": {
+    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 
 
 class BroadcastMessage(BaseModel):

@@ -29,8 +29,13 @@ const REASON_PATTERNS = [
 
 /** The fixed reason for a media failure's `info` ({reason} or an Error or a string). */
 export function failureReason(info) {
-  const text = String(info?.reason ?? info?.name ?? info?.message ?? info ?? "");
-  const name = String(info?.name ?? "");
+  let text, name;
+  try {
+    text = String(info?.reason ?? info?.name ?? info?.message ?? info ?? "");
+    name = String(info?.name ?? "");
+  } catch {
+    return "other"; // an object that cannot be turned into text (e.g. {toString: []})
+  }
   for (const [pattern, reason] of REASON_PATTERNS) {
     if (pattern.test(name) || pattern.test(text)) return reason;
   }
