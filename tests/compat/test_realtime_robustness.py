@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 
@@ -121,6 +123,32 @@ async def test_flooding_client_is_cut_off_and_others_are_not(server: OnairServer
         assert await heartbeat_ok(calm)
 
 
+def _kernel_send_buffer_max() -> int:
+    """The most a server socket's kernel send queue can absorb here (tcp_wmem's maximum)."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+            return int(f.read().split()[2])
+    except (OSError, ValueError, IndexError):
+        return 4 << 20
+
+
+def _closed_within(raw: socket.socket, deadline_s: float) -> bool:
+    """Read ``raw`` until the server's end arrives (EOF or reset) or the deadline passes. An
+    aborted socket's kernel still delivers what it had queued, through our small window, before
+    its FIN; reading once without waiting would race that trickle."""
+    raw.settimeout(0.5)
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            if not raw.recv(1 << 20):
+                return True
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return True
+    return False
+
+
 async def test_slow_consumer_is_disconnected_and_others_get_everything(server: OnairServer) -> None:
     host, port = server.url.removeprefix("http://").split(":")
     raw = socket.socket()
@@ -132,42 +160,33 @@ async def test_slow_consumer_is_disconnected_and_others_get_everything(server: O
     assert b" 101 " in raw.recv(4096).split(b"\r\n")[0]
     join_frame = json.dumps(["1", "1", "realtime:slow", "phx_join", {"config": {}}]).encode()
     raw.sendall(bytes([0x81, 0x80 | len(join_frame)]) + b"\0\0\0\0" + join_frame)
+    pad = "x" * 30_000
+    # more than the server's kernel send queue, its write buffer and the pending bound together,
+    # whatever this machine's TCP buffers are: the slow socket must overflow
+    messages = max(200, (2 * _kernel_send_buffer_max() + (2 << 20)) // len(pad))
     received = 0
     async with websockets.connect(ws_url(server)) as fast, websockets.connect(ws_url(server)) as sender:
         await join(fast, "slow")
         await join(sender, "slow")
-        pad = "x" * 30_000
 
         async def read_all() -> int:
             """Drain the fast connection's socket as fast as possible, counting frames."""
-            transport = fast.transport
-            sock = transport.get_extra_info("socket")
-            assert sock is not None
             n = 0
-            while n < 200:
+            while n < messages:
                 msg = await asyncio.wait_for(fast.recv(decode=False), 10)
-                if msg[:20].find(b'"broadcast"') >= 0 or b'"broadcast",' in msg[:80]:
+                if b'"broadcast",' in msg[:80]:
                     n += 1
             return n
 
         reader = asyncio.create_task(read_all())
-        for i in range(200):  # 6 MB at a pace the fast reader keeps up with, to a socket that never reads
+        for i in range(messages):  # at a pace the fast reader keeps up with, to a socket that never reads
             await sender.send(json.dumps(["1", None, "realtime:slow", "broadcast", {"event": "e", "payload": {"i": i, "pad": pad}}]))
             await asyncio.sleep(0.01)
         received = await reader
-    raw.setblocking(False)
-    await asyncio.sleep(0.5)
-    closed = False
-    try:
-        while True:
-            chunk = raw.recv(1 << 20)
-            if not chunk:
-                closed = True
-                break
-    except BlockingIOError:
-        closed = False
-    except ConnectionResetError:
-        closed = True
+    closed = await asyncio.to_thread(_closed_within, raw, 30.0)
     raw.close()
-    assert received == 200
+    assert received == messages
     assert closed, "the slow consumer should have been cut off"
+    scrape = httpx.get(f"{server.url}/metrics", timeout=10).text
+    slow = [line for line in scrape.splitlines() if line.startswith("onair_realtime_slow_consumers_total ")]
+    assert slow and float(slow[0].split()[1]) >= 1, "cut off as a slow consumer, not by a heartbeat timeout"
