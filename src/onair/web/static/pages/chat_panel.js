@@ -1,6 +1,7 @@
 // The chat column of the studio and the watch page: the ChatLog's visible run (oldest first),
 // then the user's queued and failed sends. Bodies are plain text and always rendered with
 // textContent (never innerHTML). The studio passes `moderation` to get delete / mute buttons.
+// Without an outbox (a stream that had ended when the page opened) the panel is read-only.
 
 const MAX_SHOWN = 500;
 
@@ -22,23 +23,38 @@ export class ChatPanel {
       <p class="error chat-error" role="alert" hidden></p>`;
     this.list = root.querySelector(".chat-log");
     this.error = root.querySelector(".chat-error");
+    this.form = root.querySelector("form");
+    this.older = root.querySelector(".chat-older");
+    this.olderExhausted = false; // the server had nothing before the floor (e.g. removed by retention)
     const input = root.querySelector("input");
     input.maxLength = maxChars;
-    root.querySelector("form").addEventListener("submit", (event) => {
+    this.form.addEventListener("submit", (event) => {
       event.preventDefault();
       const body = input.value.trim();
-      if (!body) return;
+      if (!body || !this.outbox) return;
       input.value = "";
       this.outbox.send(body);
     });
-    root.querySelector(".chat-older").addEventListener("click", async (event) => {
+    this.older.addEventListener("click", async () => {
       const n = await this.sync.loadOlder().catch(() => 0);
-      if (n === 0) event.target.hidden = true;
+      if (n === 0) this.olderExhausted = true;
+      this.render();
     });
     log.on("change", () => this.render());
-    outbox.on("change", () => this.render());
-    outbox.on("failed", (_entry, err) => this.showError(err));
+    if (outbox) {
+      outbox.on("change", () => this.render());
+      outbox.on("failed", (_entry, err) => this.showError(err));
+    } else {
+      this.closeInput("Chat is read-only");
+    }
     this.render();
+  }
+
+  /** No more sending (the stream ended): the input and its button are disabled, saying why. */
+  closeInput(reason) {
+    for (const control of this.form.elements) control.disabled = true;
+    this.form.elements.body.placeholder = reason;
+    this.form.dataset.closed = "";
   }
 
   showError(err) {
@@ -49,13 +65,15 @@ export class ChatPanel {
   render() {
     const atBottom = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 40;
     const items = [];
+    // seqs are gapless from 1 per stream: a floor above 1 means older messages exist
+    this.older.hidden = this.olderExhausted || !this.log.loaded || this.log.floor <= 1;
     const shown = this.log.messages().slice(-MAX_SHOWN);
     const delivered = new Set(shown.map((m) => m.client_msg_id));
     for (const m of shown) items.push(this.item(m));
-    for (const e of this.outbox.pending()) {
+    for (const e of this.outbox?.pending() ?? []) {
       if (!delivered.has(e.client_msg_id)) items.push(this.item({ sender_id: this.me, body: e.body, client_msg_id: e.client_msg_id }, "pending"));
     }
-    for (const e of this.outbox.failed) items.push(this.item({ sender_id: this.me, body: `${e.body} — not sent: ${e.error}` }, "failed"));
+    for (const e of this.outbox?.failed ?? []) items.push(this.item({ sender_id: this.me, body: `${e.body} — not sent: ${e.error}` }, "failed"));
     this.list.replaceChildren(...items);
     if (atBottom) this.list.scrollTop = this.list.scrollHeight;
   }

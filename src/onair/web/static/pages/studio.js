@@ -31,6 +31,7 @@ let localStream = null;
 let publisher = null; // LocalWebRtcHost or AgoraPublisher
 let stopHeartbeat = null;
 let channel = null;
+let chatPanel = null;
 
 function onStream(next) {
   if (String(next.id ?? streamId) !== String(streamId)) return;
@@ -51,7 +52,10 @@ function onStream(next) {
     stopHeartbeat = null;
   }
   for (const track of localStream?.getTracks() ?? []) track.enabled = stream.status !== "paused";
-  if (stream.status === "ended") stopMedia();
+  if (stream.status === "ended") {
+    stopMedia();
+    chatPanel?.closeInput("The stream has ended");
+  }
 }
 
 async function openCamera() {
@@ -157,7 +161,7 @@ async function main() {
       || [...$("studio-products").querySelectorAll("input[name=deal_price]")].some((input) => input.value);
     if (!typing) controls.render();
   });
-  new ChatPanel({
+  chatPanel = new ChatPanel({
     root: $("chat"), log, outbox, sync, me: session.userId, maxChars: config.web?.chat_max_chars,
     moderation: {
       pin: (message) => controls.pinMessage(message),
@@ -165,6 +169,7 @@ async function main() {
       mute: (userId) => api.sanction(streamId, { user_id: userId, kind: "mute", duration_seconds: 300, reason: "muted by the seller" }),
     },
   });
+  if (stream?.status === "ended") chatPanel.closeInput("The stream has ended");
   reactionsPanel({ root: $("reactions"), layer: $("preview-box"), channel, buttons: false, rpm: $("rpm") });
   if (config.media_mode !== "agora") {
     const signaller = new Signaller({ channel, streamId, peerId: `host:${session.userId}:${crypto.randomUUID().slice(0, 8)}`, isHost: true });

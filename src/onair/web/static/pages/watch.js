@@ -2,6 +2,8 @@
 // messages, a network-quality indicator, fullscreen, and video that letterboxes on rotation.
 
 import { realTimers } from "../client/emitter.js";
+import { ChatLog } from "../client/chat_log.js";
+import { ChatSync } from "../client/chat_sync.js";
 import { showcaseView } from "../client/showcase_state.js";
 import { ViewerMachine, View } from "../client/viewer_state.js";
 import { VideoQuality } from "../client/video_quality.js";
@@ -39,11 +41,15 @@ const machine = new ViewerMachine((view, _previous, facts) => {
   player.dataset.view = view;
   $("overlay-text").textContent = view === View.ERROR ? `${OVERLAY_TEXT[view]}: ${facts.error}` : OVERLAY_TEXT[view];
   $("retry").hidden = view !== View.ERROR;
-  if (view === View.ENDED) teardown();
+  if (view === View.ENDED) {
+    chatPanel?.closeInput("The stream has ended");
+    teardown();
+  }
 });
 player.dataset.view = machine.view;
 
 let media = null;
+let chatPanel = null;
 let stopHeartbeat = () => {};
 let ended = false;
 
@@ -69,6 +75,19 @@ async function teardown() {
   api.leaveAsViewer(streamId).catch(() => {});
 }
 
+/** A stream that had ended when the page opened: its chat history over REST, read-only, no socket. */
+function showEndedChat() {
+  const log = new ChatLog();
+  const sync = new ChatSync({ api, streamId, log, timers: realTimers, onError: (err) => chatPanel?.showError(err) });
+  chatPanel = new ChatPanel({ root: $("chat"), log, outbox: null, sync, me: session.userId });
+  chatPanel.closeInput("The stream has ended");
+  const badge = $("conn");
+  badge.dataset.conn = "ended"; // no live connection is needed, so none is attempted
+  badge.textContent = "ended";
+  $("quality").hidden = true; // there is no link whose quality would matter
+  sync.resync();
+}
+
 async function main() {
   $("retry").addEventListener("click", () => location.reload());
   try {
@@ -88,7 +107,10 @@ async function main() {
     machine.dispatch({ type: "error", message: err.status === 404 ? "this stream does not exist" : err.message });
     return;
   }
-  if (machine.view === View.ENDED) return;
+  if (machine.view === View.ENDED) {
+    showEndedChat();
+    return;
+  }
 
   const { socket, manager } = connectRealtime(config, session);
   const playback = playbackTelemetry({ page: "watch", video, session, manager, config, isPlaying: () => machine.view === View.PLAYING });
@@ -98,7 +120,7 @@ async function main() {
     onViewerCount: (n) => ($("viewers").textContent = String(n)),
     onTokenRenew: () => media?.renewNow?.().catch(() => {}),
   });
-  new ChatPanel({ root: $("chat"), log, outbox, sync, me: session.userId, maxChars: config.web?.chat_max_chars });
+  chatPanel = new ChatPanel({ root: $("chat"), log, outbox, sync, me: session.userId, maxChars: config.web?.chat_max_chars });
   const boxes = { pinnedBox: $("pinned-product"), trayBox: $("tray"), messageBox: $("pinned-message") };
   const showcase = new ShowcaseSync({
     api, streamId, onChange: (view, state) => renderShowcase(boxes, view, state, Date.now()),
