@@ -514,8 +514,12 @@ class Settings(BaseSettings):
         15.0, gt=0, description="Browser clients: largest reconnect backoff ceiling (s).",
     )
     web_reconnect_attempts: int = Field(
-        8, ge=1, description="Browser clients: failed reconnects before the page shows a "
-        "'can't reach the server' notice with a retry button.",
+        8, ge=1, description="Browser clients: fast reconnects (backoff) before the page says "
+        "'can't reach the server' and falls back to the slow retry.",
+    )
+    web_reconnect_slow: float = Field(
+        30.0, gt=0, description="Browser clients: once the reconnect attempts are spent (or the "
+        "browser is offline), one more try every this many seconds; the page counts down to it.",
     )
     web_rtt_degraded: float = Field(
         0.3, gt=0, description="Browser clients: realtime heartbeat round trip (s) from which "

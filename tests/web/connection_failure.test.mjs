@@ -1,6 +1,7 @@
 // Property 11: connection failure handling — backoff delays stay within their bounds and do not
-// decrease in expectation, the user gets a notice once the attempt limit is spent, and a manual
-// retry starts over from the first attempt.
+// decrease in expectation, the user gets a notice (with the next try's time and a retry button)
+// from the first failure on, a slow retry keeps going once the attempt limit is spent, and a
+// manual retry starts over from the first attempt.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
@@ -71,7 +72,7 @@ test("Property 11: connection failure handling — Backoff counts attempts, is e
   );
 });
 
-test("Property 11: connection failure handling — a manager facing a dead server backs off within bounds, gives a notice after the limit, and a manual retry starts over", async () => {
+test("Property 11: connection failure handling — a manager facing a dead server backs off within bounds, says so from the first failure, retries slowly after the limit, and a manual retry starts over", async () => {
   await fc.assert(
     fc.asyncProperty(
       policyArb.map((p) => ({ ...p, baseMs: Math.min(p.baseMs, 2000), capMs: Math.min(p.capMs, 20000) })),
@@ -82,24 +83,38 @@ test("Property 11: connection failure handling — a manager facing a dead serve
         const server = new FakeRealtimeServer(timers);
         server.up = false;
         const socket = new RealtimeSocket({ url: "ws://onair.test/realtime/v1", apikey: "anon", WebSocket: server.WebSocket, timers, now: timers.now });
-        const manager = new ConnectionManager({ socket, timers, random: cyclingRandom(rs), policy: { ...policy, connectTimeoutMs: 1000 } });
+        const slowRetryMs = 60_000;
+        const manager = new ConnectionManager({ socket, timers, now: timers.now, random: cyclingRandom(rs), policy: { ...policy, connectTimeoutMs: 1000, slowRetryMs } });
         const states = [];
         const notices = [];
-        manager.on("state", (s) => states.push(s));
-        manager.on("notice", (n) => notices.push(n));
+        let attemptsWhenFailed = null;
+        manager.on("state", (s) => {
+          states.push(s);
+          if (s === ConnState.FAILED && attemptsWhenFailed === null) attemptsWhenFailed = server.connectAttempts;
+        });
+        manager.on("notice", (n) => {
+          notices.push(n);
+          if (n) assert.ok(n.retryAt >= timers.now() && n.retryAt <= timers.now() + Math.max(slowRetryMs, policy.capMs), "the next try is announced");
+        });
         manager.start();
         // enough virtual time for every retry at the cap
         await timers.advance((policy.maxAttempts + 2) * (policy.capMs + 2000));
         assert.equal(manager.state, ConnState.FAILED);
         assert.equal(manager.delays.length, policy.maxAttempts);
         manager.delays.forEach((d, n) => assert.ok(d >= 0 && (d < backoffCeiling(n, policy) || backoffCeiling(n, policy) === 0), `delay ${n}=${d}`));
-        assert.equal(server.connectAttempts, policy.maxAttempts + 1, "one first try plus maxAttempts retries");
-        assert.ok(manager.notice && manager.notice.attempts === policy.maxAttempts);
-        assert.equal(notices.filter(Boolean).length, 1, "exactly one notice");
-        // failed is quiet: no more attempts until the user asks
-        const attempts = server.connectAttempts;
+        assert.equal(attemptsWhenFailed, policy.maxAttempts + 1, "one first try plus maxAttempts retries");
+        assert.ok(manager.notice && manager.notice.attempts === policy.maxAttempts && manager.notice.final);
+        const finalAt = notices.findIndex((n) => n?.final);
+        assert.equal(finalAt, policy.maxAttempts, "a notice for every failure, from the first one on");
+        assert.ok(notices.slice(0, finalAt).every((n) => n && !n.final));
+        // failed is not the end: one try every slowRetryMs, still failed, a fresh countdown each time
+        const before = server.connectAttempts;
         await timers.advance(10 * 60 * 1000);
-        assert.equal(server.connectAttempts, attempts);
+        const slowTries = server.connectAttempts - before;
+        assert.ok(slowTries >= 9 && slowTries <= 10, `${slowTries} slow tries in 10 minutes`);
+        assert.equal(manager.state, ConnState.FAILED);
+        assert.equal(manager.delays.length, policy.maxAttempts, "slow tries do not restart the backoff");
+        const attempts = server.connectAttempts;
 
         if (serverBackAfterRetry) server.revive();
         manager.retry();
@@ -163,4 +178,73 @@ test("a WebSocket constructor that throws counts as a failed attempt, not a cras
   await timers.advance(1000);
   assert.equal(manager.state, ConnState.FAILED);
   assert.equal(tries, 4);
+});
+
+test("offline: the browser's offline event drops the link at once, says so, and online reconnects at once", async () => {
+  const timers = new FakeTimers();
+  const server = new FakeRealtimeServer(timers);
+  const socket = new RealtimeSocket({ url: "ws://onair.test/realtime/v1", apikey: "anon", WebSocket: server.WebSocket, timers, now: timers.now });
+  const env = new EventTarget();
+  env.navigator = { onLine: true };
+  const manager = new ConnectionManager({ socket, timers, now: timers.now, env, random: () => 0.5, policy: { slowRetryMs: 30_000, heartbeatMs: 15_000 } });
+  manager.start();
+  await timers.advance(100);
+  assert.equal(manager.state, ConnState.CONNECTED);
+  env.navigator.onLine = false;
+  env.dispatchEvent(new Event("offline"));
+  assert.equal(manager.state, ConnState.OFFLINE, "no waiting for a heartbeat timeout");
+  assert.equal(manager.online, false);
+  assert.match(manager.notice.message, /offline/);
+  assert.equal(manager.notice.retryAt, timers.now() + 30_000);
+  server.up = false;
+  const before = server.connectAttempts;
+  await timers.advance(29_000);
+  assert.equal(server.connectAttempts, before, "no hammering while offline");
+  await timers.advance(2_000);
+  assert.equal(server.connectAttempts, before + 1, "a slow try in case 'online' never comes");
+  assert.equal(manager.state, ConnState.OFFLINE);
+  server.revive();
+  env.navigator.onLine = true;
+  env.dispatchEvent(new Event("online"));
+  await timers.advance(50);
+  assert.equal(manager.state, ConnState.CONNECTED);
+  assert.equal(manager.notice, null);
+  manager.stop();
+});
+
+test("offline at start: no connection attempt until the network is back", async () => {
+  const timers = new FakeTimers();
+  const server = new FakeRealtimeServer(timers);
+  const socket = new RealtimeSocket({ url: "ws://onair.test/realtime/v1", apikey: "anon", WebSocket: server.WebSocket, timers, now: timers.now });
+  const env = new EventTarget();
+  env.navigator = { onLine: false };
+  const manager = new ConnectionManager({ socket, timers, now: timers.now, env, policy: { slowRetryMs: 30_000 } });
+  manager.start();
+  assert.equal(manager.state, ConnState.OFFLINE);
+  assert.equal(server.connectAttempts, 0);
+  env.navigator.onLine = true;
+  env.dispatchEvent(new Event("online"));
+  await timers.advance(50);
+  assert.equal(manager.state, ConnState.CONNECTED);
+  manager.stop();
+});
+
+test("suspect(): a failed REST call probes the link; an unanswered probe counts as lost within probeTimeoutMs", async () => {
+  const timers = new FakeTimers();
+  const server = new FakeRealtimeServer(timers);
+  const socket = new RealtimeSocket({ url: "ws://onair.test/realtime/v1", apikey: "anon", WebSocket: server.WebSocket, timers, now: timers.now });
+  const manager = new ConnectionManager({ socket, timers, now: timers.now, random: () => 0.5, policy: { probeTimeoutMs: 1000, heartbeatMs: 15_000, heartbeatTimeoutMs: 10_000 } });
+  manager.start();
+  await timers.advance(100);
+  manager.suspect();
+  await timers.advance(1500);
+  assert.equal(manager.state, ConnState.CONNECTED, "an answered probe changes nothing");
+  server.answerHeartbeats = false;
+  manager.suspect();
+  manager.suspect(); // one probe at a time
+  await timers.advance(1001);
+  assert.equal(manager.state, ConnState.RECONNECTING);
+  assert.equal(manager.notice.reason, "no answer from the server");
+  assert.ok(manager.notice.retryAt > timers.now());
+  manager.stop();
 });

@@ -65,6 +65,7 @@ def web_policy(ctx: AppContext) -> dict[str, Any]:
     return {
         "reconnect": {"baseMs": ms(s.web_reconnect_base), "capMs": ms(s.web_reconnect_cap),
                       "maxAttempts": s.web_reconnect_attempts,
+                      "slowRetryMs": ms(s.web_reconnect_slow),
                       "heartbeatMs": ms(s.web_realtime_heartbeat),
                       "heartbeatTimeoutMs": ms(s.web_realtime_heartbeat_timeout),
                       "connectTimeoutMs": ms(s.web_realtime_heartbeat_timeout),

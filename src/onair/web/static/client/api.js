@@ -22,6 +22,8 @@ export class Api {
     this.baseUrl = baseUrl.replace(/\/$/, "");
     this.fetch = fetch;
     this.getToken = getToken;
+    // told when the server could not be reached (the page checks its realtime link at once)
+    this.onNetworkError = () => {};
   }
 
   async request(method, path, body) {
@@ -37,6 +39,7 @@ export class Api {
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (err) {
+      this.onNetworkError(err);
       throw new ApiError(0, { title: "network error", detail: String(err?.message ?? err) });
     }
     const text = await response.text();

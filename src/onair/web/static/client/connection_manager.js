@@ -4,14 +4,21 @@
 //        ▲                   │ lost (close / heartbeat timeout)
 //        │                   ▼
 //     retry() ◀── failed ◀── reconnecting ──(delay with full jitter)──▶ connect again
-//                 (after maxAttempts failed retries: a notice with a retry button)
+//                 (after maxAttempts failed retries: one try every slowRetryMs, for ever)
+//
+//   offline: the browser says the network is gone ("offline" event, navigator.onLine): the
+//   socket is dropped at once rather than after a heartbeat timeout; "online" retries at once.
+//
+// From the first failure on, `notice` says what is wrong, when the next try is (`retryAt`, for a
+// countdown) and the page offers "Retry now". A failed REST call is a hint too: `suspect()` sends
+// a heartbeat with a short deadline and treats silence as a lost link.
 //
 // After every open, the socket rejoins every wanted channel (each channel's "joined" event then
 // triggers the chat resync), the heartbeat loop restarts and `restored` is emitted so owners can
 // flush outboxes. The policy numbers come from the server's settings (the page's config).
 
 import { Backoff } from "./backoff.js";
-import { Emitter } from "./emitter.js";
+import { Emitter, realClock } from "./emitter.js";
 import { LinkQuality } from "./link_quality.js";
 
 export const ConnState = Object.freeze({
@@ -20,22 +27,29 @@ export const ConnState = Object.freeze({
   DEGRADED: "degraded",
   RECONNECTING: "reconnecting",
   FAILED: "failed",
+  OFFLINE: "offline",
   STOPPED: "stopped",
 });
 
 export class ConnectionManager extends Emitter {
   /**
    * @param socket   a RealtimeSocket (connect/disconnect/heartbeat, "open"/"close" events)
-   * @param policy   {baseMs, capMs, maxAttempts, heartbeatMs, heartbeatTimeoutMs, connectTimeoutMs, rtt:{degradedMs, poorMs}}
+   * @param policy   {baseMs, capMs, maxAttempts, slowRetryMs, probeTimeoutMs, heartbeatMs,
+   *                 heartbeatTimeoutMs, connectTimeoutMs, rtt:{degradedMs, poorMs}}
+   * @param env      the browser (online/offline events, navigator.onLine, visibilitychange)
    */
-  constructor({ socket, timers, random = Math.random, policy = {}, env = null }) {
+  constructor({ socket, timers, random = Math.random, policy = {}, env = null, now = realClock }) {
     super();
     this.socket = socket;
     this.timers = timers;
+    this.now = now;
+    this.env = env;
     this.policy = {
       baseMs: 500,
       capMs: 15000,
       maxAttempts: 8,
+      slowRetryMs: 30000,
+      probeTimeoutMs: 1500,
       heartbeatMs: 15000,
       heartbeatTimeoutMs: 10000,
       connectTimeoutMs: 10000,
@@ -50,6 +64,7 @@ export class ConnectionManager extends Emitter {
     this._timer = null; // reconnect or connect-timeout timer
     this._heartbeatTimer = null;
     this._beat = 0;
+    this._probing = false;
     socket.on("open", () => this._opened());
     socket.on("close", (info) => {
       if (!info.requested) this._lost(`closed (${info.code})`);
@@ -57,6 +72,7 @@ export class ConnectionManager extends Emitter {
     if (env) {
       // Browser hints: coming back online or to the foreground retries at once.
       env.addEventListener?.("online", () => this._nudge());
+      env.addEventListener?.("offline", () => this._goOffline());
       env.document?.addEventListener?.("visibilitychange", () => {
         if (env.document.visibilityState === "visible") this._nudge();
       });
@@ -65,6 +81,10 @@ export class ConnectionManager extends Emitter {
 
   start() {
     if (this.state !== ConnState.STOPPED) return;
+    if (this.env?.navigator?.onLine === false) {
+      this._enterOffline();
+      return;
+    }
     this._connect(ConnState.CONNECTING);
   }
 
@@ -93,8 +113,52 @@ export class ConnectionManager extends Emitter {
     return this.state === ConnState.CONNECTED || this.state === ConnState.DEGRADED;
   }
 
+  /** Something else failed to reach the server (a REST call): check the link now, not at the
+   *  next heartbeat, so the page says so within probeTimeoutMs. */
+  suspect() {
+    if (!this.online || this._probing) return;
+    this._probing = true;
+    const beat = this._beat;
+    this.socket.heartbeat(this.policy.probeTimeoutMs).then(
+      (rtt) => {
+        this._probing = false;
+        if (beat === this._beat) this.emit("rtt", rtt);
+      },
+      () => {
+        this._probing = false;
+        if (beat !== this._beat || !this.online) return;
+        this.link.record(null);
+        this._stopHeartbeat();
+        this.socket.disconnect(4000, "probe timeout");
+        this._lost("no answer from the server");
+      },
+    );
+  }
+
   _nudge() {
-    if (this.state === ConnState.RECONNECTING || this.state === ConnState.FAILED) this.retry();
+    if ([ConnState.RECONNECTING, ConnState.FAILED, ConnState.OFFLINE].includes(this.state)) this.retry();
+  }
+
+  _goOffline() {
+    if (this.state !== ConnState.STOPPED && this.state !== ConnState.OFFLINE) this._enterOffline();
+  }
+
+  _enterOffline() {
+    this._clearTimer();
+    this._stopHeartbeat();
+    this.socket.disconnect(4000, "offline");
+    this._set(ConnState.OFFLINE);
+    // the "online" event retries at once; the slow retry covers a browser that never sends it
+    this._scheduleSlowRetry({ message: "You're offline. Chat and video resume when the network is back.", reason: "offline" });
+  }
+
+  _scheduleSlowRetry(notice) {
+    const retryAt = this.now() + this.policy.slowRetryMs;
+    this._setNotice({ attempts: this.backoff.attempt, retryAt, ...notice });
+    this._timer = this.timers.setTimeout(() => {
+      this._timer = null;
+      this._connect(this.state);
+    }, this.policy.slowRetryMs);
   }
 
   _connect(state) {
@@ -120,22 +184,23 @@ export class ConnectionManager extends Emitter {
   }
 
   _lost(reason) {
-    if (this.state === ConnState.STOPPED || this.state === ConnState.FAILED) return;
+    if (this.state === ConnState.STOPPED) return;
     this._clearTimer();
     this._stopHeartbeat();
-    if (this.backoff.exhausted()) {
+    if (this.state === ConnState.OFFLINE) {
+      this._scheduleSlowRetry({ message: "You're offline. Chat and video resume when the network is back.", reason });
+      return;
+    }
+    if (this.state === ConnState.FAILED || this.backoff.exhausted()) {
       this._set(ConnState.FAILED);
-      this._setNotice({
-        message: "We can't reach the server. Chat and video will resume when the connection is back.",
-        attempts: this.backoff.attempt,
-        reason,
-      });
+      this._scheduleSlowRetry({ message: "We can't reach the server.", reason, final: true });
       return;
     }
     const delay = this.backoff.next();
     this.lastDelayMs = delay;
     this.delays.push(delay);
     this._set(ConnState.RECONNECTING, { delayMs: delay, attempt: this.backoff.attempt, reason });
+    this._setNotice({ message: "Connection lost. Reconnecting…", attempts: this.backoff.attempt, reason, retryAt: this.now() + delay });
     this._timer = this.timers.setTimeout(() => {
       this._timer = null;
       this._connect(ConnState.RECONNECTING);

@@ -90,25 +90,40 @@ export function renderSession(session) {
   }
 }
 
-/** The realtime socket + connection manager, with the header badge and the retry notice wired. */
-export function connectRealtime(config, session) {
+/** "Connection lost. Reconnecting… (next try in 12 s)": the notice with its live countdown. */
+export function noticeText(notice, nowMs) {
+  if (!notice) return "";
+  const seconds = Number.isFinite(notice.retryAt) ? Math.max(0, Math.ceil((notice.retryAt - nowMs) / 1000)) : null;
+  return seconds === null ? notice.message : `${notice.message} Next try in ${seconds} s.`;
+}
+
+/** The realtime socket + connection manager, with the header badge and the retry notice wired;
+ *  a REST call that cannot reach the server (`api`) makes the manager check the link at once. */
+export function connectRealtime(config, session, api = null, { noticeSuffix = "" } = {}) {
   const realtimeUrl = new URL(config.realtime_url ?? "/realtime/v1", location.href).toString();
   const socket = new RealtimeSocket({ url: realtimeUrl, apikey: config.anon_key, vsn: "2.0.0", timers: realTimers });
   const manager = new ConnectionManager({ socket, timers: realTimers, policy: config.web?.reconnect ?? {}, env: globalThis });
   const badge = document.getElementById("conn");
   const notice = document.getElementById("notice");
-  const noticeText = document.getElementById("notice-text");
+  const noticeLine = document.getElementById("notice-text");
   manager.on("state", (state) => {
     if (badge) {
       badge.dataset.conn = state;
       badge.textContent = state;
     }
   });
+  let countdown = null;
   manager.on("notice", (n) => {
     if (!notice) return;
     notice.hidden = !n;
-    if (n) noticeText.textContent = `${n.message} (${n.attempts} attempts)`;
+    notice.dataset.reason = n?.reason ?? "";
+    clearInterval(countdown);
+    if (!n) return;
+    const render = () => (noticeLine.textContent = `${noticeText(n, Date.now())}${noticeSuffix}`);
+    render();
+    countdown = setInterval(render, 1000);
   });
+  if (api) api.onNetworkError = () => manager.suspect();
   document.getElementById("notice-retry")?.addEventListener("click", () => manager.retry());
   // The user's JWT expires: get a new one before it does (dev auth signs in again) and hand it
   // to every channel (spec §7.2 access_token).

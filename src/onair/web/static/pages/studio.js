@@ -139,7 +139,9 @@ async function main() {
     showError(errorBox, "Only the stream's seller can use its studio.");
   }
 
-  const { socket, manager } = connectRealtime(config, session);
+  const { socket, manager } = connectRealtime(config, session, api, {
+    noticeSuffix: " Until it is back, viewers may not see your chat, pins or state changes.",
+  });
   // the preview is the seller's own camera: a black one means viewers see black too
   playback = playbackTelemetry({ page: "studio", video: $("preview"), session, manager, config, isPlaying: () => Boolean(localStream) && stream?.status !== "paused" && stream?.status !== "ended" });
   const parts = streamChannel({

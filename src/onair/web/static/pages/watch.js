@@ -112,7 +112,7 @@ async function main() {
     return;
   }
 
-  const { socket, manager } = connectRealtime(config, session);
+  const { socket, manager } = connectRealtime(config, session, api);
   const playback = playbackTelemetry({ page: "watch", video, session, manager, config, isPlaying: () => machine.view === View.PLAYING });
   const quality = new VideoQuality();
   const { channel, log, sync, outbox } = streamChannel({
