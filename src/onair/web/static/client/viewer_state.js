@@ -52,7 +52,9 @@ export function reduce(facts, event) {
 export function viewOf(facts) {
   if (facts.stream === "ended") return View.ENDED;
   if (facts.error) return View.ERROR;
-  if (facts.connection === "lost") return View.RECONNECTING;
+  // a lost realtime link costs chat and live updates (the page's banner says so); video that is
+  // still playing stays on screen rather than under a "Reconnecting…" overlay
+  if (facts.connection === "lost") return facts.stream === "live" && facts.media === "playing" ? View.PLAYING : View.RECONNECTING;
   if (facts.stream === null) return View.CONNECTING;
   if (facts.stream === "paused") return View.PAUSED;
   if (facts.stream === "scheduled") return View.WAITING;
