@@ -90,7 +90,7 @@ export function renderSession(session) {
   }
 }
 
-/** "Connection lost. Reconnecting… (next try in 12 s)": the notice with its live countdown. */
+/** "Connection lost. Reconnecting… Next try in 12 s.": the notice with its live countdown. */
 export function noticeText(notice, nowMs) {
   if (!notice) return "";
   const seconds = Number.isFinite(notice.retryAt) ? Math.max(0, Math.ceil((notice.retryAt - nowMs) / 1000)) : null;
