@@ -180,13 +180,19 @@ test("a WebSocket constructor that throws counts as a failed attempt, not a cras
   assert.equal(tries, 4);
 });
 
-test("offline: the browser's offline event drops the link at once, says so, and online reconnects at once", async () => {
+/** A manager on virtual time against the fake server, in a fake browser that is on- or offline. */
+function managerInBrowser({ onLine, policy }) {
   const timers = new FakeTimers();
   const server = new FakeRealtimeServer(timers);
   const socket = new RealtimeSocket({ url: "ws://onair.test/realtime/v1", apikey: "anon", WebSocket: server.WebSocket, timers, now: timers.now });
   const env = new EventTarget();
-  env.navigator = { onLine: true };
-  const manager = new ConnectionManager({ socket, timers, now: timers.now, env, random: () => 0.5, policy: { slowRetryMs: 30_000, heartbeatMs: 15_000 } });
+  env.navigator = { onLine };
+  const manager = new ConnectionManager({ socket, timers, now: timers.now, env, random: () => 0.5, policy });
+  return { timers, server, env, manager };
+}
+
+test("offline: the browser's offline event drops the link at once, says so, and online reconnects at once", async () => {
+  const { timers, server, env, manager } = managerInBrowser({ onLine: true, policy: { slowRetryMs: 30_000, heartbeatMs: 15_000 } });
   manager.start();
   await timers.advance(100);
   assert.equal(manager.state, ConnState.CONNECTED);
@@ -213,12 +219,7 @@ test("offline: the browser's offline event drops the link at once, says so, and 
 });
 
 test("offline at start: no connection attempt until the network is back", async () => {
-  const timers = new FakeTimers();
-  const server = new FakeRealtimeServer(timers);
-  const socket = new RealtimeSocket({ url: "ws://onair.test/realtime/v1", apikey: "anon", WebSocket: server.WebSocket, timers, now: timers.now });
-  const env = new EventTarget();
-  env.navigator = { onLine: false };
-  const manager = new ConnectionManager({ socket, timers, now: timers.now, env, policy: { slowRetryMs: 30_000 } });
+  const { timers, server, env, manager } = managerInBrowser({ onLine: false, policy: { slowRetryMs: 30_000 } });
   manager.start();
   assert.equal(manager.state, ConnState.OFFLINE);
   assert.equal(server.connectAttempts, 0);
@@ -230,10 +231,7 @@ test("offline at start: no connection attempt until the network is back", async 
 });
 
 test("suspect(): a failed REST call probes the link; an unanswered probe counts as lost within probeTimeoutMs", async () => {
-  const timers = new FakeTimers();
-  const server = new FakeRealtimeServer(timers);
-  const socket = new RealtimeSocket({ url: "ws://onair.test/realtime/v1", apikey: "anon", WebSocket: server.WebSocket, timers, now: timers.now });
-  const manager = new ConnectionManager({ socket, timers, now: timers.now, random: () => 0.5, policy: { probeTimeoutMs: 1000, heartbeatMs: 15_000, heartbeatTimeoutMs: 10_000 } });
+  const { timers, server, manager } = managerInBrowser({ onLine: true, policy: { probeTimeoutMs: 1000, heartbeatMs: 15_000, heartbeatTimeoutMs: 10_000 } });
   manager.start();
   await timers.advance(100);
   manager.suspect();

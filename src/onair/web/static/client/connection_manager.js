@@ -31,6 +31,8 @@ export const ConnState = Object.freeze({
   STOPPED: "stopped",
 });
 
+const OFFLINE_MESSAGE = "You're offline. Chat and video resume when the network is back.";
+
 export class ConnectionManager extends Emitter {
   /**
    * @param socket   a RealtimeSocket (connect/disconnect/heartbeat, "open"/"close" events)
@@ -149,7 +151,7 @@ export class ConnectionManager extends Emitter {
     this.socket.disconnect(4000, "offline");
     this._set(ConnState.OFFLINE);
     // the "online" event retries at once; the slow retry covers a browser that never sends it
-    this._scheduleSlowRetry({ message: "You're offline. Chat and video resume when the network is back.", reason: "offline" });
+    this._scheduleSlowRetry({ message: OFFLINE_MESSAGE, reason: "offline" });
   }
 
   _scheduleSlowRetry(notice) {
@@ -188,7 +190,7 @@ export class ConnectionManager extends Emitter {
     this._clearTimer();
     this._stopHeartbeat();
     if (this.state === ConnState.OFFLINE) {
-      this._scheduleSlowRetry({ message: "You're offline. Chat and video resume when the network is back.", reason });
+      this._scheduleSlowRetry({ message: OFFLINE_MESSAGE, reason });
       return;
     }
     if (this.state === ConnState.FAILED || this.backoff.exhausted()) {
