@@ -521,6 +521,16 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Browser clients: once the reconnect attempts are spent (or the "
         "browser is offline), one more try every this many seconds; the page counts down to it.",
     )
+    web_media_timeout: float = Field(
+        20.0, gt=0, description="Browser clients: a live stream's video that has not started "
+        "after this many seconds is shown as an error with its reason and 'Try again' instead of "
+        "an endless 'Connecting…'.",
+    )
+    web_agora_join_timeout: float = Field(
+        12.0, gt=0, description="Browser clients, Agora mode: give up joining Agora's channel "
+        "after this many seconds (the SDK alone retries for ever without a route to Agora) and "
+        "say the video service can't be reached.",
+    )
     web_rtt_degraded: float = Field(
         0.3, gt=0, description="Browser clients: realtime heartbeat round trip (s) from which "
         "the link counts as degraded.",

@@ -27,6 +27,7 @@ async def test_pages_carry_the_client_config(app_client: httpx.AsyncClient) -> N
     assert web["reconnect"]["maxAttempts"] >= 1
     assert 0 < web["reconnect"]["baseMs"] <= web["reconnect"]["capMs"]
     assert web["reconnect"]["slowRetryMs"] == 30_000  # ONAIR_WEB_RECONNECT_SLOW, in ms for JS timers
+    assert web["media"] == {"firstFrameTimeoutMs": 20_000, "agoraJoinTimeoutMs": 12_000}  # ONAIR_WEB_MEDIA_TIMEOUT, ONAIR_WEB_AGORA_JOIN_TIMEOUT
     assert web["stream_topic"] == "stream:{id}"
     for page in ("studio", "watch"):
         response = await app_client.get(f"/{page}/0192abc-DEF_1")

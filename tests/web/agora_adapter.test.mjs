@@ -2,7 +2,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { AgoraViewer, AgoraPublisher, STREAM_LOW, STREAM_HIGH, FALLBACK_LOW_THEN_AUDIO } from "../../src/onair/web/static/client/media/agora.js";
+import { AgoraViewer, AgoraPublisher, STREAM_LOW, STREAM_HIGH, FALLBACK_LOW_THEN_AUDIO, videoTrackOf } from "../../src/onair/web/static/client/media/agora.js";
+import { Failure } from "../../src/onair/web/static/client/media/failure.js";
+import { FakeTimers } from "./support/fake_timers.mjs";
 import { TrackRouter } from "../../src/onair/web/static/client/media/track_router.js";
 import { createStubAgora } from "./support/stub_agora.mjs";
 
@@ -18,7 +20,7 @@ function setup(options = {}) {
   const container = { id: "player" };
   const attached = [];
   const router = new TrackRouter({ streamId: "s1", attach: (s) => attached.push(s), detach: (s) => attached.splice(attached.indexOf(s), 1) });
-  const viewer = new AgoraViewer({ AgoraRTC, api, streamId: "s1", container, router });
+  const viewer = new AgoraViewer({ AgoraRTC, api, streamId: "s1", container, router, ...(options.viewer ?? {}) });
   const statuses = [];
   viewer.on("status", (s) => statuses.push(s));
   return { AgoraRTC, api, viewer, container, attached, statuses, router };
@@ -168,13 +170,80 @@ test("the publisher joins as host, enables the low stream and publishes camera a
   const publisher = new AgoraPublisher({ AgoraRTC, api, streamId: "s1" });
   await publisher.start({ cameraId: "cam2" });
   const calls = names(AgoraRTC.calls);
-  assert.deepEqual(AgoraRTC.calls[0], ["createClient", { mode: "live", codec: "vp8", role: "host" }]);
+  // devices first: the seller sees the preview even when Agora cannot be reached
+  assert.deepEqual(AgoraRTC.calls[0], ["createMicrophoneAndCameraTracks", {}, { cameraId: "cam2", encoderConfig: "720p_2" }]);
+  assert.deepEqual(AgoraRTC.calls[1], ["createClient", { mode: "live", codec: "vp8", role: "host" }]);
+  assert.equal(publisher.status, "sending");
   assert.ok(calls.indexOf("enableDualStream") < calls.indexOf("publish"));
   assert.deepEqual(AgoraRTC.calls.at(-1), ["publish", ["audio", "video"]]);
   await AgoraRTC.clients[0].fire("token-privilege-will-expire");
   assert.deepEqual(AgoraRTC.calls.at(-1), ["renewToken", "fresh"]);
   const buyer = new AgoraPublisher({ AgoraRTC, api: { rtcToken: async () => ({ ...CREDS, role: "subscriber" }) }, streamId: "s1" });
-  await assert.rejects(buyer.start(), /may not publish/);
+  await assert.rejects(buyer.start(), (err) => err.code === Failure.TOKEN_REFUSED && /may not/.test(err.message));
+  assert.equal(buyer.status, "failed");
+});
+
+test("the studio's camera track is found by trackMediaType (the real SDK's tracks have no `kind`)", async () => {
+  const AgoraRTC = createStubAgora();
+  const publisher = new AgoraPublisher({ AgoraRTC, api: { rtcToken: async () => ({ ...CREDS, role: "publisher" }) }, streamId: "s1" });
+  const tracks = await publisher.openDevices();
+  assert.equal(tracks.some((t) => "kind" in t), false, "the stub is as the real SDK");
+  assert.equal(videoTrackOf(tracks).trackMediaType, "video");
+  const box = { id: "preview-box" };
+  publisher.previewInto(box);
+  assert.deepEqual(AgoraRTC.calls.find((c) => c[0] === "play"), ["play", "local", "video", box, { fit: "contain" }]);
+  const devices = await publisher.devices();
+  assert.deepEqual([devices.cameras.length, devices.microphones.length, devices.camera, devices.microphone], [1, 1, "video-device-1", "audio-device-1"]);
+  await publisher.setDevice("video", "cam-2");
+  assert.deepEqual(AgoraRTC.calls.at(-1), ["setDevice", "video", "cam-2"]);
+});
+
+test("no route to Agora: the viewer's join gives up after the deadline with 'service-unreachable', leaving the pending join", async () => {
+  const timers = new FakeTimers();
+  const { AgoraRTC, viewer, statuses } = setup({ unreachable: true, viewer: { timers, joinTimeoutMs: 12_000 } });
+  let outcome = null;
+  viewer.start().then(() => (outcome = "joined"), (err) => (outcome = err));
+  await timers.advance(11_900);
+  assert.equal(outcome, null, "still joining before the deadline");
+  await timers.advance(200);
+  assert.equal(outcome.code, Failure.SERVICE_UNREACHABLE);
+  assert.ok(names(AgoraRTC.calls).includes("leave"), "leave() aborted the SDK's endless retries");
+  assert.equal(statuses.at(-1), "failed");
+  assert.equal(viewer.client, null);
+  // the network is back: trying again joins
+  AgoraRTC.unreachable = false;
+  await viewer.start();
+  assert.equal(statuses.at(-1), "no-publisher");
+});
+
+test("no route to Agora: the publisher never says 'sending', keeps its preview, and a retry publishes once the network is back", async () => {
+  const timers = new FakeTimers();
+  const AgoraRTC = createStubAgora({ unreachable: true });
+  const publisher = new AgoraPublisher({ AgoraRTC, api: { rtcToken: async () => ({ ...CREDS, role: "publisher" }) }, streamId: "s1", timers, joinTimeoutMs: 5_000 });
+  const statuses = [];
+  publisher.on("status", (s, info) => statuses.push([s, info.code]));
+  const first = publisher.start();
+  const second = publisher.start(); // a double click shares the attempt
+  assert.equal(first, second);
+  let failure = null;
+  first.catch((err) => (failure = err));
+  await timers.advance(5_001);
+  assert.equal(failure.code, Failure.SERVICE_UNREACHABLE);
+  assert.deepEqual(statuses, [["joining", undefined], ["failed", Failure.SERVICE_UNREACHABLE]]);
+  assert.equal(names(AgoraRTC.calls).includes("publish"), false);
+  assert.equal(publisher.tracks.length, 2, "the camera stays open for the preview");
+  AgoraRTC.unreachable = false;
+  await publisher.start();
+  assert.equal(publisher.status, "sending");
+  assert.deepEqual(AgoraRTC.calls.filter((c) => c[0] === "createMicrophoneAndCameraTracks").length, 1, "devices are opened once");
+  assert.deepEqual(AgoraRTC.calls.at(-1), ["publish", ["audio", "video"]]);
+});
+
+test("a refused camera is reported as such, before any join", async () => {
+  const AgoraRTC = createStubAgora({ devicesError: "PERMISSION_DENIED" });
+  const publisher = new AgoraPublisher({ AgoraRTC, api: { rtcToken: async () => ({ ...CREDS, role: "publisher" }) }, streamId: "s1" });
+  await assert.rejects(publisher.start(), (err) => err.code === Failure.CAMERA_REFUSED);
+  assert.equal(names(AgoraRTC.calls).includes("join"), false);
 });
 
 test("the viewer renews at the server's refresh_after, before the SDK's warning, and again after each renewal", async () => {

@@ -82,6 +82,11 @@ test("media failure texts map onto the server's fixed reasons", () => {
   assert.equal(failureReason({ name: "NotAllowedError", message: "Permission denied" }), "permission-denied");
   assert.equal(failureReason({ name: "NotFoundError", message: "Requested device not found" }), "device-not-found");
   assert.equal(failureReason("something odd"), "other");
+  // media/failure.js codes win over the words
+  assert.equal(failureReason({ code: "viewer-limit", reason: "This stream is full right now." }), "viewer-limit");
+  assert.equal(failureReason({ code: "service-unreachable", reason: "Can't reach the video service." }), "network");
+  assert.equal(failureReason({ code: "camera-refused" }), "permission-denied");
+  assert.equal(failureReason({ code: "constructor" }), "other");
   fc.assert(fc.property(fc.anything(), (info) => MEDIA_FAILURE_REASONS.includes(failureReason(info))));
   assert.equal(seconds(1234.5678), 1.235);
   assert.equal(seconds(-5), 0);

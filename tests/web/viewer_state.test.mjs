@@ -12,6 +12,8 @@ const event = fc.oneof(
   fc.record({ type: fc.constant("connection"), online: fc.boolean() }),
   fc.record({ type: fc.constant("error"), message: fc.string() }),
   fc.record({ type: fc.constant("retry") }),
+  fc.record({ type: fc.constant("media-failure"), code: fc.constantFrom("viewer-limit", "timeout", "service-unreachable"), text: fc.string() }),
+  fc.record({ type: fc.constant("media-retry") }),
 );
 
 test("Property 9: viewer initialization and adaptation — the viewer's view follows its rules for any event sequence", () => {
@@ -41,9 +43,29 @@ test("Property 9: viewer initialization and adaptation — the viewer's view fol
           const videoStillPlays = facts.stream === "live" && facts.media === "playing";
           assert.equal(view, videoStillPlays ? View.PLAYING : View.RECONNECTING, "the overlay only when video is gone");
         }
+        // a reason why video cannot start is never hidden behind an endless "Connecting…"
+        if (!errored && facts.connection === "online" && facts.stream === "live" && facts.mediaFailure) {
+          assert.equal(view, View.UNAVAILABLE);
+        }
+        if (view === View.UNAVAILABLE) assert.ok(facts.mediaFailure && facts.stream === "live" && facts.connection === "online");
+        if (e.type === "media" && e.status === "playing") assert.equal(facts.mediaFailure, null, "video that plays clears the failure");
       }
     }),
   );
+});
+
+test("a media failure before the first frame shows its reason until video plays or the user tries again", () => {
+  const m = new ViewerMachine();
+  m.dispatch({ type: "stream", status: "live" });
+  assert.equal(m.view, View.CONNECTING);
+  assert.equal(m.dispatch({ type: "media-failure", code: "viewer-limit", text: "full" }), View.UNAVAILABLE);
+  assert.equal(m.dispatch({ type: "media", status: "connecting" }), View.UNAVAILABLE, "a retrying adapter does not hide the reason");
+  assert.equal(m.dispatch({ type: "stream", status: "paused" }), View.PAUSED, "the host's pause says more than a failure");
+  assert.equal(m.dispatch({ type: "stream", status: "live" }), View.UNAVAILABLE);
+  assert.equal(m.dispatch({ type: "media-retry" }), View.CONNECTING);
+  m.dispatch({ type: "media-failure", code: "timeout", text: "late" });
+  assert.equal(m.dispatch({ type: "media", status: "playing" }), View.PLAYING);
+  assert.equal(m.facts.mediaFailure, null);
 });
 
 test("typical viewer journey", () => {

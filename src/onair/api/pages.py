@@ -70,6 +70,8 @@ def web_policy(ctx: AppContext) -> dict[str, Any]:
                       "heartbeatTimeoutMs": ms(s.web_realtime_heartbeat_timeout),
                       "connectTimeoutMs": ms(s.web_realtime_heartbeat_timeout),
                       "rtt": {"degradedMs": ms(s.web_rtt_degraded), "poorMs": ms(s.web_rtt_poor)}},
+        "media": {"firstFrameTimeoutMs": ms(s.web_media_timeout),
+                  "agoraJoinTimeoutMs": ms(s.web_agora_join_timeout)},
         "chat_poll_ms": ms(s.web_chat_poll),
         "chat_verify_ms": ms(s.web_chat_verify),
         "chat_max_chars": s.chat_max_chars,

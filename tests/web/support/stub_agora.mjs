@@ -1,11 +1,15 @@
 // A stub of the Agora Web SDK's documented interface (agora-rtc-sdk-ng 4.x, spec agora.md B.1–B.5):
 // createClient, client.on/join/leave/subscribe/renewToken/setRemoteVideoStreamType/
 // setRemoteDefaultVideoStreamType/setStreamFallbackOption/setClientRole/enableDualStream/publish,
-// AgoraRTC.onAutoplayFailed, createMicrophoneAndCameraTracks. It records every call in order, and
-// `fire(event, ...args)` emits an SDK event. Like the real SDK, publishers already in the channel
-// are announced through "user-published" during join().
+// AgoraRTC.onAutoplayFailed, createMicrophoneAndCameraTracks, getCameras/getMicrophones. It records
+// every call in order, and `fire(event, ...args)` emits an SDK event. Like the real SDK, publishers
+// already in the channel are announced through "user-published" during join(); tracks carry
+// `trackMediaType` (not `kind`); with `unreachable` a join never settles until leave() rejects it
+// with OPERATION_ABORTED, as the real SDK does without a route to Agora's gateway.
+// tests/web/agora_conformance.test.mjs checks the adapter against the real SDK's declarations;
+// this stub is for behaviour that would need Agora's network.
 
-export function createStubAgora({ publishersInChannel = [], onPlay = null } = {}) {
+export function createStubAgora({ publishersInChannel = [], onPlay = null, unreachable = false, devicesError = null } = {}) {
   const calls = [];
   const clients = [];
   // play(element) notes whether the element was in the DOM with a non-zero size, as the SDK needs
@@ -14,20 +18,29 @@ export function createStubAgora({ publishersInChannel = [], onPlay = null } = {}
     typeof Element !== "undefined" && el instanceof Element
       ? { connected: el.isConnected, width: el.getBoundingClientRect().width, height: el.getBoundingClientRect().height }
       : null;
-  const makeTrack = (uid, kind) => ({
-    kind,
+  const makeTrack = (uid, trackMediaType) => ({
+    trackMediaType,
     uid,
     played: [],
     play(...args) {
       this.played.push(args);
-      calls.push(["play", uid, kind, ...args]);
+      calls.push(["play", uid, trackMediaType, ...args]);
       if (args[0]) calls.push(["placement", uid, placement(args[0])]);
       if (onPlay) onPlay(this, ...args);
     },
-    close() {},
+    close() {
+      calls.push(["close", uid, trackMediaType]);
+    },
+    getMediaStreamTrack() {
+      return { getSettings: () => ({ deviceId: `${trackMediaType}-device-1` }) };
+    },
+    async setDevice(deviceId) {
+      calls.push(["setDevice", trackMediaType, deviceId]);
+    },
   });
   const AgoraRTC = {
     onAutoplayFailed: null,
+    unreachable, // may be flipped by a test: the network came back
     calls,
     clients,
     createClient(config) {
@@ -50,6 +63,9 @@ export function createStubAgora({ publishersInChannel = [], onPlay = null } = {}
         },
         async join(appId, channel, token, uid) {
           calls.push(["join", appId, channel, token, uid]);
+          if (AgoraRTC.unreachable) {
+            await new Promise((_, reject) => (client.abortJoin = () => reject(Object.assign(new Error("cancel token canceled"), { code: "OPERATION_ABORTED" }))));
+          }
           if (token === "expired") throw Object.assign(new Error("dynamic key or token timeout"), { code: "CAN_NOT_GET_GATEWAY_SERVER" });
           client.joined = true;
           for (const p of publishersInChannel) {
@@ -59,6 +75,8 @@ export function createStubAgora({ publishersInChannel = [], onPlay = null } = {}
         },
         async leave() {
           calls.push(["leave"]);
+          client.abortJoin?.();
+          client.abortJoin = null;
           client.joined = false;
         },
         async subscribe(user, mediaType) {
@@ -88,7 +106,7 @@ export function createStubAgora({ publishersInChannel = [], onPlay = null } = {}
           calls.push(["enableDualStream"]);
         },
         async publish(tracks) {
-          calls.push(["publish", tracks.map((t) => t.kind)]);
+          calls.push(["publish", tracks.map((t) => t.trackMediaType)]);
         },
       };
       clients.push(client);
@@ -96,7 +114,14 @@ export function createStubAgora({ publishersInChannel = [], onPlay = null } = {}
     },
     async createMicrophoneAndCameraTracks(audioConfig, videoConfig) {
       calls.push(["createMicrophoneAndCameraTracks", audioConfig, videoConfig]);
+      if (devicesError) throw Object.assign(new Error(devicesError), { name: "AgoraRTCException", code: devicesError });
       return [makeTrack("local", "audio"), makeTrack("local", "video")];
+    },
+    async getCameras() {
+      return [{ kind: "videoinput", deviceId: "video-device-1", label: "Stub camera", groupId: "" }];
+    },
+    async getMicrophones() {
+      return [{ kind: "audioinput", deviceId: "audio-device-1", label: "Stub microphone", groupId: "" }];
     },
   };
   return AgoraRTC;

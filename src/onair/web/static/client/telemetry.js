@@ -27,10 +27,23 @@ const REASON_PATTERNS = [
   [/network|reconnecting|timeout|offline|disconnected/i, "network"],
 ];
 
-/** The fixed reason for a media failure's `info` ({reason} or an Error or a string). */
+// media/failure.js codes to the server's set (the code is known whenever a MediaError was thrown)
+const CODE_REASONS = {
+  "camera-refused": "permission-denied",
+  "camera-missing": "device-not-found",
+  "camera-busy": "device-not-found",
+  "viewer-limit": "viewer-limit",
+  "service-unreachable": "network",
+  "timeout": "network",
+  "token-refused": "token-expired",
+};
+
+/** The fixed reason for a media failure's `info` ({code, reason} or an Error or a string). */
 export function failureReason(info) {
   let text, name;
   try {
+    const code = info?.code;
+    if (typeof code === "string" && Object.hasOwn(CODE_REASONS, code)) return CODE_REASONS[code];
     text = String(info?.reason ?? info?.name ?? info?.message ?? info ?? "");
     name = String(info?.name ?? "");
   } catch {

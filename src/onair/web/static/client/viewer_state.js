@@ -2,10 +2,13 @@
 //   stream     — the stream's status from REST or the realtime channel (scheduled|live|paused|ended)
 //   connection — the realtime link ("online" or "lost")
 //   media      — the media adapter's status (connecting|playing|no-publisher|failed)
+//   mediaFailure — why video cannot start ({code, text} of media/failure.js), until it plays or
+//                the user tries again
 //   error      — a fatal load error (unknown stream, refused, …) until the user retries
 //
 // Views: connecting · waiting (for the host) · playing · paused (by the host) · reconnecting ·
-// ended · error. Rules (checked by a property test):
+// unavailable (video cannot start, with the reason) · ended · error. Rules (checked by a
+// property test):
 //   * "ended" is final: no later event shows anything else (a stale reply cannot revive a stream);
 //   * "error" stays until retry; retry clears everything but "ended";
 //   * "playing" only when the stream is live, the link is online and media is playing;
@@ -18,15 +21,16 @@ export const View = Object.freeze({
   PAUSED: "paused",
   RECONNECTING: "reconnecting",
   ENDED: "ended",
+  UNAVAILABLE: "unavailable",
   ERROR: "error",
 });
 
 export const STREAM_STATUSES = Object.freeze(["scheduled", "live", "paused", "ended"]);
 export const MEDIA_STATUSES = Object.freeze(["connecting", "playing", "no-publisher", "failed"]);
 
-export const initialFacts = Object.freeze({ stream: null, connection: "online", media: "connecting", mediaWasPlaying: false, error: null });
+export const initialFacts = Object.freeze({ stream: null, connection: "online", media: "connecting", mediaWasPlaying: false, mediaFailure: null, error: null });
 
-/** Apply one event ({type: "stream"|"connection"|"media"|"error"|"retry", ...}) to the facts. */
+/** Apply one event ({type: "stream"|"connection"|"media"|"media-failure"|"media-retry"|"error"|"retry", ...}) to the facts. */
 export function reduce(facts, event) {
   if (facts.stream === "ended" && event.type !== "media") {
     return facts; // final
@@ -39,7 +43,16 @@ export function reduce(facts, event) {
       return { ...facts, connection: event.online ? "online" : "lost" };
     case "media":
       if (!MEDIA_STATUSES.includes(event.status)) return facts;
-      return { ...facts, media: event.status, mediaWasPlaying: facts.mediaWasPlaying || event.status === "playing" };
+      return {
+        ...facts,
+        media: event.status,
+        mediaWasPlaying: facts.mediaWasPlaying || event.status === "playing",
+        mediaFailure: event.status === "playing" ? null : facts.mediaFailure,
+      };
+    case "media-failure":
+      return { ...facts, media: "failed", mediaFailure: { code: String(event.code || "unknown"), text: String(event.text || "") } };
+    case "media-retry":
+      return { ...facts, media: "connecting", mediaFailure: null };
     case "error":
       return { ...facts, error: String(event.message || "error") };
     case "retry":
@@ -58,6 +71,7 @@ export function viewOf(facts) {
   if (facts.stream === null) return View.CONNECTING;
   if (facts.stream === "paused") return View.PAUSED;
   if (facts.stream === "scheduled") return View.WAITING;
+  if (facts.mediaFailure) return View.UNAVAILABLE;
   switch (facts.media) {
     case "playing":
       return View.PLAYING;
@@ -72,10 +86,12 @@ export function viewOf(facts) {
 
 /** The machine as an object the page can listen to. */
 export class ViewerMachine {
-  constructor(onView = () => {}) {
+  /** `onView` hears view changes; `onFacts` every event (facts can change under one view). */
+  constructor(onView = () => {}, onFacts = () => {}) {
     this.facts = { ...initialFacts };
     this.view = viewOf(this.facts);
     this.onView = onView;
+    this.onFacts = onFacts;
   }
 
   dispatch(event) {
@@ -86,6 +102,7 @@ export class ViewerMachine {
       this.view = view;
       this.onView(view, previous, this.facts);
     }
+    this.onFacts(this.view, this.facts);
     return this.view;
   }
 }

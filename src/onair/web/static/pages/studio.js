@@ -4,6 +4,7 @@
 // fires when the seller's browser is really gone.
 
 import { AgoraPublisher, loadAgoraSdk } from "../client/media/agora.js";
+import { mediaFailure } from "../client/media/failure.js";
 import { LocalWebRtcHost } from "../client/media/local_webrtc.js";
 import { Signaller } from "../client/media/signalling.js";
 import { ChatPanel } from "./chat_panel.js";
@@ -32,14 +33,44 @@ let publisher = null; // LocalWebRtcHost or AgoraPublisher
 let stopHeartbeat = null;
 let channel = null;
 let chatPanel = null;
+// Whether viewers can get the seller's video: "off" (not on air), "joining", "on", or "failed"
+// with the reason. The page never says "on air" while nothing is published.
+let sending = { state: "off", text: "" };
+
+function sendingText() {
+  switch (sending.state) {
+    case "failed":
+      return `Video not sent: ${sending.text}`;
+    case "joining":
+      return config.media_mode === "agora" ? "Video: connecting to the video service…" : "Video: opening the camera…";
+    case "on":
+      return stream?.status === "paused" ? "Video: paused" : "Video: on air";
+    default:
+      return "Video: not sending";
+  }
+}
+
+function renderSending(state, text = "") {
+  sending = { state, text };
+  renderStatus();
+}
+
+function renderStatus() {
+  $("sending").dataset.sending = sending.state;
+  $("sending-text").textContent = sendingText();
+  $("sending-retry").hidden = sending.state !== "failed";
+  if (!stream) return;
+  const withoutVideo = stream.status === "live" && sending.state !== "on";
+  $("status").textContent = withoutVideo ? "live — no video yet" : stream.status;
+  $("status").dataset.status = stream.status;
+  $("status").dataset.video = withoutVideo ? "missing" : "";
+}
 
 function onStream(next) {
   if (String(next.id ?? streamId) !== String(streamId)) return;
   if (stream && Number.isInteger(next.version) && Number.isInteger(stream.version) && next.version < stream.version) return; // stale
   stream = { ...(stream ?? {}), ...next };
   $("title").textContent = stream.title ?? "Studio";
-  $("status").textContent = stream.status;
-  $("status").dataset.status = stream.status;
   if (Number.isInteger(stream.viewer_count)) $("viewers").textContent = String(stream.viewer_count);
   const allowed = new Set(ALLOWED[stream.status] ?? []);
   for (const action of ["start", "pause", "resume", "end"]) $(action).disabled = !allowed.has(action);
@@ -56,6 +87,16 @@ function onStream(next) {
     stopMedia();
     chatPanel?.closeInput("The stream has ended");
   }
+  if (config.media_mode !== "agora") renderLocalSending();
+  renderStatus();
+}
+
+/** Local mode: the seller's own browser sends, so video is on air whenever the camera is open. */
+function renderLocalSending(failure = null) {
+  if (failure) renderSending("failed", failure.text);
+  else if (sending.state === "failed" && !localStream) renderStatus(); // the camera problem stays shown, live or not
+  else if (stream?.status !== "live" && stream?.status !== "paused") renderSending("off");
+  else renderSending(localStream ? "on" : "joining");
 }
 
 async function openCamera() {
@@ -71,13 +112,15 @@ async function openCamera() {
   $("preview-overlay").hidden = true;
   if (publisher instanceof LocalWebRtcHost) await publisher.setTracks(next);
   for (const track of previous?.getTracks() ?? []) track.stop();
-  await fillDevices();
+  renderLocalSending();
+  const chosen = (kind) => next.getTracks().find((t) => t.kind === kind)?.getSettings().deviceId;
+  await fillDevices(await navigator.mediaDevices.enumerateDevices(), { videoinput: chosen("video"), audioinput: chosen("audio") });
 }
 
-async function fillDevices() {
-  const devices = await navigator.mediaDevices.enumerateDevices();
+/** The device pickers, from MediaDeviceInfo lists (the browser's or the Agora SDK's). */
+function fillDevices(devices, chosenByKind) {
   for (const [kind, select] of [["videoinput", $("camera")], ["audioinput", $("microphone")]]) {
-    const chosen = localStream?.getTracks().find((t) => `${t.kind}input` === kind)?.getSettings().deviceId;
+    const chosen = chosenByKind[kind];
     select.replaceChildren(
       ...devices.filter((d) => d.kind === kind).map((d, i) => {
         const option = new Option(d.label || `${kind} ${i + 1}`, d.deviceId);
@@ -88,25 +131,64 @@ async function fillDevices() {
   }
 }
 
-async function startSending() {
-  if (config.media_mode === "agora") {
-    if (publisher) return;
-    const AgoraRTC = await loadAgoraSdk();
-    publisher = new AgoraPublisher({ AgoraRTC, api, streamId });
-    playback?.watchMedia(publisher);
-    const tracks = await publisher.start({ cameraId: $("camera").value || undefined, microphoneId: $("microphone").value || undefined });
+/** Agora mode: load the SDK, open camera and microphone for the preview and the pickers. */
+async function prepareAgora() {
+  try {
+    if (!publisher) {
+      const AgoraRTC = await loadAgoraSdk();
+      publisher = new AgoraPublisher({ AgoraRTC, api, streamId, joinTimeoutMs: config.web?.media?.agoraJoinTimeoutMs });
+      playback?.watchMedia(publisher);
+      publisher.on("status", (state, info) => {
+        if (state === "failed") renderSending("failed", info.text ?? "the video service failed.");
+        else if (state === "sending") renderSending("on");
+        else if (state === "joining") renderSending("joining");
+        else renderSending("off");
+      });
+    }
+    await publisher.openDevices({ cameraId: $("camera").value || undefined, microphoneId: $("microphone").value || undefined });
     // the SDK renders the local camera itself, into the sized preview box (mirrored, its default)
     $("preview").hidden = true;
     $("preview-overlay").hidden = true;
-    tracks.find((t) => t.kind === "video")?.play($("preview-box"), { fit: "contain" });
+    publisher.previewInto($("preview-box"));
+    const { cameras, microphones, camera, microphone } = await publisher.devices();
+    fillDevices([...cameras, ...microphones], { videoinput: camera, audioinput: microphone });
+    return true;
+  } catch (err) {
+    playback?.failure(err);
+    renderSending("failed", mediaFailure(err).text);
+    return false;
+  }
+}
+
+/** Send video to viewers; in Agora mode a failure shows its reason and "Try again". */
+async function startSending() {
+  if (config.media_mode === "agora") {
+    if (!(await prepareAgora())) return;
+    await publisher.start({ cameraId: $("camera").value || undefined, microphoneId: $("microphone").value || undefined }).catch((err) => playback?.failure(err));
   } else if (localStream) {
     publisher.start(localStream);
+  }
+}
+
+async function retrySending() {
+  if (config.media_mode === "agora") {
+    if (stream?.status === "live" || stream?.status === "paused") await startSending();
+    else await prepareAgora();
+    return;
+  }
+  try {
+    await openCamera();
+    if (stream?.status === "live" || stream?.status === "paused") await startSending();
+  } catch (err) {
+    playback?.failure(err);
+    renderLocalSending(mediaFailure(err));
   }
 }
 
 function stopMedia() {
   publisher?.stop();
   for (const track of localStream?.getTracks() ?? []) track.stop();
+  localStream = null;
   $("preview-overlay").hidden = false;
 }
 
@@ -189,8 +271,13 @@ async function main() {
   $("end").addEventListener("click", () => {
     if (confirm("End the stream for everyone?")) act("end");
   });
-  $("camera").addEventListener("change", () => openCamera().catch((err) => showError(errorBox, err)));
-  $("microphone").addEventListener("change", () => openCamera().catch((err) => showError(errorBox, err)));
+  const switchDevice = (kind, select) => {
+    const change = config.media_mode === "agora" ? publisher?.setDevice(kind, select.value) : openCamera();
+    Promise.resolve(change).catch((err) => showError(errorBox, mediaFailure(err).text));
+  };
+  $("camera").addEventListener("change", () => switchDevice("video", $("camera")));
+  $("microphone").addEventListener("change", () => switchDevice("audio", $("microphone")));
+  $("sending-retry").addEventListener("click", () => retrySending());
   $("cohost-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const user = event.target.elements.user.value.trim();
@@ -203,17 +290,20 @@ async function main() {
     }
   });
 
-  if (config.media_mode !== "agora") {
+  globalThis.onair = { manager, log, outbox, get publisher() { return publisher; }, socket, onStream, telemetry: playback.telemetry, showcase };
+  if (stream.status === "ended") return; // nothing to send, no camera to open
+  if (config.media_mode === "agora") {
+    await prepareAgora();
+  } else {
     try {
       await openCamera();
     } catch (err) {
       playback.failure(err);
-      showError(errorBox, `Camera or microphone unavailable: ${err.message}`);
+      renderLocalSending(mediaFailure(err));
     }
-    // a reload of a running studio keeps sending
-    if (stream.status === "live" || stream.status === "paused") await startSending();
   }
-  globalThis.onair = { manager, log, outbox, publisher, socket, onStream, telemetry: playback.telemetry, showcase };
+  // a reload of a running studio keeps sending, in either mode
+  if (stream.status === "live" || stream.status === "paused") await startSending();
 }
 
 main();

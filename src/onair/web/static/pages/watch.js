@@ -12,6 +12,7 @@ import { Signaller } from "../client/media/signalling.js";
 import { LocalWebRtcViewer } from "../client/media/local_webrtc.js";
 import { AgoraViewer, loadAgoraSdk } from "../client/media/agora.js";
 import { playMutedFirst } from "../client/media/interface.js";
+import { Failure, failureText, mediaFailure } from "../client/media/failure.js";
 import { ChatPanel } from "./chat_panel.js";
 import { playbackTelemetry } from "./playback_telemetry.js";
 import { reactionsPanel } from "./reactions_panel.js";
@@ -25,6 +26,7 @@ const OVERLAY_TEXT = {
   [View.PLAYING]: "",
   [View.PAUSED]: "Paused by the host",
   [View.RECONNECTING]: "Reconnecting…",
+  [View.UNAVAILABLE]: "Video unavailable",
   [View.ENDED]: "The stream has ended",
   [View.ERROR]: "Something went wrong",
 };
@@ -37,19 +39,48 @@ const $ = (id) => document.getElementById(id);
 const player = $("player");
 const video = $("video");
 
-const machine = new ViewerMachine((view, _previous, facts) => {
+function renderView(view, facts) {
   player.dataset.view = view;
-  $("overlay-text").textContent = view === View.ERROR ? `${OVERLAY_TEXT[view]}: ${facts.error}` : OVERLAY_TEXT[view];
-  $("retry").hidden = view !== View.ERROR;
+  player.dataset.failure = view === View.UNAVAILABLE ? facts.mediaFailure.code : "";
+  $("overlay-text").textContent =
+    view === View.ERROR ? `${OVERLAY_TEXT[view]}: ${facts.error}`
+    : view === View.UNAVAILABLE ? facts.mediaFailure.text || failureText(facts.mediaFailure.code)
+    : OVERLAY_TEXT[view];
+  $("retry").hidden = view !== View.ERROR && view !== View.UNAVAILABLE;
+  $("retry").textContent = view === View.UNAVAILABLE ? "Try again" : "Retry";
+}
+
+const machine = new ViewerMachine((view) => {
   if (view === View.ENDED) {
     chatPanel?.closeInput("The stream has ended");
     teardown();
   }
+}, (view, facts) => {
+  renderView(view, facts); // a failure's reason can change under the same view
+  firstFrameDeadline(view, facts);
 });
 player.dataset.view = machine.view;
 
 let media = null;
 let chatPanel = null;
+let restartMedia = async () => location.reload();
+
+// A live stream whose video has not started after `firstFrameTimeoutMs` is an error with a reason
+// and "Try again", not an endless "Connecting…". The clock runs only while the view is
+// "connecting" on a live stream (waiting for a host who is not publishing is not a failure).
+let deadlineTimer = null;
+function firstFrameDeadline(view, facts) {
+  const waiting = view === View.CONNECTING && facts.stream === "live";
+  if (!waiting) {
+    clearTimeout(deadlineTimer);
+    deadlineTimer = null;
+  } else if (deadlineTimer === null) {
+    deadlineTimer = setTimeout(() => {
+      deadlineTimer = null;
+      if (machine.view === View.CONNECTING) machine.dispatch({ type: "media-failure", code: Failure.TIMEOUT, text: failureText(Failure.TIMEOUT) });
+    }, config.web?.media?.firstFrameTimeoutMs ?? 20_000);
+  }
+}
 let stopHeartbeat = () => {};
 let ended = false;
 
@@ -89,7 +120,7 @@ function showEndedChat() {
 }
 
 async function main() {
-  $("retry").addEventListener("click", () => location.reload());
+  $("retry").addEventListener("click", () => (machine.view === View.UNAVAILABLE ? restartMedia() : location.reload()));
   try {
     await ensureSignedIn(api, session, config);
   } catch (err) {
@@ -170,28 +201,65 @@ async function main() {
       show();
     },
   });
+  let container = null;
   if (config.media_mode === "agora") {
-    const container = document.createElement("div");
+    container = document.createElement("div");
     container.dataset.agora = "";
     player.prepend(container);
     video.hidden = true;
-    const AgoraRTC = await loadAgoraSdk();
-    media = new AgoraViewer({ AgoraRTC, api, streamId, container, router, quality, timers: realTimers });
-    media.on("autoplay-blocked", () => ($("unmute").hidden = false));
-  } else {
+  }
+  const failed = (err) => {
+    const failure = mediaFailure(err);
+    machine.dispatch({ type: "media-failure", code: failure.code, text: failure.text });
+  };
+  /** A fresh media adapter (a retry never reuses one that failed); its events count only while current. */
+  async function makeMedia() {
+    if (config.media_mode === "agora") {
+      const AgoraRTC = await loadAgoraSdk();
+      return new AgoraViewer({ AgoraRTC, api, streamId, container, router, quality, timers: realTimers, joinTimeoutMs: config.web?.media?.agoraJoinTimeoutMs });
+    }
     const signaller = new Signaller({ channel, streamId, peerId: `viewer:${session.userId}:${crypto.randomUUID().slice(0, 8)}` });
-    media = new LocalWebRtcViewer({ signaller, router, streamId, timers: realTimers, iceServers: config.ice_servers ?? [] });
-    channel.on("state", (state) => {
-      if (state === "joined") media.channelJoined();
+    return new LocalWebRtcViewer({ signaller, router, streamId, timers: realTimers, iceServers: config.ice_servers ?? [] });
+  }
+  async function startMedia() {
+    let adapter;
+    try {
+      adapter = await makeMedia();
+    } catch (err) {
+      playback.failure(err);
+      failed(err);
+      return;
+    }
+    media = adapter;
+    const isCurrent = () => adapter === media;
+    playback.watchMedia(adapter);
+    adapter.on("autoplay-blocked", () => isCurrent() && ($("unmute").hidden = false));
+    adapter.on("status", (status, info) => {
+      if (!isCurrent()) return;
+      if (status === "failed" && info?.code) return failed(info);
+      // local mode: "playing" means frames are being decoded, not just that a track exists
+      if (status === "playing" && config.media_mode !== "agora" && !(video.videoWidth > 0)) return;
+      machine.dispatch({ type: "media", status });
+    });
+    adapter.on("layer", (layer) => isCurrent() && ($("layer").textContent = layer));
+    await adapter.start().catch((err) => {
+      if (!isCurrent()) return;
+      playback.failure(err);
+      failed(err);
     });
   }
-  playback.watchMedia(media);
-  media.on("status", (status) => {
-    // local mode: "playing" means frames are being decoded, not just that a track exists
-    if (status === "playing" && config.media_mode !== "agora" && !(video.videoWidth > 0)) return;
-    machine.dispatch({ type: "media", status });
-  });
-  media.on("layer", (layer) => ($("layer").textContent = layer));
+  restartMedia = async () => {
+    const previous = media;
+    media = null;
+    machine.dispatch({ type: "media-retry" });
+    await previous?.stop().catch(() => {});
+    await startMedia();
+  };
+  if (config.media_mode !== "agora") {
+    channel.on("state", (state) => {
+      if (state === "joined") media?.channelJoined?.();
+    });
+  }
   video.addEventListener("playing", () => machine.dispatch({ type: "media", status: "playing" }));
   video.addEventListener("resize", () => {
     if (video.videoWidth > 0 && video.videoHeight > 0) player.style.aspectRatio = `${video.videoWidth} / ${video.videoHeight}`;
@@ -210,19 +278,16 @@ async function main() {
 
   channel.subscribe();
   manager.start();
-  await media.start().catch((err) => {
-    playback.failure(err);
-    machine.dispatch({ type: "media", status: "failed", info: err });
-  });
-
-  // Count us as a viewer; heartbeats keep us counted and carry the stream's state too (so state
-  // stays right even while the realtime socket is down).
-  await api.joinAsViewer(streamId).then(onStream).catch(() => {});
+  // Count us as a viewer at once, whether or not video starts (a viewer stuck joining Agora is
+  // still watching); heartbeats keep us counted and carry the stream's state too (so state stays
+  // right even while the realtime socket is down).
+  api.joinAsViewer(streamId).then(onStream).catch(() => {});
+  startMedia();
   stopHeartbeat = every((config.heartbeat_interval ?? 10) * 1000, async () => onStream((await api.heartbeat(streamId)).stream));
   addEventListener("pagehide", () => {
     fetch(`/api/v1/streams/${encodeURIComponent(streamId)}/viewers/me`, { method: "DELETE", keepalive: true, headers: { Authorization: `Bearer ${session.token}` } }).catch(() => {});
   });
-  globalThis.onair = { machine, manager, log, outbox, media, socket, telemetry: playback.telemetry, showcase, reactions }; // for debugging and tests
+  globalThis.onair = { machine, manager, log, outbox, get media() { return media; }, socket, telemetry: playback.telemetry, showcase, reactions }; // for debugging and tests
 }
 
 main();

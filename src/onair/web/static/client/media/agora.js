@@ -8,12 +8,18 @@
 //   * live mode, vp8, audience role for viewers; host role only for the publisher (B.2 #4, #5);
 //   * renewToken on "token-privilege-will-expire", re-join on "token-privilege-did-expire" (B.4);
 //   * dual stream: the publisher enables the low stream; the viewer picks high/low through the
-//     hysteresis in video_quality.js and sets a fallback option (low, then audio only) (B.5).
+//     hysteresis in video_quality.js and sets a fallback option (low, then audio only) (B.5);
+//   * join() has a deadline: without a route to Agora the SDK retries its gateway for ever, so
+//     after `joinTimeoutMs` we leave() (which rejects the pending join) and report
+//     "service-unreachable" (media/failure.js) for the page to show with a retry.
 // The SDK object is injected (`AgoraRTC`), so tests drive this file with a stub of the documented
-// interface.
+// interface; tests/web/agora_conformance.test.mjs checks every SDK member and event named here
+// against the real SDK's type declarations. SDK objects are only ever held in variables named
+// `AgoraRTC`, `client`, `user`, `remoteTrack` and `localTrack`, which is what that test reads.
 
-import { Emitter } from "../emitter.js";
+import { Emitter, realTimers } from "../emitter.js";
 import { MediaStatus } from "./interface.js";
+import { Failure, MediaError, mediaFailure, withDeadline } from "./failure.js";
 import { VideoQuality } from "../video_quality.js";
 import { RefreshTimer } from "../token_refresh.js";
 
@@ -27,14 +33,29 @@ export function loadAgoraSdk(doc = globalThis.document, url = AGORA_SDK_URL) {
     script.src = url;
     script.async = true;
     script.onload = () => (globalThis.AgoraRTC ? resolve(globalThis.AgoraRTC) : reject(new Error("Agora SDK did not load")));
-    script.onerror = () => reject(new Error("Agora SDK could not be loaded"));
+    script.onerror = () => reject(new MediaError(Failure.SERVICE_UNREACHABLE, "Can't load the video service's SDK. Check the connection, then try again."));
     doc.head.appendChild(script);
   });
 }
 
-export const STREAM_HIGH = 0;
-export const STREAM_LOW = 1;
-export const FALLBACK_LOW_THEN_AUDIO = 2;
+export const STREAM_HIGH = 0; // RemoteStreamType.HIGH_STREAM
+export const STREAM_LOW = 1; // RemoteStreamType.LOW_STREAM
+export const FALLBACK_LOW_THEN_AUDIO = 2; // RemoteStreamFallbackType.AUDIO_ONLY
+export const DEFAULT_JOIN_TIMEOUT_MS = 12_000;
+
+/** The SDK's tracks carry `trackMediaType` ("audio" | "video"), not a MediaStreamTrack's `kind`. */
+export function videoTrackOf(tracks) {
+  return tracks.find((localTrack) => localTrack.trackMediaType === "video") ?? null;
+}
+
+/** client.join() that gives up after `ms`: leave() aborts the SDK's endless gateway retries. */
+function joinWithin(client, credentials, { ms, timers }) {
+  return withDeadline(
+    client.join(credentials.app_id, credentials.channel, credentials.token, credentials.uid ?? null),
+    ms,
+    { timers, abort: () => client.leave(), onTimeout: () => new MediaError(Failure.SERVICE_UNREACHABLE) },
+  );
+}
 
 /** Seconds-or-ISO expiry fields of a token response, as ms epoch. */
 function expiryOf(token) {
@@ -47,8 +68,10 @@ export class AgoraViewer extends Emitter {
    * @param api        {rtcToken(streamId), refreshRtcToken(streamId)} → {token, app_id, channel, uid, expires_at, refresh_after}
    * @param container  the HTMLElement the SDK creates its <video> in (must be in the DOM and sized)
    */
-  constructor({ AgoraRTC, api, streamId, container, router, quality = new VideoQuality(), timers = null, now = () => Date.now() }) {
+  constructor({ AgoraRTC, api, streamId, container, router, quality = new VideoQuality(), timers = null, now = () => Date.now(), joinTimeoutMs = DEFAULT_JOIN_TIMEOUT_MS }) {
     super();
+    this.timers = timers ?? realTimers;
+    this.joinTimeoutMs = joinTimeoutMs;
     // Besides the SDK's 30-second warning, renew at the server's `refresh_after` (80 % of the
     // lifetime, issue 3) so a slow network still has time; `renewNow()` serves the server's
     // "token_renew" event (a co-host was demoted: new privileges now).
@@ -78,7 +101,17 @@ export class AgoraViewer extends Emitter {
     // The default stream type must be set before join (B.5).
     client.setRemoteDefaultVideoStreamType?.(STREAM_HIGH);
     this._setStatus(MediaStatus.CONNECTING);
-    await client.join(credentials.app_id, credentials.channel, credentials.token, credentials.uid ?? null);
+    try {
+      await joinWithin(client, credentials, { ms: this.joinTimeoutMs, timers: this.timers });
+    } catch (err) {
+      if (client !== this.client) return; // stopped meanwhile
+      this.client = null;
+      client.removeAllListeners?.();
+      client.leave().catch(() => {});
+      const failure = mediaFailure(err);
+      this._setStatus(MediaStatus.FAILED, { reason: failure.text, code: failure.code });
+      throw err instanceof MediaError ? err : new MediaError(failure.code, failure.text, { cause: err });
+    }
     this._scheduleRefresh(credentials);
     if (this.publishers.size === 0) this._setStatus(MediaStatus.NO_PUBLISHER);
   }
@@ -133,17 +166,17 @@ export class AgoraViewer extends Emitter {
       }
       if (!mine()) return;
       this.publishers.add(user.uid);
-      const track = mediaType === "video" ? user.videoTrack : user.audioTrack;
+      const remoteTrack = mediaType === "video" ? user.videoTrack : user.audioTrack;
       if (mediaType === "video") {
         client.setStreamFallbackOption?.(user.uid, FALLBACK_LOW_THEN_AUDIO);
         if (this.layer !== "high") client.setRemoteVideoStreamType(user.uid, STREAM_LOW);
       }
-      this.router.publish({ streamId: this.streamId, publisherId: user.uid, kind: mediaType, track });
+      this.router.publish({ streamId: this.streamId, publisherId: user.uid, kind: mediaType, track: remoteTrack });
       if (mediaType === "video") {
-        track.play(this.container, { fit: "contain" });
+        remoteTrack.play(this.container, { fit: "contain" });
         this._setStatus(MediaStatus.PLAYING);
       } else {
-        track.play();
+        remoteTrack.play();
       }
     });
     client.on("user-unpublished", (user, mediaType) => {
@@ -206,9 +239,10 @@ export class AgoraViewer extends Emitter {
       if (client !== this.client) return;
       this.router.clear();
       this.publishers.clear();
-      await client.join(this.credentials.app_id, this.credentials.channel, fresh.token, this.credentials.uid ?? null);
+      await joinWithin(client, { ...this.credentials, token: fresh.token }, { ms: this.joinTimeoutMs, timers: this.timers });
     } catch (err) {
-      this._setStatus(MediaStatus.FAILED, { reason: String(err?.message ?? err) });
+      const failure = mediaFailure(err);
+      this._setStatus(MediaStatus.FAILED, { reason: failure.text, code: failure.code });
     }
   }
 
@@ -218,45 +252,127 @@ export class AgoraViewer extends Emitter {
   }
 }
 
+/**
+ * The studio's side: camera and microphone tracks (opened before joining, so the seller sees the
+ * preview even when Agora cannot be reached), join as host with a deadline, publish with the low
+ * stream. Emits "status" ("idle" | "joining" | "sending" | "failed", info) — "sending" only once
+ * publish() succeeded, so the page never claims to be on air while nothing is published.
+ */
 export class AgoraPublisher extends Emitter {
-  constructor({ AgoraRTC, api, streamId }) {
+  constructor({ AgoraRTC, api, streamId, timers = realTimers, joinTimeoutMs = DEFAULT_JOIN_TIMEOUT_MS }) {
     super();
     this.AgoraRTC = AgoraRTC;
     this.api = api;
     this.streamId = String(streamId);
+    this.timers = timers;
+    this.joinTimeoutMs = joinTimeoutMs;
     this.client = null;
     this.tracks = [];
+    this.status = "idle";
+    this._starting = null;
   }
 
-  /** Join as host, publish camera + microphone with the low stream enabled. */
-  async start({ cameraId, microphoneId } = {}) {
-    const credentials = await this.api.rtcToken(this.streamId);
-    if (credentials.role && credentials.role !== "publisher") throw new Error("this account may not publish to the stream");
-    const client = this.AgoraRTC.createClient({ mode: "live", codec: "vp8", role: "host" });
-    this.client = client;
+  /** Open camera and microphone (once); rejects with a MediaError saying why they can't be used. */
+  async openDevices({ cameraId, microphoneId } = {}) {
+    if (this.tracks.length) return this.tracks;
+    try {
+      this.tracks = await this.AgoraRTC.createMicrophoneAndCameraTracks(
+        microphoneId ? { microphoneId } : {},
+        { ...(cameraId ? { cameraId } : {}), encoderConfig: "720p_2" },
+      );
+    } catch (err) {
+      const failure = mediaFailure(err);
+      throw new MediaError(failure.code, failure.text, { cause: err });
+    }
+    return this.tracks;
+  }
+
+  /** Let the SDK render the local camera into a sized box (mirrored, its default). */
+  previewInto(box) {
+    const localTrack = videoTrackOf(this.tracks);
+    localTrack?.play(box, { fit: "contain" });
+  }
+
+  /** Cameras and microphones as MediaDeviceInfo lists, and the ones in use. */
+  async devices() {
+    const [cameras, microphones] = await Promise.all([this.AgoraRTC.getCameras(), this.AgoraRTC.getMicrophones()]);
+    const inUse = (kind) => this.tracks.find((localTrack) => localTrack.trackMediaType === kind)?.getMediaStreamTrack()?.getSettings().deviceId;
+    return { cameras, microphones, camera: inUse("video"), microphone: inUse("audio") };
+  }
+
+  /** Switch the camera ("video") or microphone ("audio") in place, while publishing too. */
+  async setDevice(kind, deviceId) {
+    const localTrack = this.tracks.find((candidate) => candidate.trackMediaType === kind);
+    if (localTrack && deviceId) await localTrack.setDevice(deviceId);
+  }
+
+  /** Join as host and publish; concurrent calls share one attempt. Rejects with a MediaError. */
+  start(devices = {}) {
+    if (this.status === "sending") return Promise.resolve(this.tracks);
+    this._starting ??= this._start(devices).finally(() => (this._starting = null));
+    return this._starting;
+  }
+
+  async _start(devices) {
+    this._setStatus("joining");
+    let client = null;
+    try {
+      const credentials = await this.api.rtcToken(this.streamId);
+      if (credentials.role && credentials.role !== "publisher") {
+        throw Object.assign(new Error("this account may not publish to the stream"), { status: 403 });
+      }
+      await this.openDevices(devices);
+      client = this.AgoraRTC.createClient({ mode: "live", codec: "vp8", role: "host" });
+      this.client = client;
+      this._register(client, credentials);
+      await client.setClientRole?.("host");
+      await joinWithin(client, credentials, { ms: this.joinTimeoutMs, timers: this.timers });
+      try {
+        await client.enableDualStream();
+      } catch (err) {
+        this.emit("warning", err); // iOS Safari cannot; viewers then keep the one stream
+      }
+      await client.publish(this.tracks);
+    } catch (err) {
+      if (client && client === this.client) {
+        this.client = null;
+        client.removeAllListeners?.();
+        client.leave().catch(() => {});
+      }
+      const failure = mediaFailure(err);
+      this._setStatus("failed", failure);
+      throw err instanceof MediaError ? err : new MediaError(failure.code, failure.text, { cause: err });
+    }
+    this._setStatus("sending");
+    return this.tracks;
+  }
+
+  _register(client, credentials) {
+    const mine = () => client === this.client;
     client.on("token-privilege-will-expire", async () => {
+      if (!mine()) return;
       const fresh = await this.api.refreshRtcToken(this.streamId);
       await client.renewToken(fresh.token);
     });
     client.on("token-privilege-did-expire", async () => {
-      const fresh = await this.api.refreshRtcToken(this.streamId);
-      await client.leave();
-      await client.join(credentials.app_id, credentials.channel, fresh.token, credentials.uid ?? null);
-      await client.publish(this.tracks);
+      if (!mine()) return;
+      this._setStatus("joining");
+      try {
+        const fresh = await this.api.refreshRtcToken(this.streamId);
+        await client.leave();
+        await joinWithin(client, { ...credentials, token: fresh.token }, { ms: this.joinTimeoutMs, timers: this.timers });
+        await client.publish(this.tracks);
+        this._setStatus("sending");
+      } catch (err) {
+        this._setStatus("failed", mediaFailure(err));
+      }
     });
-    await client.setClientRole?.("host");
-    await client.join(credentials.app_id, credentials.channel, credentials.token, credentials.uid ?? null);
-    this.tracks = await this.AgoraRTC.createMicrophoneAndCameraTracks(
-      microphoneId ? { microphoneId } : {},
-      { ...(cameraId ? { cameraId } : {}), encoderConfig: "720p_2" },
-    );
-    try {
-      await client.enableDualStream();
-    } catch (err) {
-      this.emit("warning", err); // iOS Safari cannot; viewers then keep the one stream
-    }
-    await client.publish(this.tracks);
-    return this.tracks;
+    client.on("connection-state-change", (current, _previous, reason) => {
+      if (!mine() || this.status === "joining") return;
+      if (current === "RECONNECTING") this._setStatus("failed", { code: Failure.SERVICE_UNREACHABLE, text: "Reconnecting to the video service…", retryable: true });
+      else if (current === "CONNECTED") this._setStatus("sending");
+      else if (current === "DISCONNECTED" && reason && reason !== "LEAVE") this._setStatus("failed", { code: Failure.SERVICE_UNREACHABLE, text: `Disconnected from the video service (${reason}).`, retryable: true });
+    });
   }
 
   /** The server says our privileges changed (e.g. a co-host was demoted): renew now, and stop
@@ -272,10 +388,23 @@ export class AgoraPublisher extends Emitter {
     await this.client.renewToken(fresh.token);
   }
 
-  async stop() {
-    for (const track of this.tracks) track.close?.();
-    this.tracks = [];
-    if (this.client) await this.client.leave();
+  /** Stop publishing; with `closeDevices` the camera and microphone are released too. */
+  async stop({ closeDevices = true } = {}) {
+    const client = this.client;
     this.client = null;
+    if (closeDevices) {
+      for (const localTrack of this.tracks) localTrack.close?.();
+      this.tracks = [];
+    }
+    if (client) {
+      client.removeAllListeners?.();
+      await client.leave();
+    }
+    this._setStatus("idle");
+  }
+
+  _setStatus(status, info = {}) {
+    this.status = status;
+    this.emit("status", status, info);
   }
 }

@@ -9,6 +9,7 @@
 
 import { Emitter } from "../emitter.js";
 import { MediaStatus } from "./interface.js";
+import { Failure, failureText } from "./failure.js";
 import { EVERYONE, HOST } from "./signalling.js";
 
 export class LocalWebRtcViewer extends Emitter {
@@ -93,7 +94,8 @@ export class LocalWebRtcViewer extends Emitter {
         }
         break;
       case "full":
-        this._setStatus(MediaStatus.FAILED, { reason: "viewer limit reached" });
+        // the hello loop goes on, so a place that frees up is taken without the user's help
+        this._setStatus(MediaStatus.FAILED, { reason: failureText(Failure.VIEWER_LIMIT), code: Failure.VIEWER_LIMIT });
         break;
       default:
         break;
