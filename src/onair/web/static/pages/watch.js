@@ -285,6 +285,7 @@ async function main() {
   startMedia();
   stopHeartbeat = every((config.heartbeat_interval ?? 10) * 1000, async () => onStream((await api.heartbeat(streamId)).stream));
   addEventListener("pagehide", () => {
+    media?.stop().catch(() => {}); // local mode: "bye" frees our place at the seller's at once
     fetch(`/api/v1/streams/${encodeURIComponent(streamId)}/viewers/me`, { method: "DELETE", keepalive: true, headers: { Authorization: `Bearer ${session.token}` } }).catch(() => {});
   });
   globalThis.onair = { machine, manager, log, outbox, get media() { return media; }, socket, telemetry: playback.telemetry, showcase, reactions }; // for debugging and tests
