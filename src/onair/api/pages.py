@@ -77,6 +77,7 @@ def web_policy(ctx: AppContext) -> dict[str, Any]:
         "chat_max_chars": s.chat_max_chars,
         "presence_heartbeat_ms": ms(s.heartbeat_interval),
         "local_max_viewers": s.web_local_max_viewers,
+        "role_claim": s.jwt_app_role_claim,
         "stream_topic": STREAM_TOPIC,
         "signal_topic": SIGNAL_TOPIC,
     }

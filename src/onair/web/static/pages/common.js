@@ -6,6 +6,7 @@ import { ConnectionManager } from "../client/connection_manager.js";
 import { realTimers } from "../client/emitter.js";
 import { RealtimeSocket } from "../client/realtime_socket.js";
 import { RefreshTimer, jwtExpiry } from "../client/token_refresh.js";
+import { initialToken, sessionFromJwt, userTokenSource } from "../client/user_token.js";
 
 export function readConfig() {
   return JSON.parse(document.getElementById("onair-config").textContent);
@@ -62,9 +63,15 @@ export async function devSignIn(api, session, user, role) {
   return data;
 }
 
-/** Pages that need a user (watching counts viewers): sign in as a guest buyer under dev auth. */
+/** Pages that need a user (watching counts viewers): the embedding app's sign-in (user_token.js)
+ * when it has one, else a guest buyer under dev auth. */
 export async function ensureSignedIn(api, session, config) {
   if (session.signedIn) return true;
+  const token = await initialToken(globalThis);
+  if (token) {
+    session.save(sessionFromJwt(token, config.web?.role_claim));
+    return true;
+  }
   if (!config.dev_auth) return false;
   const guest = `guest-${Math.random().toString(36).slice(2, 8)}`;
   await devSignIn(api, session, guest, "buyer");
@@ -125,19 +132,31 @@ export function connectRealtime(config, session, api = null, { noticeSuffix = ""
   });
   if (api) api.onNetworkError = () => manager.suspect();
   document.getElementById("notice-retry")?.addEventListener("click", () => manager.retry());
-  // The user's JWT expires: get a new one before it does (dev auth signs in again) and hand it
-  // to every channel (spec §7.2 access_token).
+  // The user's JWT expires: get a new one before it does (user_token.js says from where) and
+  // hand it to every channel (spec §7.2 access_token). With no source, say so when it expires.
   const exp = jwtExpiry(session.token ?? "");
-  if (exp !== null && config.dev_auth) {
+  if (exp !== null) {
+    const source = userTokenSource({
+      host: globalThis,
+      devAuth: config.dev_auth,
+      devSignIn: async () => (await devSignIn(makeApi(session), session, session.userId, session.role)).access_token,
+    });
     const timer = new RefreshTimer({
       name: "jwt",
       timers: realTimers,
       marginMs: 60_000,
       refresh: async () => {
-        const api = makeApi(session);
-        await devSignIn(api, session, session.userId, session.role);
+        if (!source) throw new Error("nothing can refresh this sign-in");
+        session.save(sessionFromJwt(await source.get(), config.web?.role_claim));
         for (const channel of socket.channels.values()) channel.setAccessToken(session.token);
+        document.documentElement.dataset.tokenSource = source.name; // for the e2e test
         return { expiresAt: jwtExpiry(session.token) };
+      },
+      onExpired: () => {
+        if (!notice) return;
+        notice.hidden = false;
+        notice.dataset.reason = "signed-out";
+        noticeLine.textContent = "Your sign-in has expired: sign in again to keep chatting.";
       },
     });
     timer.schedule({ expiresAt: exp });
