@@ -79,6 +79,20 @@ def test_the_apps_hook_signs_the_page_in_and_refreshes_before_expiry(browser: An
                f"the message stored (page: {page.text_content('#chat')!r})")
 
 
+def test_a_seller_signed_in_by_the_hook_opens_the_studio(browser: Any, server: OnairServer) -> None:
+    page = new_page(browser)
+    page.add_init_script(f"window.onairAuth = {{ getAccessToken: async () => {json.dumps(token('sofia', 'seller', 3600))} }};")
+    page.goto(f"{server.url}/")
+    page.wait_for_selector("#go-live:not([hidden])")
+    assert page.is_hidden("#sign-in"), "no dev sign-in form without dev auth"
+    page.fill("#go-live-form input[name=title]", "From the app's sign-in")
+    page.click("#go-live-form button[type=submit]")
+    page.wait_for_url("**/studio/**")
+    page.wait_for_selector("#start:not([disabled])")
+    assert page.is_hidden("#studio-error")
+    assert "sofia (seller)" in (page.text_content("#session") or "")
+
+
 def test_without_any_sign_in_the_page_says_so(browser: Any, server: OnairServer) -> None:
     seller = token("sonja", "seller", 3600)
     stream_id = httpx.post(f"{server.url}/api/v1/streams", json={"title": "No hook"},

@@ -63,15 +63,18 @@ export async function devSignIn(api, session, user, role) {
   return data;
 }
 
+/** A page with no stored session takes the embedding app's (user_token.js), if it has one. */
+export async function signInFromApp(session, config) {
+  if (session.signedIn) return true;
+  const token = await initialToken(globalThis);
+  if (token) session.save(sessionFromJwt(token, config.web?.role_claim));
+  return session.signedIn;
+}
+
 /** Pages that need a user (watching counts viewers): the embedding app's sign-in (user_token.js)
  * when it has one, else a guest buyer under dev auth. */
 export async function ensureSignedIn(api, session, config) {
-  if (session.signedIn) return true;
-  const token = await initialToken(globalThis);
-  if (token) {
-    session.save(sessionFromJwt(token, config.web?.role_claim));
-    return true;
-  }
+  if (await signInFromApp(session, config)) return true;
   if (!config.dev_auth) return false;
   const guest = `guest-${Math.random().toString(36).slice(2, 8)}`;
   await devSignIn(api, session, guest, "buyer");

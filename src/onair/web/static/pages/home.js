@@ -1,6 +1,6 @@
 // `/`: live and scheduled streams, dev sign-in, and "Go live" for sellers.
 
-import { devSignIn, makeApi, readConfig, renderSession, Session, showError } from "./common.js";
+import { devSignIn, makeApi, readConfig, renderSession, Session, showError, signInFromApp } from "./common.js";
 
 const config = readConfig();
 const session = new Session();
@@ -42,7 +42,8 @@ async function refresh() {
   }
 }
 
-function main() {
+async function main() {
+  await signInFromApp(session, config).catch((err) => showError($("home-error"), err));
   renderSession(session);
   $("sign-in").hidden = session.signedIn || !config.dev_auth;
   $("go-live").hidden = !session.signedIn || !["seller", "admin"].includes(session.role);

@@ -10,7 +10,7 @@ import { Signaller } from "../client/media/signalling.js";
 import { ChatPanel } from "./chat_panel.js";
 import { playbackTelemetry } from "./playback_telemetry.js";
 import { reactionsPanel } from "./reactions_panel.js";
-import { connectRealtime, every, makeApi, readConfig, renderSession, Session, showError } from "./common.js";
+import { connectRealtime, every, makeApi, readConfig, renderSession, Session, showError, signInFromApp } from "./common.js";
 import { SELLER_STATE_EVENT, streamChannel } from "./stream_channel.js";
 import { ShowcaseSync } from "./showcase_panel.js";
 import { mountStudioShowcase } from "./showcase_studio.js";
@@ -205,6 +205,7 @@ async function act(action) {
 }
 
 async function main() {
+  await signInFromApp(session, config).catch((err) => showError(errorBox, `Sign-in failed: ${err.message}`));
   renderSession(session);
   $("watch-link").href = `/watch/${encodeURIComponent(streamId)}`;
   if (!session.signedIn) {
