@@ -183,3 +183,49 @@ test("a viewer ignores an offer sent as a viewer event (only the host event may 
   await timers.advance(20);
   assert.ok(a.viewer.status === "failed" || a.viewer.pc !== null);
 });
+
+test("a co-host on camera: viewers get both hosts, the seller's connection is not disturbed, the co-host's leaving keeps the seller's video", async () => {
+  const { timers, server, rtc, hostSocket, hostChannel, host, camera, peers } = await setup({ viewers: 2 });
+  const slots = peers.map(() => new Map()); // "publisher|kind" -> track id
+  for (const [i, p] of peers.entries()) {
+    p.viewer.router._attach = (s) => slots[i].set(`${s.publisherId}|${s.kind}`, s.track.id);
+    p.viewer.router._detach = (s) => slots[i].delete(`${s.publisherId}|${s.kind}`);
+  }
+  hostChannel.subscribe();
+  hostSocket.connect();
+  for (const p of peers) {
+    p.channel.subscribe();
+    p.socket.connect();
+  }
+  await timers.advance(20);
+  host.start(camera);
+  for (const p of peers) await p.viewer.start();
+  await timers.advance(500);
+  const sellerPcs = peers.map((p) => p.viewer.peers.get("host:h").pc);
+
+  // the co-host comes on air later, from its own page (socket)
+  const coSocket = new RealtimeSocket({ url: "ws://x/realtime/v1", apikey: "anon", WebSocket: server.WebSocket, timers, now: timers.now });
+  const coChannel = coSocket.channel("stream:s1", { private: true });
+  const cohost = new LocalWebRtcHost({ signaller: new Signaller({ channel: coChannel, streamId: "s1", peerId: "host:c", isHost: true }), RTCPeerConnection: rtc.RTCPeerConnection });
+  coChannel.on("state", (s) => s === "joined" && cohost.announce());
+  coChannel.subscribe();
+  coSocket.connect();
+  await timers.advance(20);
+  cohost.start({ getTracks: () => [{ kind: "video", id: "co-cam" }, { kind: "audio", id: "co-mic" }] });
+  await timers.advance(500);
+  for (const [i, p] of peers.entries()) {
+    assert.deepEqual(Object.fromEntries(slots[i]), { "host:h|video": "cam", "host:h|audio": "mic", "host:c|video": "co-cam", "host:c|audio": "co-mic" });
+    assert.equal(p.viewer.peers.get("host:h").pc, sellerPcs[i], "the seller's connection was not renegotiated");
+    assert.equal(p.viewer.status, "playing");
+  }
+  assert.equal(cohost.viewerCount, 2);
+
+  // demoted (or left): the co-host stops; viewers keep the seller's video
+  cohost.stop();
+  await timers.advance(100);
+  for (const [i, p] of peers.entries()) {
+    assert.deepEqual(Object.fromEntries(slots[i]), { "host:h|video": "cam", "host:h|audio": "mic" });
+    assert.equal(p.viewer.status, "playing");
+    assert.equal(p.viewer.peers.has("host:c"), false);
+  }
+});

@@ -104,6 +104,12 @@ export class Api {
   sanction(id, { user_id, kind, duration_seconds, reason }) {
     return this.request("POST", `/api/v1/streams/${encodeURIComponent(id)}/chat/sanctions`, { user_id, kind, duration_seconds, reason });
   }
+  listCohosts(id) {
+    return this.request("GET", `/api/v1/streams/${encodeURIComponent(id)}/cohosts`);
+  }
+  removeCohost(id, userId) {
+    return this.request("DELETE", `/api/v1/streams/${encodeURIComponent(id)}/cohosts/${encodeURIComponent(userId)}`);
+  }
   inviteCohost(id, userId) {
     return this.request("POST", `/api/v1/streams/${encodeURIComponent(id)}/cohosts`, { user_id: userId });
   }

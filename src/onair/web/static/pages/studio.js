@@ -204,6 +204,31 @@ async function act(action) {
   }
 }
 
+/** The invited co-hosts, each with "Remove" (which also stops their publishing at once). */
+async function renderCohosts() {
+  let rows = [];
+  try {
+    rows = await api.listCohosts(streamId);
+  } catch (err) {
+    showError(errorBox, err);
+  }
+  $("cohost-list").replaceChildren(...rows.map((row) => {
+    const item = document.createElement("li");
+    item.dataset.user = row.user_id;
+    const remove = Object.assign(document.createElement("button"), { type: "button", textContent: "Remove" });
+    remove.addEventListener("click", async () => {
+      try {
+        await api.removeCohost(streamId, row.user_id);
+      } catch (err) {
+        showError(errorBox, err);
+      }
+      await renderCohosts();
+    });
+    item.append(`${row.user_id} `, remove);
+    return item;
+  }));
+}
+
 async function main() {
   await signInFromApp(session, config).catch((err) => showError(errorBox, `Sign-in failed: ${err.message}`));
   renderSession(session);
@@ -289,7 +314,9 @@ async function main() {
     } catch (err) {
       showError(errorBox, err);
     }
+    await renderCohosts();
   });
+  await renderCohosts();
 
   globalThis.onair = { manager, log, outbox, get publisher() { return publisher; }, socket, onStream, telemetry: playback.telemetry, showcase };
   if (stream.status === "ended") return; // nothing to send, no camera to open

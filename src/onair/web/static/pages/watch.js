@@ -9,8 +9,8 @@ import { ViewerMachine, View } from "../client/viewer_state.js";
 import { VideoQuality } from "../client/video_quality.js";
 import { TrackRouter } from "../client/media/track_router.js";
 import { Signaller } from "../client/media/signalling.js";
-import { LocalWebRtcViewer } from "../client/media/local_webrtc.js";
-import { AgoraViewer, loadAgoraSdk } from "../client/media/agora.js";
+import { LocalWebRtcHost, LocalWebRtcViewer } from "../client/media/local_webrtc.js";
+import { AgoraPublisher, AgoraViewer, loadAgoraSdk } from "../client/media/agora.js";
 import { playMutedFirst } from "../client/media/interface.js";
 import { Failure, failureText, mediaFailure } from "../client/media/failure.js";
 import { ChatPanel } from "./chat_panel.js";
@@ -85,6 +85,7 @@ let stopHeartbeat = () => {};
 let ended = false;
 
 let lastVersion = -1;
+let sellerId = null;
 
 function onStream(stream) {
   if (String(stream.id ?? streamId) !== String(streamId)) return;
@@ -94,6 +95,7 @@ function onStream(stream) {
     lastVersion = stream.version;
   }
   $("title").textContent = stream.title ?? $("title").textContent;
+  if (stream.seller_id) sellerId = String(stream.seller_id);
   if (Number.isInteger(stream.viewer_count)) $("viewers").textContent = String(stream.viewer_count);
   machine.dispatch({ type: "stream", status: stream.status });
 }
@@ -102,6 +104,8 @@ async function teardown() {
   if (ended) return;
   ended = true;
   stopHeartbeat();
+  cohosting.stopMedia();
+  cohosting.render();
   await media?.stop().catch(() => {});
   api.leaveAsViewer(streamId).catch(() => {});
 }
@@ -118,6 +122,117 @@ function showEndedChat() {
   $("quality").hidden = true; // there is no link whose quality would matter
   sync.resync();
 }
+
+/**
+ * Co-hosts on camera: an invited user sees "Join as co-host" and publishes camera and microphone
+ * to every viewer (local mode: as one more WebRTC host on the stream's channel; Agora mode: with a
+ * publisher token). A demotion ("token_renew" with the subscriber role, sent to this user only)
+ * stops publishing at once; the server refuses a demoted user's signalling and tokens anyway.
+ */
+const cohosting = {
+  invited: false,
+  publisher: null, // LocalWebRtcHost or AgoraPublisher while on camera
+  camera: null, // local mode's MediaStream
+  channel: null,
+  router: null,
+
+  bind({ channel, router }) {
+    this.channel = channel;
+    this.router = router;
+    $("cohost-join").addEventListener("click", () => this.join());
+    $("cohost-leave").addEventListener("click", () => this.leave("You left the camera."));
+    channel.on("state", (state) => {
+      if (state === "joined") this.publisher?.announce?.(); // viewers who lost us say hello again
+    });
+  },
+
+  async refresh() {
+    try {
+      const rows = await api.listCohosts(streamId);
+      this.invited = rows.some((row) => row.user_id === session.userId);
+    } catch {
+      // not signed in as a user the server knows, or the stream is gone: no invitation to show
+    }
+    this.render();
+  },
+
+  onRenew(payload) {
+    if (payload.role === "publisher") {
+      this.invited = true;
+      this.render();
+    } else if (payload.reason === "demoted") {
+      this.invited = false;
+      this.leave("You are no longer a co-host of this stream.");
+    }
+  },
+
+  render(text = null) {
+    const onCamera = Boolean(this.publisher);
+    const bar = $("cohost-bar");
+    bar.hidden = !this.invited && !onCamera && !text;
+    bar.dataset.cohost = onCamera ? "on-camera" : this.invited ? "invited" : "";
+    $("cohost-text").textContent = text ?? (onCamera ? "You are on camera." : "The seller invited you as a co-host.");
+    $("cohost-join").hidden = onCamera || !this.invited || ended;
+    $("cohost-leave").hidden = !onCamera;
+  },
+
+  async join() {
+    $("cohost-join").disabled = true;
+    try {
+      if (config.media_mode === "agora") {
+        const AgoraRTC = await loadAgoraSdk();
+        const publisher = new AgoraPublisher({ AgoraRTC, api, streamId, joinTimeoutMs: config.web?.media?.agoraJoinTimeoutMs });
+        publisher.on("demoted", () => this.leave("You are no longer a co-host of this stream."));
+        await publisher.start();
+        this.publisher = publisher;
+        publisher.previewInto(this.selfTile(null));
+      } else {
+        this.camera = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 1280 }, height: { ideal: 720 } }, audio: true });
+        const signaller = new Signaller({ channel: this.channel, streamId, peerId: `host:${session.userId}:${crypto.randomUUID().slice(0, 8)}`, isHost: true });
+        this.publisher = new LocalWebRtcHost({ signaller, iceServers: config.ice_servers ?? [], maxViewers: config.web?.local_max_viewers ?? 8 });
+        this.publisher.start(this.camera);
+        this.selfTile(this.camera);
+      }
+      this.render();
+    } catch (err) {
+      this.stopMedia();
+      this.render(mediaFailure(err).text);
+    } finally {
+      $("cohost-join").disabled = false;
+    }
+  },
+
+  /** The co-host's own camera, as a muted tile marked "you". */
+  selfTile(stream) {
+    let tile = $("tiles").querySelector("[data-self]");
+    if (!tile) {
+      tile = document.createElement(stream ? "video" : "div");
+      tile.dataset.self = "";
+      tile.setAttribute("aria-label", "Your camera");
+      $("tiles").prepend(tile);
+    }
+    if (stream) playMutedFirst(tile, stream);
+    return tile;
+  },
+
+  stopMedia() {
+    const publisher = this.publisher;
+    this.publisher = null;
+    publisher?.stop();
+    for (const track of this.camera?.getTracks() ?? []) track.stop();
+    this.camera = null;
+    $("tiles").querySelector("[data-self]")?.remove();
+  },
+
+  leave(text) {
+    if (!this.publisher && !this.camera) {
+      this.render(this.invited ? null : text);
+      return;
+    }
+    this.stopMedia();
+    this.render(text);
+  },
+};
 
 async function main() {
   $("retry").addEventListener("click", () => (machine.view === View.UNAVAILABLE ? restartMedia() : location.reload()));
@@ -149,7 +264,10 @@ async function main() {
   const { channel, log, sync, outbox } = streamChannel({
     socket, manager, api, config, session, streamId, onStream,
     onViewerCount: (n) => ($("viewers").textContent = String(n)),
-    onTokenRenew: () => media?.renewNow?.().catch(() => {}),
+    onTokenRenew: (payload) => {
+      if (payload?.user_id === session.userId) cohosting.onRenew(payload);
+      media?.renewNow?.().catch(() => {});
+    },
   });
   chatPanel = new ChatPanel({ root: $("chat"), log, outbox, sync, me: session.userId, maxChars: config.web?.chat_max_chars });
   const boxes = { pinnedBox: $("pinned-product"), trayBox: $("tray"), messageBox: $("pinned-message") };
@@ -170,10 +288,12 @@ async function main() {
     media?.setLayer(quality.recordLinkQuality(manager.quality));
   });
 
-  // Media: tracks reach the <video> only through the router for this stream.
-  // A new MediaStream per change makes the <video> reload and fire "playing" again after a
-  // reconnect, which is what moves the view back to playing.
-  const current = new Map(); // kind -> track
+  // Media: tracks reach the page only through the router for this stream, one slot per
+  // (publisher, kind). The seller's video is the main picture; co-hosts on camera are tiles
+  // beside it. A new MediaStream per change makes the <video> reload and fire "playing" again
+  // after a reconnect, which is what moves the view back to playing.
+  const publishers = new Map(); // publisher id -> Map(kind -> track)
+  let current = new Map(); // the main picture's kind -> track
   let userUnmuted = false;
   const show = () => {
     if (config.media_mode === "agora") return; // the SDK plays into the container itself
@@ -181,7 +301,8 @@ async function main() {
       video.srcObject = null;
       return;
     }
-    playMutedFirst(video, new MediaStream([...current.values()])).then((result) => {
+    const shown = current;
+    playMutedFirst(video, new MediaStream([...shown.values()])).then((result) => {
       if (!current.size) return;
       if (userUnmuted) video.muted = false;
       const button = $("unmute");
@@ -190,15 +311,48 @@ async function main() {
       button.hidden = result !== "blocked" && (userUnmuted || !current.has("audio"));
     });
   };
+  const isSellers = (publisherId) => sellerId !== null && publisherId.startsWith(`host:${sellerId}:`);
+  const renderPublishers = () => {
+    const ids = [...publishers.keys()].filter((id) => publishers.get(id).size);
+    ids.sort((a, b) => Number(isSellers(b)) - Number(isSellers(a))); // stable: the seller first
+    const [main, ...others] = ids;
+    const next = publishers.get(main) ?? new Map();
+    const changed = next.size !== current.size || [...next].some(([kind, track]) => current.get(kind) !== track);
+    current = new Map(next);
+    if (changed) show();
+    renderTiles(others);
+  };
+  const renderTiles = (ids) => {
+    const tiles = $("tiles");
+    for (const tile of [...tiles.querySelectorAll("video[data-publisher]")]) {
+      if (!ids.includes(tile.dataset.publisher)) tile.remove();
+    }
+    for (const id of ids) {
+      const tracks = [...publishers.get(id).values()];
+      let tile = tiles.querySelector(`video[data-publisher="${CSS.escape(id)}"]`);
+      if (!tile) {
+        tile = Object.assign(document.createElement("video"), { autoplay: true, playsInline: true, muted: !userUnmuted });
+        tile.dataset.publisher = id;
+        tile.setAttribute("aria-label", "Co-host video");
+        tiles.append(tile);
+      }
+      const same = tile.srcObject && tracks.every((t) => tile.srcObject.getTracks().includes(t)) && tile.srcObject.getTracks().length === tracks.length;
+      if (!same) playMutedFirst(tile, new MediaStream(tracks)).then(() => (tile.muted = !userUnmuted));
+    }
+    player.dataset.tiles = String(tiles.children.length);
+  };
   const router = new TrackRouter({
     streamId,
     attach: (slot) => {
-      current.set(slot.kind, slot.track);
-      show();
+      if (!publishers.has(slot.publisherId)) publishers.set(slot.publisherId, new Map());
+      publishers.get(slot.publisherId).set(slot.kind, slot.track);
+      renderPublishers();
     },
     detach: (slot) => {
-      if (current.get(slot.kind) === slot.track) current.delete(slot.kind);
-      show();
+      const tracks = publishers.get(slot.publisherId);
+      if (tracks?.get(slot.kind) === slot.track) tracks.delete(slot.kind);
+      if (tracks && !tracks.size) publishers.delete(slot.publisherId);
+      renderPublishers();
     },
   });
   let container = null;
@@ -268,6 +422,7 @@ async function main() {
   $("unmute").addEventListener("click", () => {
     userUnmuted = true;
     video.muted = false;
+    for (const tile of $("tiles").querySelectorAll("video[data-publisher]")) tile.muted = false;
     video.play().catch(() => {});
     $("unmute").hidden = true;
   });
@@ -276,6 +431,8 @@ async function main() {
     else player.requestFullscreen?.().catch(() => {});
   });
 
+  cohosting.bind({ channel, router });
+  cohosting.refresh();
   channel.subscribe();
   manager.start();
   // Count us as a viewer at once, whether or not video starts (a viewer stuck joining Agora is
@@ -288,7 +445,7 @@ async function main() {
     media?.stop().catch(() => {}); // local mode: "bye" frees our place at the seller's at once
     fetch(`/api/v1/streams/${encodeURIComponent(streamId)}/viewers/me`, { method: "DELETE", keepalive: true, headers: { Authorization: `Bearer ${session.token}` } }).catch(() => {});
   });
-  globalThis.onair = { machine, manager, log, outbox, get media() { return media; }, socket, telemetry: playback.telemetry, showcase, reactions }; // for debugging and tests
+  globalThis.onair = { machine, manager, log, outbox, get media() { return media; }, cohosting, socket, telemetry: playback.telemetry, showcase, reactions }; // for debugging and tests
 }
 
 main();

@@ -2,10 +2,12 @@
 // camera and microphone to every viewer over one RTCPeerConnection each; offers, answers and ICE
 // candidates travel over the stream's private signalling channel (signalling.js).
 //
-// Only the host makes offers, so there is no glare. A viewer says "hello" until it gets an offer
-// (the host may not be live yet, or may have restarted); the host answers every hello with a
-// fresh connection for that viewer, up to `maxViewers`. ICE servers are configurable; none are
-// needed on one host (host candidates on loopback).
+// Only hosts make offers, so there is no glare. A viewer says "hello" to every host until one
+// sends video (the host may not be live yet, or may have restarted); a host answers every hello
+// with a fresh connection for that viewer, up to `maxViewers`. The seller and each co-host on
+// camera are hosts: a viewer keeps one connection per host, and a host that comes on air later
+// announces itself ("host-ready") and is asked directly, so the others are not disturbed. ICE
+// servers are configurable; none are needed on one host (host candidates on loopback).
 
 import { Emitter } from "../emitter.js";
 import { MediaStatus } from "./interface.js";
@@ -24,13 +26,16 @@ export class LocalWebRtcViewer extends Emitter {
     this.helloEveryMs = helloEveryMs;
     this.disconnectGraceMs = disconnectGraceMs;
     this.status = MediaStatus.CONNECTING;
-    this.pc = null;
-    this.hostId = null;
-    this._pendingIce = [];
+    // One connection per host: the seller and each co-host on camera offer separately.
+    this.peers = new Map(); // host peer id -> {pc, pendingIce, graceTimer}
     this._helloTimer = null;
-    this._graceTimer = null;
     this._stopped = true;
     this._unsubscribe = signaller.onMessage((m) => this._onSignal(m));
+  }
+
+  /** The first host's connection (the seller's, usually); null when there is none. */
+  get pc() {
+    return this.peers.values().next().value?.pc ?? null;
   }
 
   async start() {
@@ -40,9 +45,12 @@ export class LocalWebRtcViewer extends Emitter {
 
   async stop() {
     this._stopped = true;
-    this._clearTimers();
-    if (this.hostId) this.signaller.send(this.hostId, "bye");
-    this._closePeer();
+    if (this._helloTimer !== null) this.timers.clearTimeout(this._helloTimer);
+    this._helloTimer = null;
+    for (const hostId of [...this.peers.keys()]) {
+      this.signaller.send(hostId, "bye");
+      this._closePeer(hostId);
+    }
     this._unsubscribe();
   }
 
@@ -53,18 +61,19 @@ export class LocalWebRtcViewer extends Emitter {
 
   /** Call when the signalling channel (re)joined: ask for media again if we have none. */
   channelJoined() {
-    if (!this._stopped && (this.status !== MediaStatus.PLAYING || !this.pc)) this._sayHello(true);
+    if (!this._stopped && (this.status !== MediaStatus.PLAYING || this.peers.size === 0)) this._sayHello(true);
   }
 
+  /** Say hello to every host until one sends video; a host that appears later announces itself. */
   _sayHello(now = false) {
     if (this._stopped) return;
     if (this._helloTimer !== null) this.timers.clearTimeout(this._helloTimer);
     const hello = () => {
       this._helloTimer = null;
-      if (this._stopped || (this.pc && this.status === MediaStatus.PLAYING)) return;
+      if (this._stopped || (this.peers.size && this.status === MediaStatus.PLAYING)) return;
       this.signaller.send(HOST, "hello");
       this._helloTimer = this.timers.setTimeout(() => {
-        if (!this.pc && this.status === MediaStatus.CONNECTING) this._setStatus(MediaStatus.NO_PUBLISHER);
+        if (!this.peers.size && this.status === MediaStatus.CONNECTING) this._setStatus(MediaStatus.NO_PUBLISHER);
         hello();
       }, this.helloEveryMs);
     };
@@ -74,28 +83,35 @@ export class LocalWebRtcViewer extends Emitter {
 
   async _onSignal(message) {
     if (this._stopped) return;
+    const hostId = message.from;
     switch (message.kind) {
       case "offer":
         await this._acceptOffer(message);
         break;
-      case "ice":
-        if (message.from !== this.hostId || !this.pc) return;
-        if (this.pc.remoteDescription) await this._addIce(message.data);
-        else this._pendingIce.push(message.data);
+      case "ice": {
+        const peer = this.peers.get(hostId);
+        if (!peer) return;
+        if (peer.pc.remoteDescription) await this._addIce(peer.pc, message.data);
+        else peer.pendingIce.push(message.data);
         break;
+      }
       case "host-ready":
-        if (!this.pc || this.status !== MediaStatus.PLAYING) this._sayHello(true);
+        // a host (back) on air: ask it directly, so hosts already sending to us are not disturbed
+        if (this.peers.get(hostId)?.pc.connectionState !== "connected") this.signaller.send(hostId, "hello");
         break;
       case "bye":
-        if (message.from === this.hostId) {
-          this._closePeer();
-          this._setStatus(MediaStatus.NO_PUBLISHER);
-          this._sayHello();
+        if (this.peers.has(hostId)) {
+          this._closePeer(hostId);
+          if (!this.router.has("video")) this._setStatus(MediaStatus.NO_PUBLISHER);
+          if (!this.peers.size) this._sayHello();
         }
         break;
       case "full":
-        // the hello loop goes on, so a place that frees up is taken without the user's help
-        this._setStatus(MediaStatus.FAILED, { reason: failureText(Failure.VIEWER_LIMIT), code: Failure.VIEWER_LIMIT });
+        // only matters when no other host sends to us
+        if (!this.peers.size) {
+          // the hello loop goes on, so a place that frees up is taken without the user's help
+          this._setStatus(MediaStatus.FAILED, { reason: failureText(Failure.VIEWER_LIMIT), code: Failure.VIEWER_LIMIT });
+        }
         break;
       default:
         break;
@@ -103,88 +119,87 @@ export class LocalWebRtcViewer extends Emitter {
   }
 
   async _acceptOffer(message) {
-    this._closePeer();
-    this.hostId = message.from;
+    const hostId = message.from;
+    this._closePeer(hostId);
     const pc = new this.RTCPeerConnection({ iceServers: this.iceServers });
-    this.pc = pc;
+    const peer = { pc, pendingIce: [], graceTimer: null };
+    this.peers.set(hostId, peer);
+    const current = () => this.peers.get(hostId) === peer;
     pc.ontrack = (event) => {
-      if (pc !== this.pc) return;
+      if (!current()) return;
       // Tracks are tagged with the stream of the session that received them (Property 4).
-      this.router.publish({ streamId: this.streamId, publisherId: message.from, kind: event.track.kind, track: event.track, streams: event.streams });
+      this.router.publish({ streamId: this.streamId, publisherId: hostId, kind: event.track.kind, track: event.track, streams: event.streams });
       if (event.track.kind === "video") this._setStatus(MediaStatus.PLAYING);
     };
     pc.onicecandidate = (event) => {
-      if (pc === this.pc && event.candidate) this.signaller.send(message.from, "ice", toJson(event.candidate));
+      if (current() && event.candidate) this.signaller.send(hostId, "ice", toJson(event.candidate));
     };
-    pc.onconnectionstatechange = () => this._onConnectionState(pc);
+    pc.onconnectionstatechange = () => current() && this._onConnectionState(hostId, peer);
     try {
       await pc.setRemoteDescription(message.data);
-      for (const candidate of this._pendingIce.splice(0)) await this._addIce(candidate);
+      for (const candidate of peer.pendingIce.splice(0)) await this._addIce(pc, candidate);
       const answer = await pc.createAnswer();
       await pc.setLocalDescription(answer);
-      await this.signaller.send(message.from, "answer", toJson(pc.localDescription ?? answer));
+      await this.signaller.send(hostId, "answer", toJson(pc.localDescription ?? answer));
     } catch (err) {
-      if (pc !== this.pc) return;
-      this._closePeer();
-      this._setStatus(MediaStatus.FAILED, { reason: String(err?.message ?? err) });
+      if (!current()) return;
+      this._closePeer(hostId);
+      if (!this.router.has("video")) this._setStatus(MediaStatus.FAILED, { reason: String(err?.message ?? err) });
       this._sayHello();
     }
   }
 
-  _onConnectionState(pc) {
-    if (pc !== this.pc) return;
+  _onConnectionState(hostId, peer) {
+    const { pc } = peer;
     const state = pc.connectionState;
     if (state === "connected") {
-      if (this._graceTimer !== null) this.timers.clearTimeout(this._graceTimer);
-      this._graceTimer = null;
+      if (peer.graceTimer !== null) this.timers.clearTimeout(peer.graceTimer);
+      peer.graceTimer = null;
       if (this.router.has("video")) this._setStatus(MediaStatus.PLAYING);
     } else if (state === "disconnected") {
       // often recovers by itself within seconds; give it a grace period before renegotiating
-      if (this._graceTimer === null) {
-        this._graceTimer = this.timers.setTimeout(() => {
-          this._graceTimer = null;
-          if (pc === this.pc && pc.connectionState !== "connected") this._restart();
+      if (peer.graceTimer === null) {
+        peer.graceTimer = this.timers.setTimeout(() => {
+          peer.graceTimer = null;
+          if (this.peers.get(hostId) === peer && pc.connectionState !== "connected") this._restart(hostId);
         }, this.disconnectGraceMs);
       }
     } else if (state === "failed" || state === "closed") {
-      this._restart();
+      this._restart(hostId);
     }
   }
 
-  _restart() {
-    this._closePeer();
-    this._setStatus(MediaStatus.FAILED, { reason: "peer connection lost" });
-    this._sayHello(true);
+  _restart(hostId) {
+    this._closePeer(hostId);
+    if (this.router.has("video")) {
+      this.signaller.send(hostId, "hello"); // another host still sends: ask this one alone
+    } else {
+      this._setStatus(MediaStatus.FAILED, { reason: "peer connection lost" });
+      this._sayHello(true);
+    }
   }
 
-  async _addIce(candidate) {
+  async _addIce(pc, candidate) {
     try {
-      await this.pc?.addIceCandidate(candidate);
+      await pc.addIceCandidate(candidate);
     } catch {
       // a candidate for an old generation; harmless
     }
   }
 
-  _closePeer() {
-    if (this.pc) {
-      const pc = this.pc;
-      this.pc = null;
-      pc.ontrack = pc.onicecandidate = pc.onconnectionstatechange = null;
-      try {
-        pc.close();
-      } catch {
-        // already closed
-      }
+  _closePeer(hostId) {
+    const peer = this.peers.get(hostId);
+    if (!peer) return;
+    this.peers.delete(hostId);
+    if (peer.graceTimer !== null) this.timers.clearTimeout(peer.graceTimer);
+    const { pc } = peer;
+    pc.ontrack = pc.onicecandidate = pc.onconnectionstatechange = null;
+    try {
+      pc.close();
+    } catch {
+      // already closed
     }
-    this._pendingIce = [];
-    if (this.hostId) this.router.unpublish({ streamId: this.streamId, publisherId: this.hostId });
-  }
-
-  _clearTimers() {
-    for (const key of ["_helloTimer", "_graceTimer"]) {
-      if (this[key] !== null) this.timers.clearTimeout(this[key]);
-      this[key] = null;
-    }
+    this.router.unpublish({ streamId: this.streamId, publisherId: hostId });
   }
 
   _setStatus(status, info = {}) {
