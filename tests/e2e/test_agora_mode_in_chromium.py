@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.browser import moving_picture, shot, sign_in, wait_until, wait_view
+from tests.e2e.browser import moving_picture, shot, sign_in, view_of, wait_until, wait_view
 from tests.e2e.conftest import OnairServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -123,6 +123,14 @@ def test_agora_mode_studio_publishes_and_viewer_plays_with_real_tokens(
         await AgoraRTC.clients[0].fire('network-quality', { downlinkNetworkQuality: 4 }); }""")
     assert [ "setRemoteVideoStreamType", 4242, 1] in calls(viewer, "setRemoteVideoStreamType")
     assert viewer.text_content("#layer") == "low"
+
+    # A co-host on camera (another uid publishing): its own tile, gone when it unpublishes.
+    viewer.evaluate("() => AgoraRTC.clients[0].fire('user-published', { uid: 5151 }, 'video')")
+    viewer.wait_for_function("""() => document.querySelector('#tiles div[data-publisher="agora:5151"] video')?.videoWidth > 0""")
+    assert viewer.locator('[data-agora] video').count() == 1, "the seller's picture stays alone in the main box"
+    viewer.evaluate("() => AgoraRTC.clients[0].fire('user-unpublished', { uid: 5151 }, 'video')")
+    viewer.wait_for_selector('#tiles div[data-publisher="agora:5151"]', state="detached")
+    assert view_of(viewer) == "playing"
 
     studio.once("dialog", lambda dialog: dialog.accept())
     studio.click("#end")

@@ -267,3 +267,29 @@ test("the viewer renews at the server's refresh_after, before the SDK's warning,
   await viewer.stop();
   assert.equal(timers.pending, 0, "stop() leaves no refresh timer behind");
 });
+
+test("a co-host on camera: the first publisher's video plays in the main container, the next in its own tile, released when it goes", async () => {
+  const AgoraRTC = createStubAgora();
+  const api = { rtcToken: async () => ({ ...CREDS }), refreshRtcToken: async () => ({ ...CREDS }) };
+  const router = new TrackRouter({ streamId: "s1" });
+  const main = { id: "main" };
+  const placed = [];
+  const released = [];
+  const viewer = new AgoraViewer({
+    AgoraRTC, api, streamId: "s1", container: main, router,
+    containerFor: (uid, isFirst) => (placed.push([uid, isFirst]), isFirst ? main : { id: `tile-${uid}` }),
+    release: (uid) => released.push(uid),
+  });
+  await viewer.start();
+  const client = AgoraRTC.clients[0];
+  await client.fire("user-published", { uid: 1 }, "video");
+  await client.fire("user-published", { uid: 2 }, "video");
+  assert.deepEqual(placed, [[1, true], [2, false]]);
+  const plays = AgoraRTC.calls.filter((c) => c[0] === "play" && c[2] === "video").map((c) => c[3].id);
+  assert.deepEqual(plays, ["main", "tile-2"]);
+  await client.fire("user-unpublished", { uid: 2 }, "video");
+  assert.deepEqual(released, [2]);
+  assert.equal(viewer.status, "playing", "the seller's video plays on");
+  await viewer.stop();
+  assert.deepEqual(released, [2, 1]);
+});

@@ -313,6 +313,7 @@ async function main() {
   };
   const isSellers = (publisherId) => sellerId !== null && publisherId.startsWith(`host:${sellerId}:`);
   const renderPublishers = () => {
+    if (config.media_mode === "agora") return; // the SDK plays into the boxes AgoraViewer is given
     const ids = [...publishers.keys()].filter((id) => publishers.get(id).size);
     ids.sort((a, b) => Number(isSellers(b)) - Number(isSellers(a))); // stable: the seller first
     const [main, ...others] = ids;
@@ -370,7 +371,17 @@ async function main() {
   async function makeMedia() {
     if (config.media_mode === "agora") {
       const AgoraRTC = await loadAgoraSdk();
-      return new AgoraViewer({ AgoraRTC, api, streamId, container, router, quality, timers: realTimers, joinTimeoutMs: config.web?.media?.agoraJoinTimeoutMs });
+      // co-hosts on camera get a tile each; the SDK plays into whatever box it is given
+      const agoraTile = (uid) => $("tiles").querySelector(`div[data-publisher="agora:${CSS.escape(String(uid))}"]`);
+      const containerFor = (uid, isFirst) => {
+        if (isFirst) return container;
+        const tile = agoraTile(uid) ?? Object.assign(document.createElement("div"), { className: "agora-tile" });
+        tile.dataset.publisher = `agora:${uid}`;
+        $("tiles").append(tile);
+        return tile;
+      };
+      const release = (uid) => agoraTile(uid)?.remove();
+      return new AgoraViewer({ AgoraRTC, api, streamId, container, router, quality, timers: realTimers, joinTimeoutMs: config.web?.media?.agoraJoinTimeoutMs, containerFor, release });
     }
     const signaller = new Signaller({ channel, streamId, peerId: `viewer:${session.userId}:${crypto.randomUUID().slice(0, 8)}` });
     return new LocalWebRtcViewer({ signaller, router, streamId, timers: realTimers, iceServers: config.ice_servers ?? [] });

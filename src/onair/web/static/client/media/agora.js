@@ -68,8 +68,16 @@ export class AgoraViewer extends Emitter {
    * @param api        {rtcToken(streamId), refreshRtcToken(streamId)} → {token, app_id, channel, uid, expires_at, refresh_after}
    * @param container  the HTMLElement the SDK creates its <video> in (must be in the DOM and sized)
    */
-  constructor({ AgoraRTC, api, streamId, container, router, quality = new VideoQuality(), timers = null, now = () => Date.now(), joinTimeoutMs = DEFAULT_JOIN_TIMEOUT_MS }) {
+  /**
+   * `containerFor(uid, isFirst)` places a publisher's video: the main container for the first
+   * publisher with video, a tile for co-hosts on camera (default: everything in `container`);
+   * `release(uid)` is told when that publisher's video goes.
+   */
+  constructor({ AgoraRTC, api, streamId, container, router, quality = new VideoQuality(), timers = null, now = () => Date.now(), joinTimeoutMs = DEFAULT_JOIN_TIMEOUT_MS, containerFor = null, release = () => {} }) {
     super();
+    this.containerFor = containerFor ?? (() => this.container);
+    this.release = release;
+    this.videoUids = new Set();
     this.timers = timers ?? realTimers;
     this.joinTimeoutMs = joinTimeoutMs;
     // Besides the SDK's 30-second warning, renew at the server's `refresh_after` (80 % of the
@@ -137,6 +145,7 @@ export class AgoraViewer extends Emitter {
     this.client = null;
     this.refresher?.stop();
     this.router.clear();
+    for (const uid of [...this.videoUids]) this._released(uid);
     if (client) {
       client.removeAllListeners?.();
       await client.leave();
@@ -173,7 +182,9 @@ export class AgoraViewer extends Emitter {
       }
       this.router.publish({ streamId: this.streamId, publisherId: user.uid, kind: mediaType, track: remoteTrack });
       if (mediaType === "video") {
-        remoteTrack.play(this.container, { fit: "contain" });
+        const isFirst = this.videoUids.size === 0 || (this.videoUids.size === 1 && this.videoUids.has(user.uid));
+        this.videoUids.add(user.uid);
+        remoteTrack.play(this.containerFor(user.uid, isFirst), { fit: "contain" });
         this._setStatus(MediaStatus.PLAYING);
       } else {
         remoteTrack.play();
@@ -182,12 +193,14 @@ export class AgoraViewer extends Emitter {
     client.on("user-unpublished", (user, mediaType) => {
       if (!mine()) return;
       this.router.unpublish({ streamId: this.streamId, publisherId: user.uid, kind: mediaType });
+      if (mediaType === "video") this._released(user.uid);
       if (mediaType === "video" && !this.router.has("video")) this._setStatus(MediaStatus.NO_PUBLISHER);
     });
     client.on("user-left", (user) => {
       if (!mine()) return;
       this.publishers.delete(user.uid);
       this.router.unpublish({ streamId: this.streamId, publisherId: user.uid });
+      this._released(user.uid);
       if (!this.router.has("video")) this._setStatus(MediaStatus.NO_PUBLISHER);
     });
     client.on("connection-state-change", (current, previous, reason) => {
@@ -227,6 +240,10 @@ export class AgoraViewer extends Emitter {
     });
   }
 
+  _released(uid) {
+    if (this.videoUids.delete(uid)) this.release(uid);
+  }
+
   /** Token expired: fetch a new one and join again (B.4). */
   async _rejoin() {
     const client = this.client;
@@ -238,6 +255,7 @@ export class AgoraViewer extends Emitter {
       await client.leave();
       if (client !== this.client) return;
       this.router.clear();
+    for (const uid of [...this.videoUids]) this._released(uid);
       this.publishers.clear();
       await joinWithin(client, { ...this.credentials, token: fresh.token }, { ms: this.joinTimeoutMs, timers: this.timers });
     } catch (err) {
