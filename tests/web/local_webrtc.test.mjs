@@ -25,7 +25,16 @@ function fakeRtc() {
       return { track };
     }
     getSenders() {
-      return this.tracks.map((track) => ({ track, replaceTrack: async (t) => (this.tracks[this.tracks.indexOf(track)] = t) }));
+      this.params ??= new Map(); // track -> RTCRtpSendParameters, as the browser keeps them per sender
+      return this.tracks.map((track) => {
+        if (!this.params.has(track)) this.params.set(track, { encodings: [{ active: true }] });
+        return {
+          track,
+          replaceTrack: async (t) => (this.tracks[this.tracks.indexOf(track)] = t),
+          getParameters: () => structuredClone(this.params.get(track)),
+          setParameters: async (p) => this.params.set(track, structuredClone(p)),
+        };
+      });
     }
     async createOffer() {
       const sdp = `offer-${++n}`;
@@ -228,4 +237,43 @@ test("a co-host on camera: viewers get both hosts, the seller's connection is no
     assert.equal(p.viewer.status, "playing");
     assert.equal(p.viewer.peers.has("host:c"), false);
   }
+});
+
+test("quality adaptation in local mode: a viewer's layer changes the encoding sent to that viewer only, and comes back", async () => {
+  const { timers, hostSocket, hostChannel, host, camera, peers } = await setup({ viewers: 2 });
+  hostChannel.subscribe();
+  hostSocket.connect();
+  for (const p of peers) {
+    p.channel.subscribe();
+    p.socket.connect();
+  }
+  await timers.advance(20);
+  host.start(camera);
+  for (const p of peers) await p.viewer.start();
+  await timers.advance(500);
+  const videoEncoding = (viewerId) => {
+    const { pc } = host.peers.get(viewerId);
+    return pc.getSenders().find((s) => s.track.kind === "video").getParameters().encodings[0];
+  };
+  const layers = [];
+  peers[0].viewer.on("layer", (l) => layers.push(l));
+  peers[0].viewer.setLayer("low");
+  await timers.advance(50);
+  assert.deepEqual(videoEncoding("v0"), { active: true, scaleResolutionDownBy: 4, maxBitrate: 250_000 });
+  assert.deepEqual(videoEncoding("v1"), { active: true }, "the other viewer keeps full quality");
+  peers[0].viewer.setLayer("audio");
+  await timers.advance(50);
+  assert.equal(videoEncoding("v0").active, false);
+  peers[0].viewer.setLayer("high");
+  await timers.advance(50);
+  assert.deepEqual(videoEncoding("v0"), { active: true, scaleResolutionDownBy: 1 });
+  assert.deepEqual(layers, ["low", "audio", "high"]);
+  // a viewer that reconnects while low asks for low again on the new connection
+  peers[1].viewer.setLayer("low");
+  await timers.advance(50);
+  peers[1].viewer.pc.connectionState = "failed";
+  peers[1].viewer.pc.onconnectionstatechange();
+  await timers.advance(3000);
+  assert.equal(peers[1].viewer.status, "playing");
+  assert.equal(videoEncoding("v1").scaleResolutionDownBy, 4);
 });

@@ -14,6 +14,13 @@ import { MediaStatus } from "./interface.js";
 import { Failure, failureText } from "./failure.js";
 import { EVERYONE, HOST } from "./signalling.js";
 
+/** What each layer a viewer asks for means for the encoding sent to that viewer alone. */
+export const LAYER_ENCODINGS = Object.freeze({
+  high: { scaleResolutionDownBy: 1, maxBitrate: null, active: true },
+  low: { scaleResolutionDownBy: 4, maxBitrate: 250_000, active: true },
+  audio: { scaleResolutionDownBy: 1, maxBitrate: null, active: false },
+});
+
 export class LocalWebRtcViewer extends Emitter {
   constructor({ signaller, router, streamId, RTCPeerConnection = globalThis.RTCPeerConnection, iceServers = [], timers, helloEveryMs = 2000, disconnectGraceMs = 4000 }) {
     super();
@@ -26,6 +33,7 @@ export class LocalWebRtcViewer extends Emitter {
     this.helloEveryMs = helloEveryMs;
     this.disconnectGraceMs = disconnectGraceMs;
     this.status = MediaStatus.CONNECTING;
+    this.layer = "high";
     // One connection per host: the seller and each co-host on camera offer separately.
     this.peers = new Map(); // host peer id -> {pc, pendingIce, graceTimer}
     this._helloTimer = null;
@@ -54,9 +62,13 @@ export class LocalWebRtcViewer extends Emitter {
     this._unsubscribe();
   }
 
-  /** The local mode sends one layer; "audio" stops rendering video to save the decoder. */
+  /** Ask every host to send this layer to us (LAYER_ENCODINGS): the sender scales down for this
+   * viewer only; "audio" stops its video. */
   setLayer(layer) {
-    this.emit("layer", layer === "audio" ? "audio" : "high");
+    if (!LAYER_ENCODINGS[layer] || layer === this.layer) return;
+    this.layer = layer;
+    for (const hostId of this.peers.keys()) this.signaller.send(hostId, "layer", { layer });
+    this.emit("layer", layer);
   }
 
   /** Call when the signalling channel (re)joined: ask for media again if we have none. */
@@ -141,6 +153,7 @@ export class LocalWebRtcViewer extends Emitter {
       const answer = await pc.createAnswer();
       await pc.setLocalDescription(answer);
       await this.signaller.send(hostId, "answer", toJson(pc.localDescription ?? answer));
+      if (this.layer !== "high") this.signaller.send(hostId, "layer", { layer: this.layer });
     } catch (err) {
       if (!current()) return;
       this._closePeer(hostId);
@@ -290,15 +303,41 @@ export class LocalWebRtcHost extends Emitter {
       case "bye":
         this._drop(id);
         break;
+      case "layer": {
+        const peer = this.peers.get(id);
+        const layer = message.data?.layer;
+        if (!peer || !LAYER_ENCODINGS[layer]) return;
+        peer.layer = layer;
+        await this._applyLayer(peer);
+        break;
+      }
       default:
         break;
+    }
+  }
+
+  /** This viewer's video encoding: scaled down and capped for "low", off for "audio". */
+  async _applyLayer(peer) {
+    const sender = peer.pc.getSenders().find((s) => s.track?.kind === "video");
+    if (!sender?.getParameters) return;
+    const params = sender.getParameters();
+    if (!params.encodings?.length) return; // not negotiated yet: applied again on "connected"
+    const { scaleResolutionDownBy, maxBitrate, active } = LAYER_ENCODINGS[peer.layer];
+    params.encodings[0] = { ...params.encodings[0], scaleResolutionDownBy, active };
+    if (maxBitrate) params.encodings[0].maxBitrate = maxBitrate;
+    else delete params.encodings[0].maxBitrate;
+    try {
+      await sender.setParameters(params);
+      this.emit("viewer-layer", peer.layer);
+    } catch {
+      // the sender renegotiated meanwhile; the next "layer" message or connection applies it
     }
   }
 
   async _offer(id) {
     this._drop(id); // a repeated hello means the viewer lost us: start over
     const pc = new this.RTCPeerConnection({ iceServers: this.iceServers });
-    const peer = { pc, pendingIce: [] };
+    const peer = { pc, pendingIce: [], layer: "high" };
     this.peers.set(id, peer);
     for (const track of this.stream.getTracks()) pc.addTrack(track, this.stream);
     pc.onicecandidate = (event) => {
@@ -307,6 +346,7 @@ export class LocalWebRtcHost extends Emitter {
     pc.onconnectionstatechange = () => {
       if (this.peers.get(id) !== peer) return;
       if (pc.connectionState === "failed" || pc.connectionState === "closed") this._drop(id);
+      else if (pc.connectionState === "connected" && peer.layer !== "high") this._applyLayer(peer);
       this.emit("viewers", this.viewerCount);
     };
     try {
