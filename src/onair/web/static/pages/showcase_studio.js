@@ -60,6 +60,13 @@ export function mountStudioShowcase({ form, list, messageBox, api, streamId, syn
     renderPinnedMessage(messageBox, view.pinnedMessage);
     if (view.pinnedMessage && messageBox) messageBox.append(button("Unpin", () => change("DELETE", "/pinned-message"), "mod"));
     const now = Date.now();
+    // a redraw (a pin or deal coming back over realtime) must not lose what the seller is typing
+    const typed = new Map(); // "product id|input name" -> value
+    for (const input of list.querySelectorAll("li[data-product-id] input")) {
+      typed.set(`${input.closest("li").dataset.productId}|${input.name}`, input.value);
+    }
+    const focused = document.activeElement?.closest?.("li[data-product-id]") && list.contains(document.activeElement)
+      ? `${document.activeElement.closest("li").dataset.productId}|${document.activeElement.name}` : null;
     list.replaceChildren(...view.products.map((p, index) => {
       const li = document.createElement("li");
       li.dataset.productId = p.id;
@@ -96,6 +103,11 @@ export function mountStudioShowcase({ form, list, messageBox, api, streamId, syn
         change("POST", `/products/${id}/deal`, { deal_price_minor: minor, duration_seconds: Math.round(Number(minutes.value) * 60) });
       });
       controls.append(button("Remove", () => change("DELETE", `/products/${id}`), "danger"));
+      for (const input of [dealPrice, minutes]) {
+        const key = `${p.id}|${input.name}`;
+        if (typed.has(key)) input.value = typed.get(key);
+        if (key === focused) queueMicrotask(() => input.focus());
+      }
       li.append(label, controls, dealForm);
       return li;
     }));
