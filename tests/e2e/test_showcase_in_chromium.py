@@ -63,6 +63,8 @@ def test_seller_pins_a_product_and_starts_a_deal(browser: Any, onair_server: Ona
     studio.fill("#studio-products li input[name=deal_price]", "19.90")
     # the list is redrawn when the pin comes back (REST answer, realtime event); what was typed stays
     studio.wait_for_selector("#studio-products li.pinned")
+    studio.evaluate("() => onair.showcase.resync()")  # one more redraw, for certain
+    studio.wait_for_timeout(500)
     assert studio.input_value("#studio-products li input[name=deal_price]") == "19.90"
     studio.fill("#studio-products li input[name=minutes]", "5")
     studio.click("#studio-products li >> text=Start deal")
