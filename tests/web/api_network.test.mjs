@@ -21,6 +21,19 @@ test("an HTTP error reached the server: no network error", async () => {
   assert.equal(called, 0);
 });
 
+test("a proxy's 502/503/504 means onair could not be reached; onair's own 503 (problem+json) does not", async () => {
+  for (const [status, type, expected] of [
+    [502, "text/html", 1], [503, "text/plain", 1], [504, "", 1],
+    [503, "application/problem+json", 0], [500, "text/html", 0], [429, "text/plain", 0],
+  ]) {
+    const api = new Api({ fetch: async () => new Response("<html>Bad Gateway</html>", { status, headers: type ? { "Content-Type": type } : {} }) });
+    let called = 0;
+    api.onNetworkError = () => (called += 1);
+    await assert.rejects(api.request("GET", "/api/v1/streams"), (err) => err.status === status);
+    assert.equal(called, expected, `${status} ${type}`);
+  }
+});
+
 test("the notice counts down to the next try and never below zero", () => {
   const notice = { message: "Connection lost. Reconnecting…", retryAt: 10_000 };
   assert.equal(noticeText(notice, 0), "Connection lost. Reconnecting… Next try in 10 s.");

@@ -2,6 +2,13 @@
 // Every failure becomes an ApiError carrying the problem+json `type`, the HTTP status and
 // whether retrying the same request can help (network errors, 408, 429, 5xx).
 
+/** A gateway error that onair did not write (every onair error is problem+json): behind a reverse
+ * proxy, a 502/503/504 of the proxy's own means onair itself could not be reached. */
+function fromAProxy(response) {
+  if (![502, 503, 504].includes(response.status)) return false;
+  return !String(response.headers?.get?.("Content-Type") ?? "").includes("application/problem+json");
+}
+
 export class ApiError extends Error {
   constructor(status, problem = {}, retryAfterMs = null) {
     super(problem.detail || problem.title || `HTTP ${status}`);
@@ -52,6 +59,7 @@ export class Api {
       }
     }
     if (!response.ok) {
+      if (fromAProxy(response)) this.onNetworkError(new Error(`HTTP ${response.status} from a proxy`));
       const retryAfter = Number(response.headers?.get?.("Retry-After"));
       throw new ApiError(response.status, data ?? {}, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : null);
     }
