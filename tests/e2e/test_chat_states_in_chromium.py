@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e.browser import send_chat, shot, sign_in, wait_until, wait_view
@@ -74,3 +75,35 @@ def test_chat_and_controls_around_the_end(browser: Any, onair_server: OnairServe
     assert not late.is_visible(".chat-older")
     assert late.evaluate("() => globalThis.onair?.socket") is None, "a realtime socket for an ended stream"
     shot(late, shots, "e2e-ended-late-viewer")
+
+
+def test_load_older_fetches_what_precedes_the_first_page_then_goes_away(browser: Any, onair_server: OnairServer) -> None:
+    """A viewer who opens a stream with 120 messages gets the last 100 (the page size); "Load
+    older messages" brings the first 20, in order, and then disappears: nothing older exists."""
+
+    def token(user: str, role: str) -> str:
+        reply = httpx.post(f"{onair_server.url}/api/v1/auth/dev-sign-in", json={"user": user, "role": role})
+        return str(reply.json()["access_token"])
+
+    seller = token("sol", "seller")
+    stream_id = httpx.post(f"{onair_server.url}/api/v1/streams", json={"title": "Long chat"},
+                           headers={"Authorization": f"Bearer {seller}"}).json()["id"]
+    assert httpx.post(f"{onair_server.url}/api/v1/streams/{stream_id}/start",
+                      headers={"Authorization": f"Bearer {seller}"}).status_code == 200
+    # several senders, so no one meets the per-user chat rate limit
+    senders = [token(f"chatter-{i}", "buyer") for i in range(12)]
+    with httpx.Client(base_url=onair_server.url) as client:
+        for n in range(1, 121):
+            reply = client.post(f"/api/v1/streams/{stream_id}/chat",
+                                json={"body": f"message {n}", "client_msg_id": f"older-{n}"},
+                                headers={"Authorization": f"Bearer {senders[n % len(senders)]}"})
+            assert reply.status_code in (200, 201), reply.text
+    late = watcher(browser, onair_server, stream_id, "lena")
+    wait_until(lambda: chat_shows(late, "message 120"), 20, "the latest page")
+    texts = late.evaluate(CHAT_TEXTS)
+    assert texts[0] == "message 21" and len(texts) == 100, texts[:3]
+    assert late.is_visible(".chat-older")
+    late.click(".chat-older")
+    wait_until(lambda: chat_shows(late, "message 1"), 10, "the older messages")
+    assert late.evaluate(CHAT_TEXTS) == [f"message {n}" for n in range(1, 121)]
+    wait_until(lambda: not late.is_visible(".chat-older"), 5, "the button gone: nothing older")
