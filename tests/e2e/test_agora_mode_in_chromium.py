@@ -132,8 +132,28 @@ def test_agora_mode_studio_publishes_and_viewer_plays_with_real_tokens(
     viewer.wait_for_selector('#tiles div[data-publisher="agora:5151"]', state="detached")
     assert view_of(viewer) == "playing"
 
+    # A co-host on camera in Agora mode: invited from the studio, "Join as co-host" on the watch
+    # page publishes with a publisher token of its own for the same channel.
+    cohost = agora_page(browser)
+    sign_in(cohost, agora_server.url, "cory", "buyer")
+    cohost.goto(f"{agora_server.url}/watch/{stream_id}")
+    wait_view(cohost, "playing")
+    studio.fill("#cohost-form input[name=user]", "cory")
+    studio.click("#cohost-form button[type=submit]")
+    cohost.wait_for_selector("#cohost-join:not([hidden])", timeout=10_000)
+    cohost.click("#cohost-join")
+    cohost.wait_for_selector("#cohost-bar[data-cohost=on-camera]")
+    hosts = [c for c in calls(cohost, "createClient") if c[1]["role"] == "host"]
+    assert hosts, "the co-host joined as a host"
+    assert calls(cohost, "publish")[-1][1] == ["audio", "video"]
+    [_, c_app, c_channel, c_token, _c_uid] = calls(cohost, "join")[-1]
+    assert (c_app, c_channel) == (APP_ID, channel) and c_token.startswith("007") and c_token not in (token, v_token)
+    studio.click('#cohost-list li[data-user="cory"] button')
+    cohost.wait_for_selector("#cohost-bar[data-cohost='']", timeout=10_000)
+    assert calls(cohost, "leave"), "removed: the co-host left the channel as a publisher"
+
     studio.once("dialog", lambda dialog: dialog.accept())
     studio.click("#end")
     wait_view(viewer, "ended")
     assert calls(viewer, "leave"), "the viewer left the Agora channel when the stream ended"
-    assert not studio.errors and not viewer.errors, (studio.errors, viewer.errors)
+    assert not studio.errors and not viewer.errors and not cohost.errors, (studio.errors, viewer.errors, cohost.errors)

@@ -147,5 +147,19 @@ def test_real_sdk_without_a_route_to_agora_fails_clearly_and_retries(
     studio.wait_for_selector("#sending[data-sending=joining]")
     studio.wait_for_selector("#sending[data-sending=failed]", timeout=(JOIN_TIMEOUT + 15) * 1000)
     assert any("agora" in url for url in studio.refused), "the SDK did try Agora's servers"
+
+    # A reloaded live studio loads the SDK again and tries to publish again (it used to keep
+    # heart-beating a "live" stream that published nothing, without a word).
+    studio.reload()
+    studio.wait_for_selector("#status[data-status=live]")
+    studio.wait_for_selector("#sending[data-sending=joining]", timeout=15_000)
+    studio.wait_for_selector("#sending[data-sending=failed]", timeout=(JOIN_TIMEOUT + 15) * 1000)
+    # Pause and Resume go through the join again too.
+    studio.click("#pause")
+    studio.wait_for_selector("#status[data-status=paused]")
+    studio.click("#resume")
+    studio.wait_for_selector("#status[data-status=live]")
+    studio.wait_for_selector("#sending[data-sending=joining]", timeout=15_000)
+    studio.wait_for_selector("#sending[data-sending=failed]", timeout=(JOIN_TIMEOUT + 15) * 1000)
     assert not studio.errors and not viewer.errors, (studio.errors, viewer.errors)
 
