@@ -134,11 +134,9 @@ const cohosting = {
   publisher: null, // LocalWebRtcHost or AgoraPublisher while on camera
   camera: null, // local mode's MediaStream
   channel: null,
-  router: null,
 
-  bind({ channel, router }) {
+  bind({ channel }) {
     this.channel = channel;
-    this.router = router;
     $("cohost-join").addEventListener("click", () => this.join());
     $("cohost-leave").addEventListener("click", () => this.leave("You left the camera."));
     channel.on("state", (state) => {
@@ -301,8 +299,7 @@ async function main() {
       video.srcObject = null;
       return;
     }
-    const shown = current;
-    playMutedFirst(video, new MediaStream([...shown.values()])).then((result) => {
+    playMutedFirst(video, new MediaStream([...current.values()])).then((result) => {
       if (!current.size) return;
       if (userUnmuted) video.muted = false;
       const button = $("unmute");
@@ -442,7 +439,7 @@ async function main() {
     else player.requestFullscreen?.().catch(() => {});
   });
 
-  cohosting.bind({ channel, router });
+  cohosting.bind({ channel });
   cohosting.refresh();
   channel.subscribe();
   manager.start();
