@@ -19,6 +19,7 @@ from onair.api.openapi import problems
 from onair.domain.reactions import KINDS
 from onair.services.reactions import TAP_EVENT
 from onair.services.streams import require_signed_in
+from onair.topics import stream_topic
 
 router = APIRouter(prefix="/streams", tags=["reactions"], responses=problems(401))
 
@@ -32,7 +33,7 @@ class ReactionIn(BaseModel):
              summary="React (one tap)", responses=problems(403, 404, 409, 422))
 async def react(stream_id: IdPath, body: ReactionIn, principal: RequireUser, ctx: Ctx) -> Response:
     realtime = ctx.realtime
-    topic = f"stream:{stream_id}"
+    topic = stream_topic(stream_id)
     await realtime.authorizer.prepare(principal, topic)
     policy = realtime.policy
     facts = policy.facts_of(stream_id) if policy is not None else None

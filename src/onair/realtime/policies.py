@@ -37,9 +37,9 @@ from typing import Any, Protocol
 from onair.domain.identity import Principal
 from onair.realtime.protocol.event_names import HOST, SERVER, reserved_for
 from onair.realtime.visibility import TABLES, rank_allows
+from onair.topics import parse_stream_topic
 
 STAFF_ROLES = frozenset({"moderator", "admin", "service"})
-STREAM_PREFIX = "stream:"
 PG_PREFIX = "postgres_changes:"
 
 Until = float | None  # epoch seconds; None: until lifted
@@ -107,9 +107,8 @@ FactsLoader = Callable[[str], Awaitable[StreamFacts | None]]
 
 
 def stream_id_of(topic: str) -> str | None:
-    if topic.startswith(STREAM_PREFIX):
-        return topic[len(STREAM_PREFIX):] or None
-    return None
+    """The stream a sub-topic names (``stream:{id}``); None for other topics and ``stream:``."""
+    return parse_stream_topic(topic) or None
 
 
 class StreamPolicy:

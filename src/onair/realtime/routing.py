@@ -14,6 +14,7 @@ from onair.realtime.policies import stream_id_of
 from onair.realtime.protocol.join import Binding, JoinConfig
 from onair.realtime.protocol.messages import sub_topic
 from onair.realtime.visibility import TABLES
+from onair.topics import stream_topic
 
 # table -> the column that names the stream a row belongs to
 STREAM_COLUMN = {table: rule.stream_column for table, rule in TABLES.items()}
@@ -44,7 +45,7 @@ def scope_error(binding: Binding) -> str | None:
 
 
 def relay_topic(topic: str) -> str:
-    return topic  # "realtime:<sub>" doubles as the broker topic for cross-node relay
+    return topic  # a channel's wire name doubles as its broker topic for cross-node relay
 
 
 def broker_topics(distributed: bool) -> Callable[[str, JoinConfig], Iterable[str]]:
@@ -54,10 +55,10 @@ def broker_topics(distributed: bool) -> Callable[[str, JoinConfig], Iterable[str
         sub = sub_topic(topic) or ""
         stream = stream_id_of(sub)
         if stream is not None:
-            yield f"stream:{stream}"
+            yield stream_topic(stream)
         for b in config.bindings:
             if b.error is None and (sid := binding_stream(b)) is not None:
-                yield f"stream:{sid}"
+                yield stream_topic(sid)
         if distributed:
             yield relay_topic(topic)
     return topics
