@@ -8,7 +8,7 @@ Channel broadcasts and presence between nodes travel on ``realtime:{sub-topic}``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from onair.realtime.policies import stream_id_of
 from onair.realtime.protocol.join import Binding, JoinConfig
@@ -62,3 +62,15 @@ def broker_topics(distributed: bool) -> Callable[[str, JoinConfig], Iterable[str
         if distributed:
             yield relay_topic(topic)
     return topics
+
+
+def stream_interests(topic: str, config: JoinConfig) -> Iterator[str]:
+    """The hub's ``interests`` hook: the streams a join reads (its own stream channel, and the
+    stream of each postgres_changes binding, refused ones included: re-authorization may switch
+    a refused binding on). A change of stream X re-checks exactly these members."""
+    stream = stream_id_of(sub_topic(topic) or "")
+    if stream is not None:
+        yield stream
+    for b in config.bindings:
+        if (sid := binding_stream(b)) is not None:
+            yield sid

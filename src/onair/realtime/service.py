@@ -31,11 +31,11 @@ from onair.realtime.dispatcher import AsyncVerify, Dispatcher, TokenInfo, TokenR
 from onair.realtime.hub import Hub
 from onair.realtime.limits import RealtimeLimits
 from onair.realtime.ordering import ChatOrder
-from onair.realtime.policies import AllowAll, Authorizer, StreamPolicy, is_staff, role_of
+from onair.realtime.policies import AllowAll, Authorizer, is_staff, role_of
 from onair.realtime.protocol.connection import ConnectionProtocol, JoinRequested, TokenRefreshed
 from onair.realtime.protocol.errors import Disconnect
 from onair.realtime.protocol.serializer import Serializer
-from onair.realtime.routing import binding_stream, broker_topics
+from onair.realtime.routing import broker_topics, stream_interests
 from onair.realtime.visibility import EVENTS, SUBJECT_EVENTS
 from onair.tally import bump
 from onair.topics import (
@@ -73,8 +73,7 @@ class RealtimeService:
         self.broker = broker
         self.distributed = distributed
         self.limits = limits
-        self.authorizer = authorizer or AllowAll()
-        self.policy = self.authorizer if isinstance(self.authorizer, StreamPolicy) else None
+        self.authorizer: Authorizer = authorizer or AllowAll()
         self.policy_refresh_interval = policy_refresh_interval
         self.sweep_interval = sweep_interval
         self.unsubscribe_delay = unsubscribe_delay
@@ -84,7 +83,8 @@ class RealtimeService:
         shared = distributed and presence_store is not None
         self.hub = Hub(self._call_soon, node_id=self.node_id, broker_topics=broker_topics(distributed),
                        on_broker_retain=self._retain, on_broker_release=self._release,
-                       on_presence=self._presence_changed if shared else None)
+                       on_presence=self._presence_changed if shared else None,
+                       interests=stream_interests)
         self.dispatcher = Dispatcher(self.hub, verify, authorizer=self.authorizer, limits=limits,
                                      relay=self._relay if distributed else None,
                                      presence_seed=self._seed_presence if shared else None,
@@ -166,9 +166,8 @@ class RealtimeService:
             self.dispatcher.sweep(self.loop.time(), self.wall_clock())
             self._forget_idle_streams()
             self._sweep_ended(self.loop.time())
-            if self.policy is not None:
-                for stream_id in self.policy.due(self.policy_refresh_interval, 100):
-                    self._spawn(self._refresh_facts(stream_id))
+            for stream_id in self.authorizer.due(self.policy_refresh_interval, 100):
+                self._spawn(self._refresh_facts(stream_id))
         except Exception:
             log.exception("realtime: sweep failed")
         self._schedule_sweep()
@@ -256,8 +255,8 @@ class RealtimeService:
 
     def _retain(self, topic: str) -> None:
         stream = parse_stream_topic(topic)
-        if stream is not None and self.policy is not None:
-            self.policy.pin(stream)  # fed by this topic's events from now on
+        if stream is not None:
+            self.authorizer.pin(stream)  # fed by this topic's events from now on
         if self.broker is not None and self.loop is not None and topic not in self._subscriptions:
             self._spawn(self._subscribe_logged(topic))  # a rebind's topics: nobody waits for them
 
@@ -313,7 +312,7 @@ class RealtimeService:
             raise
         future.set_result(None)
         stream = parse_stream_topic(topic)
-        if stream is not None and self.policy is not None:
+        if stream is not None:
             # Events published between the join's facts and this subscription were missed:
             # read the facts again now that every later event reaches us.
             self._spawn(self._refresh_facts(stream))
@@ -329,14 +328,14 @@ class RealtimeService:
 
     async def _refresh_facts(self, stream_id: str) -> None:
         try:
-            if await self.policy.reload(stream_id) is not None:  # type: ignore[union-attr]
+            if await self.authorizer.reload(stream_id) is not None:
                 self._reauthorize(stream_id)
         except Exception as exc:
             log_failure(log, "realtime: reloading the facts of stream %s failed", stream_id, exc=exc)
 
     def _release(self, topic: str) -> None:
-        if (stream := parse_stream_topic(topic)) is not None and self.policy is not None:
-            self.policy.unpin(stream)  # the last local member left
+        if (stream := parse_stream_topic(topic)) is not None:
+            self.authorizer.unpin(stream)  # the last local member left
         if self.broker is not None and self.loop is not None:
             self.loop.call_later(self.unsubscribe_delay, self._maybe_unsubscribe, topic)
 
@@ -467,10 +466,9 @@ class RealtimeService:
 
     def _on_stream_state(self, topic: str, state: StreamState) -> None:
         stream_id = _stream_of(topic)
-        if state.ended and self.policy is not None:
-            self.policy.end(stream_id)  # terminal: whatever the version order
-            self._reauthorize(stream_id)
         if state.ended:
+            self.authorizer.end(stream_id)  # terminal: whatever the version order
+            self._reauthorize(stream_id)
             self._stream_ended(stream_id)
         if state.version is not None:
             if state.version <= self._stream_versions.get(stream_id, -1):
@@ -527,11 +525,13 @@ class RealtimeService:
         """Channels joined after the end (or whose end event was lost and later learnt from the
         facts) close at the next sweep past the grace; the map holds ended streams that still
         have a local channel or are within their grace."""
-        if self.policy is not None:
-            for stream_id, facts in self.policy.pinned.items():
-                if (facts is not None and facts.ended and stream_id not in self._ended
-                        and stream_channel(stream_id) in self.hub.topics):
-                    self._ended[stream_id] = now + self.ended_close_delay
+        for name in self.hub.broker_refs:  # the streams pinned in the authorizer (_retain)
+            stream_id = parse_stream_topic(name)
+            if stream_id is None or stream_id in self._ended or stream_channel(stream_id) not in self.hub.topics:
+                continue
+            facts = self.authorizer.facts_of(stream_id)
+            if facts is not None and facts.ended:
+                self._ended[stream_id] = now + self.ended_close_delay
         for stream_id, at in list(self._ended.items()):
             if at > now:
                 continue
@@ -549,7 +549,7 @@ class RealtimeService:
 
     def _subject_audience(self, stream_id: str, channel: str, subject: Any) -> set[Client]:
         """The members who may learn about ``subject``: that user, the stream's owners, staff."""
-        facts = self.policy.facts_of(stream_id) if self.policy is not None else None
+        facts = self.authorizer.facts_of(stream_id)
         owners = {facts.seller_id, *facts.cohosts} if facts is not None else set()
         out: set[Client] = set()
         for member in self.hub.members_of(channel):
@@ -592,12 +592,12 @@ class RealtimeService:
     def _sanction(self, stream_id: str, sanction: dict[str, Any]) -> None:
         """A ban, mute or lift takes effect on the user's open channels at once (issue 10 §5)."""
         user, kind = sanction.get("user_id"), sanction.get("kind")
-        if not isinstance(user, str) or kind not in ("ban", "mute", None) or self.policy is None:
+        if not isinstance(user, str) or kind not in ("ban", "mute", None):
             return
         if sanction.get("lifted"):
-            self.policy.lift(stream_id, user, kind)
+            self.authorizer.unban(stream_id, user, kind=kind)
         elif kind is not None:
-            self.policy.sanction(stream_id, user, kind, _epoch(sanction.get("until")))
+            self.authorizer.ban(stream_id, user, kind=kind, until=_epoch(sanction.get("until")))
         self._reauthorize(stream_id, user)
 
     def _maybe_revoke(self, stream_id: str, change: RowChange) -> None:
@@ -605,37 +605,30 @@ class RealtimeService:
             return
         record = change.record
         user, kind = record.get("user_id"), record.get("kind")
-        if kind in ("ban", "mute") and not record.get("lifted_at") and isinstance(user, str) and self.policy is not None:
-            self.policy.sanction(stream_id, user, kind, _epoch(record.get("until")))
+        if kind in ("ban", "mute") and not record.get("lifted_at") and isinstance(user, str):
+            self.authorizer.ban(stream_id, user, kind=kind, until=_epoch(record.get("until")))
             self._reauthorize(stream_id, user)
 
     def _cohost_change(self, stream_id: str, change: RowChange) -> None:
-        if change.table != "stream_cohosts" or self.policy is None:
+        if change.table != "stream_cohosts":
             return
         row = change.record if change.type == "INSERT" else change.old_record
         user = (row or {}).get("user_id")
         if isinstance(user, str) and change.type in ("INSERT", "DELETE"):
-            self.policy.cohost(stream_id, user, added=change.type == "INSERT")
+            self.authorizer.cohost(stream_id, user, added=change.type == "INSERT")
             self._reauthorize(stream_id, user)
-
-    def _revoke(self, stream_id: str, user: str) -> None:
-        if self.policy is not None:
-            self.policy.ban(stream_id, user)
-        self._reauthorize(stream_id, user)
 
     def _reauthorize(self, stream_id: str, user: str | None = None) -> None:
         """Re-check every open channel (of ``user``, or everyone's) that reads stream
-        ``stream_id``: its own channel or a postgres_changes binding scoped to it. Runs on
-        role changes, sanctions and the end only, so a scan of the members is affordable."""
-        if self.policy is not None and self.policy.facts_of(stream_id) is None:
+        ``stream_id``: its own channel or a postgres_changes binding scoped to it. The hub indexes
+        members by the streams they read (``routing.stream_interests``), so this visits the
+        stream's readers only, never every connected client."""
+        if self.authorizer.facts_of(stream_id) is None:
             return  # nothing known yet: the reload under way decides (never close on ignorance)
-        own = stream_channel(stream_id)
-        for topic in list(self.hub.topics.values()):
-            for member in list(topic.members.values()):
-                if user is not None and getattr(member.principal, "user_id", None) != user:
-                    continue
-                if topic.name == own or any(binding_stream(b) == stream_id for b in member.config.bindings):
-                    self.dispatcher.reauthorize(member.client, topic.name)
+        for member in self.hub.interested(stream_id):
+            if user is not None and getattr(member.principal, "user_id", None) != user:
+                continue
+            self.dispatcher.reauthorize(member.client, member.topic)
         self.hub.flush()
 
 
