@@ -109,8 +109,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None,
     )
     context.chat.message_listeners.append(context.showcase.message_changed)  # the pinned message follows
     realtime = build_realtime(context)
-    if realtime.policy is not None:
-        cache.listeners.append(realtime.policy.drop_unpinned)
+    cache.listeners.append(realtime.authorizer.invalidate)
     return context
 
 

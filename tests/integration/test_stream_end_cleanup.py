@@ -17,6 +17,7 @@ import pytest
 import websockets
 from sqlalchemy import select
 
+from onair.realtime.policies import StreamPolicy
 from onair.services.stream_cache import CACHE_TOPIC
 from onair.settings import Settings
 from onair.store.tables import stream_uids
@@ -157,9 +158,10 @@ def stream_maps(srv: LiveServer) -> dict[str, int]:
     tables = realtime_tables(service)
     for gone in ("clients", "ips", "users", "budgets"):  # the sockets are still open
         tables.pop(gone)
-    assert service.policy is not None
-    return {**tables, "pinned": service.policy.sizes()["pinned"], "pins": len(service.policy._pins),
-            "policy_inflight": len(service.policy._inflight), "ended": len(service._ended),
+    policy = service.authorizer
+    assert isinstance(policy, StreamPolicy)
+    return {**tables, "pinned": policy.sizes()["pinned"], "pins": len(policy._pins),
+            "policy_inflight": len(policy._inflight), "ended": len(service._ended),
             "subscriptions": len(service._subscriptions), "unsubscribing": len(service._unsubscribing),
             "interrupted": len(service._interrupted),
             "broker_topics": len(ctx.broker.topics - {CACHE_TOPIC}),  # the cache's stays
@@ -204,8 +206,8 @@ async def test_maps_return_to_baseline_after_many_streams_end(srv: LiveServer, r
         assert len(srv.ctx.tokens._uids) <= UID_CACHE  # least recently used out: bounded
         # what outlives a stream in memory is bounded: the policy's recent facts and known-absent
         # streams are LRU maps of at most max_streams entries
-        policy = srv.realtime.policy
-        assert policy is not None
+        policy = srv.realtime.authorizer
+        assert isinstance(policy, StreamPolicy)
         assert all(n <= policy.max_streams for n in policy.sizes().values())
         if srv.realtime.presence is not None:  # shared presence (Redis): each stream's hash is gone
             client = srv.realtime.presence._client

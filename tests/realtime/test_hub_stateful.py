@@ -19,6 +19,8 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 from onair.realtime.client import Client
 from onair.realtime.hub import Hub
 from onair.realtime.limits import RealtimeLimits
+from onair.realtime.routing import stream_interests
+from onair.topics import parse_stream_channel
 from tests.realtime.realtime_fakes import FakeTransport, Harness, parse_frames
 
 TOPICS = ["realtime:a", "realtime:b", "realtime:stream:s1"]
@@ -47,7 +49,7 @@ class HubMachine(RuleBasedStateMachine):
         super().__init__()
         self.retained: dict[str, int] = {}
         flushes: list[Any] = []
-        hub = Hub(flushes.append, broker_topics=lambda topic, config: [topic],
+        hub = Hub(flushes.append, broker_topics=lambda topic, config: [topic], interests=stream_interests,
                   on_broker_retain=lambda t: self.retained.__setitem__(t, self.retained.get(t, 0) + 1),
                   on_broker_release=lambda t: self.retained.__setitem__(t, self.retained.get(t, 0) - 1))
         self.h = Harness(hub=hub, authorizer=TestAuthorizer(),
@@ -267,6 +269,12 @@ class HubMachine(RuleBasedStateMachine):
             users[c.user_id] = users.get(c.user_id, 0) + 1  # type: ignore[index]
         assert hub.users == users
         assert len(hub.changes) == sum(1 for v in self.members.values() if v["stream"] is not None)
+        # the interest index (who reads which stream) names exactly the model's readers
+        readers: dict[str, set[tuple[int, str]]] = {}
+        for key, v in self.members.items():
+            for stream in {v["stream"], parse_stream_channel(key[1])} - {None}:
+                readers.setdefault(stream, set()).add(key)
+        assert {s: {(m.client.id, m.topic) for m in hub.interested(s)} for s in hub._interested} == readers
 
     def teardown(self) -> None:
         self.h.flush()

@@ -73,6 +73,7 @@ def realtime_tables(service: RealtimeService) -> dict[str, Any]:
         "subs": len(hub.changes),
         "change_tables": len(hub.changes._tables),
         "broker_refs": len(hub.broker_refs),
+        "interested": len(hub._interested),  # streams read, for re-authorization
         "stream_versions": len(service._stream_versions),
         "budgets": sum(len(getattr(service.dispatcher, b, ())) for b in ("user_budget", "topic_budget")),
     }

@@ -76,7 +76,7 @@ def baseline(srv: LiveServer) -> dict[str, Any]:
 
 
 EMPTY = {"clients": 0, "topics": 0, "members": 0, "presence": 0, "users": 0, "ips": 0, "subs": 0,
-         "change_tables": 0, "broker_refs": 0, "stream_versions": 0}
+         "change_tables": 0, "broker_refs": 0, "stream_versions": 0, "interested": 0}
 
 
 # -- closed connections are freed by reference counting ------------------------------------------

@@ -20,6 +20,7 @@ from onair.api.deps import Ctx
 from onair.api.health import client_config
 from onair.api.page_policy import page_headers
 from onair.context import AppContext
+from onair.topics import SIGNAL_TOPIC_TEMPLATE, STREAM_TOPIC_TEMPLATE
 from onair.web import STATIC_DIR, TEMPLATES_DIR
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -28,8 +29,8 @@ CONFIG_MARK = "<!--ONAIR_CONFIG-->"
 StreamId = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 
 # Realtime topics the pages use (the hub authorizes them; see the realtime issue).
-STREAM_TOPIC = "stream:{id}"
-SIGNAL_TOPIC = "stream:{id}:signal"
+STREAM_TOPIC = STREAM_TOPIC_TEMPLATE
+SIGNAL_TOPIC = SIGNAL_TOPIC_TEMPLATE
 
 
 class SafeStaticFiles(StaticFiles):

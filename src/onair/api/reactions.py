@@ -19,6 +19,7 @@ from onair.api.openapi import problems
 from onair.domain.reactions import KINDS
 from onair.services.reactions import TAP_EVENT
 from onair.services.streams import require_signed_in
+from onair.topics import stream_topic
 
 router = APIRouter(prefix="/streams", tags=["reactions"], responses=problems(401))
 
@@ -32,11 +33,10 @@ class ReactionIn(BaseModel):
              summary="React (one tap)", responses=problems(403, 404, 409, 422))
 async def react(stream_id: IdPath, body: ReactionIn, principal: RequireUser, ctx: Ctx) -> Response:
     realtime = ctx.realtime
-    topic = f"stream:{stream_id}"
+    topic = stream_topic(stream_id)
     await realtime.authorizer.prepare(principal, topic)
-    policy = realtime.policy
-    facts = policy.facts_of(stream_id) if policy is not None else None
-    if policy is not None and facts is None and not principal.is_staff:
+    facts = realtime.authorizer.facts_of(stream_id)
+    if facts is None and not principal.is_staff:
         raise problems_.STREAM_NOT_FOUND(f"no stream {stream_id}")
     if facts is not None and facts.ended:  # for staff too: nobody is watching an ended stream
         raise problems_.STREAM_ENDED("reactions are closed")

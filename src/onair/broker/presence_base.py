@@ -49,6 +49,7 @@ from typing import Any, Protocol
 import orjson
 
 from onair.logs import log_failure
+from onair.topics import PresenceDiff, encode
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ Meta = dict[str, Any]
 PresenceState = dict[str, list[Meta]]  # presence key -> metas, each with "phx_ref"
 Publish = Callable[[str, bytes], Awaitable[None]]  # Broker.publish
 
-DIFF_KIND = "presence_diff"
+DIFF_KIND = PresenceDiff.kind
 
 
 class PresenceStore(Protocol):
@@ -129,9 +130,7 @@ def encode_diff(
     leaves: Iterable[tuple[str, Meta]] = (),
 ) -> bytes:
     """A presence_diff message about ``node_id``'s entries from (key, tagged meta) pairs."""
-    return orjson.dumps(
-        {"kind": DIFF_KIND, "node": node_id, "joins": _group(joins), "leaves": _group(leaves)}
-    )
+    return encode(PresenceDiff(node_id, _group(joins), _group(leaves)))
 
 
 def _group(entries: Iterable[tuple[str, Meta]]) -> dict[str, dict[str, list[Meta]]]:

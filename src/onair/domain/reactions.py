@@ -54,7 +54,11 @@ class Partial:
     @classmethod
     def from_event(cls, stream: str, event: Mapping[str, object]) -> Partial | None:
         """The partial a broker event carries, or None when it is malformed (never raises)."""
-        node, seq, counts = event.get("node"), event.get("seq"), event.get("counts")
+        return cls.checked(stream, event.get("node"), event.get("seq"), event.get("counts"))
+
+    @classmethod
+    def checked(cls, stream: str, node: object, seq: object, counts: object) -> Partial | None:
+        """A partial from untrusted fields (another process's), or None when any is malformed."""
         if not isinstance(node, str) or type(seq) is not int or not isinstance(counts, dict):
             return None
         clean: dict[str, int] = {}

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from onair.realtime import visibility
 from onair.realtime.protocol.join import Binding
+from onair.topics import RowEvent
 
 if TYPE_CHECKING:
     from onair.realtime.client import Client
@@ -201,16 +202,21 @@ class RowChange:
     commit_timestamp: str
 
     @classmethod
-    def from_event(cls, event: dict[str, Any]) -> RowChange | None:
+    def from_row(cls, row: RowEvent) -> RowChange | None:
         """The change as its readers may see it (``realtime/visibility.py``): hidden columns are
         gone before matching, so no filter can probe them either; None for a table nobody reads."""
-        table, kind = event.get("table"), event.get("type")
-        if not isinstance(table, str) or kind not in ("INSERT", "UPDATE", "DELETE") or table not in visibility.TABLES:
+        table, kind = row.table, row.type
+        if kind not in ("INSERT", "UPDATE", "DELETE") or table not in visibility.TABLES:
             return None
-        record = visibility.project(table, event.get("record") if isinstance(event.get("record"), dict) else None)
-        old = visibility.old_identity(table, event.get("old_record") if isinstance(event.get("old_record"), dict) else None)
-        schema = given if isinstance(given := event.get("schema"), str) else "public"
-        return cls(schema, table, kind, record, old, commit_timestamp(event.get("commit_timestamp")))
+        record = visibility.project(table, row.record)
+        old = visibility.old_identity(table, row.old_record)
+        return cls("public", table, kind, record, old, commit_timestamp(row.commit_timestamp))
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> RowChange | None:
+        """:meth:`from_row` of a ``row`` envelope's JSON object."""
+        row = RowEvent.from_json(event)
+        return cls.from_row(row) if row is not None else None
 
     @property
     def matched_record(self) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from onair.logs import log_failure
 from onair.realtime.client import Client
 from onair.realtime.hub import Hub
 from onair.realtime.limits import ByteBudget, RealtimeLimits, over_rate
-from onair.realtime.policies import STREAM_PREFIX, AllowAll, Authorizer, role_of
+from onair.realtime.policies import AllowAll, Authorizer, role_of
 from onair.realtime.protocol import event_names
 from onair.realtime.protocol import messages as m
 from onair.realtime.protocol.connection import (
@@ -37,6 +37,7 @@ from onair.realtime.protocol.join import JoinConfig, join_response, parse_bindin
 from onair.realtime.protocol.messages import Message
 from onair.realtime.routing import binding_stream, scope_error
 from onair.tally import bump
+from onair.topics import is_stream_topic, parse_stream_topic, stream_topic
 
 log = logging.getLogger("onair.realtime")
 REACTION_EVENT = "react"  # a viewer's tap (services/reactions.py), compared after fold()
@@ -188,7 +189,7 @@ class Dispatcher:
         config: JoinConfig = member.config
         join_ref = member.join_ref
         sub = m.sub_topic(req.topic) or ""
-        limit = self.limits.stream_max_payload_bytes if sub.startswith(STREAM_PREFIX) else self.limits.max_payload_bytes
+        limit = self.limits.stream_max_payload_bytes if is_stream_topic(sub) else self.limits.max_payload_bytes
         if req.size > min(limit, self.limits.max_payload_bytes):
             bump(self.hub.stats.limit_hits, "payload_bytes")
             if config.broadcast_ack:
@@ -200,7 +201,7 @@ class Dispatcher:
             if config.broadcast_ack:
                 client.protocol.send(m.reply(join_ref, req.ref, req.topic, "error", {"reason": "Unauthorized"}))
             return
-        if sub.startswith(STREAM_PREFIX) and event_names.fold(req.event) == REACTION_EVENT:
+        if is_stream_topic(sub) and event_names.fold(req.event) == REACTION_EVENT:
             self._reaction(client, member, req, sub)
             return
         if not self._within_budget(client, member, req.topic, req.size, now, req.event):
@@ -222,7 +223,7 @@ class Dispatcher:
         sender = verified_user(member.principal) or fallback
         kind = req.payload.get("kind") if isinstance(req.payload, dict) else None
         refused = ("reactions are not available" if self.reactions is None
-                   else self.reactions(member.principal, sub[len(STREAM_PREFIX):], kind, sender))
+                   else self.reactions(member.principal, parse_stream_topic(sub) or "", kind, sender))
         if member.config.broadcast_ack:
             status, response = ("error", {"reason": refused}) if refused else ("ok", {})
             client.protocol.send(m.reply(member.join_ref, req.ref, req.topic, status, response))
@@ -232,7 +233,7 @@ class Dispatcher:
         if member is None:
             return
         sub = m.sub_topic(req.topic) or ""
-        limit = self.limits.stream_max_presence_bytes if sub.startswith(STREAM_PREFIX) else self.limits.max_payload_bytes
+        limit = self.limits.stream_max_presence_bytes if is_stream_topic(sub) else self.limits.max_payload_bytes
         if req.size > min(limit, self.limits.max_payload_bytes):
             bump(self.hub.stats.limit_hits, "presence_bytes")
             self.shutdown(client, req.topic, "Track message size exceeded")
@@ -354,7 +355,7 @@ class Dispatcher:
         for b in config.bindings:
             stream = binding_stream(b)
             if b.error is None and stream is not None:
-                await self.authorizer.prepare(principal, f"stream:{stream}")
+                await self.authorizer.prepare(principal, stream_topic(stream))
         return self._checked_bindings(principal, config, spent)
 
     def _checked_bindings(self, principal: Principal | None, config: JoinConfig, spent: int = 0) -> JoinConfig:
@@ -368,7 +369,7 @@ class Dispatcher:
                 error = scope_error(b)
                 stream = binding_stream(b)
                 if error is None and stream is not None and not self.authorizer.allowed(
-                        principal, f"stream:{stream}", f"postgres_changes:{b.table}", "read"):
+                        principal, stream_topic(stream), f"postgres_changes:{b.table}", "read"):
                     error = f"Unauthorized: You do not have permissions to read {b.table} of stream {stream}"
                 if error is None:
                     if spent + b.filter.cost > budget:

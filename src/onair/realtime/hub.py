@@ -50,9 +50,14 @@ log = logging.getLogger("onair.realtime")
 _SERIALIZERS = (SERIALIZERS["1.0.0"], SERIALIZERS["2.0.0"])
 _GOLDEN = 0.6180339887498949  # rotation step as a share of the member count
 BrokerTopics = Callable[[str, JoinConfig], Iterable[str]]
+Interests = Callable[[str, JoinConfig], Iterable[str]]
 
 
 def no_broker_topics(topic: str, config: JoinConfig) -> Iterable[str]:
+    return ()
+
+
+def no_interests(topic: str, config: JoinConfig) -> Iterable[str]:
     return ()
 
 
@@ -87,6 +92,7 @@ class Member:
     presence: p.PresenceMeta | None = None
     subs: list[Sub] = field(default_factory=list)
     broker_topics: tuple[str, ...] = ()
+    interests: tuple[str, ...] = ()  # the hub's ``interests`` hook for this join (see Hub)
     principal: Any = None
     uid: int = 0  # names this join's presence entry in the shared store
     token: str | None = None  # the channel's access token (None: the socket's apikey)
@@ -211,7 +217,11 @@ class Hub:
         on_broker_retain: Callable[[str], None] = lambda topic: None,
         on_broker_release: Callable[[str], None] = lambda topic: None,
         on_presence: Callable[[Member, p.PresenceMeta | None], None] | None = None,
+        interests: Interests = no_interests,
     ) -> None:
+        """``interests(topic, config)`` names what a join is about (the realtime service: the
+        streams it reads), so :meth:`interested` finds those members without a scan of every
+        topic; ``broker_topics`` names the broker topics it holds (counted in ``broker_refs``)."""
         self._schedule = schedule
         self._scheduled = False
         self._dirty: list[Topic] = []
@@ -228,6 +238,8 @@ class Hub:
         self._on_release = on_broker_release
         self._refs = itertools.count(1)
         self._on_presence = on_presence  # shared presence: (member, new entry or None for leave)
+        self._interests = interests
+        self._interested: dict[str, dict[Member, None]] = {}  # interest -> members, in join order
         self.stats = HubStats()
 
     # -- connections ----------------------------------------------------------------------------
@@ -330,6 +342,7 @@ class Hub:
         member.broker_topics = self.broker_topics_of(topic_name, config)
         for name in member.broker_topics:
             self._retain(name)
+        self._index(member)
         return member
 
     def broker_topics_of(self, topic_name: str, config: JoinConfig) -> tuple[str, ...]:
@@ -353,7 +366,9 @@ class Hub:
                 member.subs.append(sub)
                 self.changes.add(sub)
         old = member.broker_topics
+        self._unindex(member)
         member.config = config
+        self._index(member)
         member.broker_topics = tuple(dict.fromkeys(self._broker_topics(topic_name, config)))
         for name in member.broker_topics:
             self._retain(name)
@@ -391,10 +406,31 @@ class Hub:
                 self._on_presence(member, None)
         for name in member.broker_topics:
             self._release(name)
+        self._unindex(member)
         if not topic.members:
             if topic.pending:
                 self._flush_topic(topic)
             del self.topics[topic_name]
+
+    def _index(self, member: Member) -> None:
+        member.interests = tuple(dict.fromkeys(self._interests(member.topic, member.config)))
+        for key in member.interests:
+            self._interested.setdefault(key, {})[member] = None
+
+    def _unindex(self, member: Member) -> None:
+        for key in member.interests:
+            members = self._interested.get(key)
+            if members is not None:
+                members.pop(member, None)
+                if not members:
+                    del self._interested[key]
+        member.interests = ()
+
+    def interested(self, key: str) -> list[Member]:
+        """The members whose join names ``key`` among its interests, in join order: a change
+        about one stream visits its readers only, however many other clients are connected."""
+        members = self._interested.get(key)
+        return list(members) if members else []
 
     def _retain(self, name: str) -> None:
         count = self.broker_refs.get(name, 0)

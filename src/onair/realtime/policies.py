@@ -32,14 +32,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from onair.domain.identity import Principal
 from onair.realtime.protocol.event_names import HOST, SERVER, reserved_for
 from onair.realtime.visibility import TABLES, rank_allows
+from onair.topics import parse_stream_topic
 
 STAFF_ROLES = frozenset({"moderator", "admin", "service"})
-STREAM_PREFIX = "stream:"
 PG_PREFIX = "postgres_changes:"
 
 Until = float | None  # epoch seconds; None: until lifted
@@ -55,10 +55,42 @@ def is_staff(principal: Principal | None) -> bool:
 
 
 class Authorizer(Protocol):
+    """What the realtime layer asks an authorizer, and what it tells it about streams.
+
+    Asked: ``prepare`` (load what ``allowed`` needs), ``allowed`` (the rule), ``facts_of`` (what
+    it holds about a stream; None when nothing, which makes the realtime service skip
+    re-authorization: it never closes a channel on ignorance). Told, from the stream's broker
+    events: ``ban``/``unban`` (a ban or mute and its lift), ``cohost``, ``end``; from the stream
+    cache: ``invalidate`` (the stream changed, forget short-lived facts). Told of local demand:
+    ``pin``/``unpin`` while a local member reads the stream, ``due``/``reload`` to read pinned
+    facts again now and then. Every authorizer implements all of them (no-ops where it keeps
+    no facts), so callers never ask which kind they hold.
+    """
+
     async def prepare(self, principal: Principal | None, topic: str) -> None: ...
 
     def allowed(self, principal: Principal | None, topic: str, extension: str, action: str, *,
                 private: bool = False, event: str | None = None) -> bool: ...
+
+    def facts_of(self, stream_id: str) -> StreamFacts | None: ...
+
+    def ban(self, stream_id: str, user_id: str, *, kind: str = "ban", until: Until = None) -> None: ...
+
+    def unban(self, stream_id: str, user_id: str, *, kind: str | None = "ban") -> None: ...
+
+    def cohost(self, stream_id: str, user_id: str, added: bool) -> None: ...
+
+    def end(self, stream_id: str) -> None: ...
+
+    def invalidate(self, stream_id: str) -> None: ...
+
+    def pin(self, stream_id: str) -> None: ...
+
+    def unpin(self, stream_id: str) -> None: ...
+
+    def due(self, interval: float, limit: int) -> list[str]: ...
+
+    async def reload(self, stream_id: str, *, fresh: bool = True) -> StreamFacts | None: ...
 
 
 def _sanctions(value: Iterable[str] | dict[str, Until]) -> dict[str, Until]:
@@ -107,9 +139,8 @@ FactsLoader = Callable[[str], Awaitable[StreamFacts | None]]
 
 
 def stream_id_of(topic: str) -> str | None:
-    if topic.startswith(STREAM_PREFIX):
-        return topic[len(STREAM_PREFIX):] or None
-    return None
+    """The stream a sub-topic names (``stream:{id}``); None for other topics and ``stream:``."""
+    return parse_stream_topic(topic) or None
 
 
 class StreamPolicy:
@@ -263,14 +294,15 @@ class StreamPolicy:
         for facts in self._each(stream_id):
             facts.ended = True
 
-    # kept for callers of the earlier interface
-    def ban(self, stream_id: str, user_id: str) -> None:
-        self.sanction(stream_id, user_id, "ban", None)
+    def ban(self, stream_id: str, user_id: str, *, kind: str = "ban", until: Until = None) -> None:
+        """A sanction (``kind`` ``ban`` or ``mute``) until ``until`` (None: until lifted)."""
+        self.sanction(stream_id, user_id, kind, until)
 
-    def unban(self, stream_id: str, user_id: str) -> None:
-        self.lift(stream_id, user_id, "ban")
+    def unban(self, stream_id: str, user_id: str, *, kind: str | None = "ban") -> None:
+        """Lift a sanction of ``kind`` (None: both)."""
+        self.lift(stream_id, user_id, kind)
 
-    def drop_unpinned(self, stream_id: str) -> None:
+    def invalidate(self, stream_id: str) -> None:
         """The stream changed (``services/stream_cache.py``): facts reused without local members
         and a "missing" mark are read again at their next use. Pinned facts follow the change's
         own event."""
@@ -323,7 +355,12 @@ def _trim(cache: OrderedDict[str, Any], size: int) -> None:
 
 
 class AllowAll:
-    """For tests and the standalone benchmark server: every valid token may do everything."""
+    """For tests and the standalone benchmark server: every valid token may do everything.
+
+    It decides from nothing, so what the realtime service tells it about streams (sanctions,
+    co-hosts, ends, invalidations, local demand) changes nothing and is dropped; it knows no facts
+    (``facts_of`` is None), so no change ever re-authorizes a channel under it.
+    """
 
     async def prepare(self, principal: Principal | None, topic: str) -> None:
         return None
@@ -331,3 +368,38 @@ class AllowAll:
     def allowed(self, principal: Principal | None, topic: str, extension: str, action: str, *,
                 private: bool = False, event: str | None = None) -> bool:
         return True
+
+    def facts_of(self, stream_id: str) -> StreamFacts | None:
+        return None
+
+    def ban(self, stream_id: str, user_id: str, *, kind: str = "ban", until: Until = None) -> None:
+        return None
+
+    def unban(self, stream_id: str, user_id: str, *, kind: str | None = "ban") -> None:
+        return None
+
+    def cohost(self, stream_id: str, user_id: str, added: bool) -> None:
+        return None
+
+    def end(self, stream_id: str) -> None:
+        return None
+
+    def invalidate(self, stream_id: str) -> None:
+        return None
+
+    def pin(self, stream_id: str) -> None:
+        return None
+
+    def unpin(self, stream_id: str) -> None:
+        return None
+
+    def due(self, interval: float, limit: int) -> list[str]:
+        return []
+
+    async def reload(self, stream_id: str, *, fresh: bool = True) -> StreamFacts | None:
+        return None
+
+
+if TYPE_CHECKING:  # both implement the whole protocol (mypy checks these)
+    _policy: Authorizer = StreamPolicy()
+    _allow_all: Authorizer = AllowAll()

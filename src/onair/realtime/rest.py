@@ -18,6 +18,7 @@ from onair.domain.identity import Principal
 from onair.realtime.dispatcher import TokenRejected
 from onair.realtime.policies import role_of
 from onair.realtime.service import RealtimeService
+from onair.topics import channel_topic, is_stream_topic
 
 if TYPE_CHECKING:
     from onair.context import AppContext
@@ -89,13 +90,13 @@ def _send(service: RealtimeService, principal: Principal | None, msg: BroadcastM
         return None
     if role_of(principal) != "service":
         size = len(orjson.dumps(msg.payload)) + len(msg.event)
-        if msg.topic.startswith("stream:") and size > service.limits.stream_max_payload_bytes:
+        if is_stream_topic(msg.topic) and size > service.limits.stream_max_payload_bytes:
             return _too_large()
         ip = request.client.host if request.client else None
-        if not service.dispatcher.spend(principal, f"ip:{ip}", f"realtime:{msg.topic}", size, service.monotonic(),
+        if not service.dispatcher.spend(principal, f"ip:{ip}", channel_topic(msg.topic), size, service.monotonic(),
                                         msg.event):
             return JSONResponse({"message": "You have exceeded your rate limit"}, status_code=429)
-    service.broadcast(f"realtime:{msg.topic}", msg.event, msg.payload)
+    service.broadcast(channel_topic(msg.topic), msg.event, msg.payload)
     return None
 
 

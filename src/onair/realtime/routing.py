@@ -8,12 +8,13 @@ Channel broadcasts and presence between nodes travel on ``realtime:{sub-topic}``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from onair.realtime.policies import stream_id_of
 from onair.realtime.protocol.join import Binding, JoinConfig
 from onair.realtime.protocol.messages import sub_topic
 from onair.realtime.visibility import TABLES
+from onair.topics import stream_topic
 
 # table -> the column that names the stream a row belongs to
 STREAM_COLUMN = {table: rule.stream_column for table, rule in TABLES.items()}
@@ -44,7 +45,7 @@ def scope_error(binding: Binding) -> str | None:
 
 
 def relay_topic(topic: str) -> str:
-    return topic  # "realtime:<sub>" doubles as the broker topic for cross-node relay
+    return topic  # a channel's wire name doubles as its broker topic for cross-node relay
 
 
 def broker_topics(distributed: bool) -> Callable[[str, JoinConfig], Iterable[str]]:
@@ -54,10 +55,22 @@ def broker_topics(distributed: bool) -> Callable[[str, JoinConfig], Iterable[str
         sub = sub_topic(topic) or ""
         stream = stream_id_of(sub)
         if stream is not None:
-            yield f"stream:{stream}"
+            yield stream_topic(stream)
         for b in config.bindings:
             if b.error is None and (sid := binding_stream(b)) is not None:
-                yield f"stream:{sid}"
+                yield stream_topic(sid)
         if distributed:
             yield relay_topic(topic)
     return topics
+
+
+def stream_interests(topic: str, config: JoinConfig) -> Iterator[str]:
+    """The hub's ``interests`` hook: the streams a join reads (its own stream channel, and the
+    stream of each postgres_changes binding, refused ones included: re-authorization may switch
+    a refused binding on). A change of stream X re-checks exactly these members."""
+    stream = stream_id_of(sub_topic(topic) or "")
+    if stream is not None:
+        yield stream
+    for b in config.bindings:
+        if (sid := binding_stream(b)) is not None:
+            yield sid

@@ -22,8 +22,6 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from onair.broker.base import Broker, BrokerUnavailable
 from onair.logs import log_failure
 from onair.realtime.changes import RowChange
@@ -33,13 +31,26 @@ from onair.realtime.dispatcher import AsyncVerify, Dispatcher, TokenInfo, TokenR
 from onair.realtime.hub import Hub
 from onair.realtime.limits import RealtimeLimits
 from onair.realtime.ordering import ChatOrder
-from onair.realtime.policies import AllowAll, Authorizer, StreamPolicy, is_staff, role_of
+from onair.realtime.policies import AllowAll, Authorizer, is_staff, role_of
 from onair.realtime.protocol.connection import ConnectionProtocol, JoinRequested, TokenRefreshed
 from onair.realtime.protocol.errors import Disconnect
 from onair.realtime.protocol.serializer import Serializer
-from onair.realtime.routing import binding_stream, broker_topics
+from onair.realtime.routing import broker_topics, stream_interests
 from onair.realtime.visibility import EVENTS, SUBJECT_EVENTS
 from onair.tally import bump
+from onair.topics import (
+    ChannelBroadcast,
+    Envelope,
+    PresenceDiff,
+    RowEvent,
+    StreamBroadcast,
+    StreamState,
+    ViewerCount,
+    decode,
+    encode,
+    parse_stream_topic,
+    stream_channel,
+)
 
 log = logging.getLogger("onair.realtime")
 STATE_KEY = "onair.realtime"
@@ -62,8 +73,7 @@ class RealtimeService:
         self.broker = broker
         self.distributed = distributed
         self.limits = limits
-        self.authorizer = authorizer or AllowAll()
-        self.policy = self.authorizer if isinstance(self.authorizer, StreamPolicy) else None
+        self.authorizer: Authorizer = authorizer or AllowAll()
         self.policy_refresh_interval = policy_refresh_interval
         self.sweep_interval = sweep_interval
         self.unsubscribe_delay = unsubscribe_delay
@@ -73,7 +83,8 @@ class RealtimeService:
         shared = distributed and presence_store is not None
         self.hub = Hub(self._call_soon, node_id=self.node_id, broker_topics=broker_topics(distributed),
                        on_broker_retain=self._retain, on_broker_release=self._release,
-                       on_presence=self._presence_changed if shared else None)
+                       on_presence=self._presence_changed if shared else None,
+                       interests=stream_interests)
         self.dispatcher = Dispatcher(self.hub, verify, authorizer=self.authorizer, limits=limits,
                                      relay=self._relay if distributed else None,
                                      presence_seed=self._seed_presence if shared else None,
@@ -102,6 +113,12 @@ class RealtimeService:
         self.link_up = True  # False between a broker's on_link_down and on_link_up
         self._interrupted: set[str] = set()  # channels told that live delivery was lost
         self.relay_failures = 0  # relays and shared-presence updates the broker refused
+        # what each broker envelope does here (a kind this version does not know is skipped)
+        self._handlers: dict[type[Envelope], Callable[[str, Any], None]] = {
+            RowEvent: self._on_row, StreamState: self._on_stream_state,
+            ViewerCount: self._on_viewer_count, StreamBroadcast: self._on_stream_broadcast,
+            ChannelBroadcast: self._on_channel_broadcast, PresenceDiff: self._on_presence_diff,
+        }
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -149,9 +166,8 @@ class RealtimeService:
             self.dispatcher.sweep(self.loop.time(), self.wall_clock())
             self._forget_idle_streams()
             self._sweep_ended(self.loop.time())
-            if self.policy is not None:
-                for stream_id in self.policy.due(self.policy_refresh_interval, 100):
-                    self._spawn(self._refresh_facts(stream_id))
+            for stream_id in self.authorizer.due(self.policy_refresh_interval, 100):
+                self._spawn(self._refresh_facts(stream_id))
         except Exception:
             log.exception("realtime: sweep failed")
         self._schedule_sweep()
@@ -160,7 +176,7 @@ class RealtimeService:
         """Stream versions are needed only while a local channel of the stream may get a late,
         older state: drop the rest, so the map follows open channels, not every stream ever seen."""
         topics = self.hub.topics
-        idle = [sid for sid in self._stream_versions if f"realtime:stream:{sid}" not in topics]
+        idle = [sid for sid in self._stream_versions if stream_channel(sid) not in topics]
         for sid in idle:
             del self._stream_versions[sid]
 
@@ -238,9 +254,9 @@ class RealtimeService:
     # -- broker -------------------------------------------------------------------------------------
 
     def _retain(self, topic: str) -> None:
-        stream = topic[len("stream:"):] if topic.startswith("stream:") else None
-        if stream is not None and self.policy is not None:
-            self.policy.pin(stream)  # fed by this topic's events from now on
+        stream = parse_stream_topic(topic)
+        if stream is not None:
+            self.authorizer.pin(stream)  # fed by this topic's events from now on
         if self.broker is not None and self.loop is not None and topic not in self._subscriptions:
             self._spawn(self._subscribe_logged(topic))  # a rebind's topics: nobody waits for them
 
@@ -295,8 +311,8 @@ class RealtimeService:
             future.exception()  # retrieved: the waiters (if any) get it, nobody else must log it
             raise
         future.set_result(None)
-        stream = topic[len("stream:"):] if topic.startswith("stream:") else None
-        if stream is not None and self.policy is not None:
+        stream = parse_stream_topic(topic)
+        if stream is not None:
             # Events published between the join's facts and this subscription were missed:
             # read the facts again now that every later event reaches us.
             self._spawn(self._refresh_facts(stream))
@@ -312,14 +328,14 @@ class RealtimeService:
 
     async def _refresh_facts(self, stream_id: str) -> None:
         try:
-            if await self.policy.reload(stream_id) is not None:  # type: ignore[union-attr]
+            if await self.authorizer.reload(stream_id) is not None:
                 self._reauthorize(stream_id)
         except Exception as exc:
             log_failure(log, "realtime: reloading the facts of stream %s failed", stream_id, exc=exc)
 
     def _release(self, topic: str) -> None:
-        if topic.startswith("stream:") and self.policy is not None:
-            self.policy.unpin(topic[len("stream:"):])  # the last local member left
+        if (stream := parse_stream_topic(topic)) is not None:
+            self.authorizer.unpin(stream)  # the last local member left
         if self.broker is not None and self.loop is not None:
             self.loop.call_later(self.unsubscribe_delay, self._maybe_unsubscribe, topic)
 
@@ -335,8 +351,8 @@ class RealtimeService:
             self._unsubscribing[topic] = task
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        if self._chat_order is not None and topic.startswith("stream:"):
-            self._chat_order.forget(topic[len("stream:"):])
+        if self._chat_order is not None and (stream := parse_stream_topic(topic)) is not None:
+            self._chat_order.forget(stream)
 
     async def _unsubscribe(self, topic: str) -> None:
         assert self.broker is not None
@@ -384,9 +400,7 @@ class RealtimeService:
     def _relay(self, topic: str, event: str, payload: Any, raw: bytes | None, sender: Client | None) -> None:
         if self._outbox is None or self.broker is None:
             return
-        envelope = {"kind": "broadcast", "origin": self.node_id, "event": event,
-                    "payload": payload, "raw": raw.hex() if raw is not None else None}
-        data, broker = orjson.dumps(envelope), self.broker
+        data, broker = encode(ChannelBroadcast(self.node_id, event, payload, raw)), self.broker
         self._outbox.put_nowait(lambda: broker.publish(topic, data))
 
     async def _publish_loop(self) -> None:
@@ -431,63 +445,62 @@ class RealtimeService:
     def on_message(self, topic: str, data: bytes) -> None:
         """Broker handler (via the app's fan-in). Never raises."""
         try:
-            event = orjson.loads(data)
-            if not isinstance(event, dict):
-                return
-            if topic.startswith("stream:"):
-                self._stream_event(topic[len("stream:"):], event)
-            elif topic.startswith("realtime:") and event.get("kind") == "presence_diff":
-                if event.get("node") != self.node_id and self.presence is not None:
-                    joins, leaves = event.get("joins") or {}, event.get("leaves") or {}
-                    if isinstance(joins, dict) and isinstance(leaves, dict):
-                        self.hub.remote_presence(topic, joins, leaves)
-            elif topic.startswith("realtime:") and event.get("origin") != self.node_id:
-                if event.get("kind") == "broadcast" and isinstance(event.get("event"), str):
-                    raw = bytes.fromhex(event["raw"]) if isinstance(event.get("raw"), str) else None
-                    self.hub.broadcast(topic, event["event"], event.get("payload"), raw=raw)
+            envelope = decode(topic, data)
+            handler = self._handlers.get(type(envelope)) if envelope is not None else None
+            if handler is not None:
+                handler(topic, envelope)
         except Exception:
             log.exception("realtime: bad broker message on %s", topic)
 
-    def _stream_event(self, stream_id: str, event: dict[str, Any]) -> None:
-        kind = event.get("kind")
-        channel = f"realtime:stream:{stream_id}"
-        if kind == "row":
-            change = RowChange.from_event(event)
-            if change is not None:
-                self._maybe_revoke(stream_id, change)
-                self._cohost_change(stream_id, change)
-                for ready in self._in_seq_order(stream_id, change):
-                    self.hub.change(ready)
-                    self._observe_lag(ready)
-        elif kind == "stream_state":
-            stream = event.get("stream")
-            if isinstance(stream, dict) and stream.get("status") == "ended" and self.policy is not None:
-                self.policy.end(stream_id)  # terminal: whatever the version order
-                self._reauthorize(stream_id)
-            if isinstance(stream, dict) and stream.get("status") == "ended":
-                self._stream_ended(stream_id)
-            version = event.get("version")
-            if isinstance(version, int):
-                if version <= self._stream_versions.get(stream_id, -1):
-                    return  # an older state published late (see services/events.py)
-                self._stream_versions[stream_id] = version
-            payload = {k: v for k, v in event.items() if k != "kind"}
-            self.hub.broadcast(channel, "stream_state", payload)
-        elif kind == "viewer_count":
-            self.hub.broadcast(channel, "viewer_count", {k: v for k, v in event.items() if k != "kind"})
-        elif kind == "broadcast" and isinstance(event.get("event"), str):
-            payload = event.get("payload", {})
-            if event["event"] == "chat_sanction" and isinstance(payload, dict):
-                self._sanction(stream_id, payload)  # first: a banned user gets nothing more
-            if event["event"] not in EVENTS:
-                return  # realtime/visibility.py: default deny
-            recipients = None
-            if event["event"] in SUBJECT_EVENTS:
-                subject = payload.get("user_id") if isinstance(payload, dict) else None
-                recipients = self._subject_audience(stream_id, channel, subject)
-                if not recipients:
-                    return
-            self.hub.broadcast(channel, event["event"], payload, recipients=recipients)
+    # -- what arrives on the broker, by envelope (``_handlers``; onair/topics.py) -----------------
+
+    def _on_row(self, topic: str, row: RowEvent) -> None:
+        stream_id = _stream_of(topic)
+        change = RowChange.from_row(row)
+        if change is not None:
+            self._maybe_revoke(stream_id, change)
+            self._cohost_change(stream_id, change)
+            for ready in self._in_seq_order(stream_id, change):
+                self.hub.change(ready)
+                self._observe_lag(ready)
+
+    def _on_stream_state(self, topic: str, state: StreamState) -> None:
+        stream_id = _stream_of(topic)
+        if state.ended:
+            self.authorizer.end(stream_id)  # terminal: whatever the version order
+            self._reauthorize(stream_id)
+            self._stream_ended(stream_id)
+        if state.version is not None:
+            if state.version <= self._stream_versions.get(stream_id, -1):
+                return  # an older state published late (see services/events.py)
+            self._stream_versions[stream_id] = state.version
+        self.hub.broadcast(stream_channel(stream_id), "stream_state", state.payload())
+
+    def _on_viewer_count(self, topic: str, count: ViewerCount) -> None:
+        self.hub.broadcast(stream_channel(_stream_of(topic)), "viewer_count", count.payload())
+
+    def _on_stream_broadcast(self, topic: str, message: StreamBroadcast) -> None:
+        stream_id = _stream_of(topic)
+        channel, event, payload = stream_channel(stream_id), message.event, message.payload
+        if event == "chat_sanction" and isinstance(payload, dict):
+            self._sanction(stream_id, payload)  # first: a banned user gets nothing more
+        if event not in EVENTS:
+            return  # realtime/visibility.py: default deny
+        recipients = None
+        if event in SUBJECT_EVENTS:
+            subject = payload.get("user_id") if isinstance(payload, dict) else None
+            recipients = self._subject_audience(stream_id, channel, subject)
+            if not recipients:
+                return
+        self.hub.broadcast(channel, event, payload, recipients=recipients)
+
+    def _on_channel_broadcast(self, topic: str, message: ChannelBroadcast) -> None:
+        if message.origin != self.node_id:  # our own relays were fanned out when sent
+            self.hub.broadcast(topic, message.event, message.payload, raw=message.raw)
+
+    def _on_presence_diff(self, topic: str, diff: PresenceDiff) -> None:
+        if diff.node != self.node_id and self.presence is not None:
+            self.hub.remote_presence(topic, diff.joins, diff.leaves)
 
     # -- the end of a stream closes its channel (issue 11 §5) -------------------------------------
 
@@ -501,7 +514,7 @@ class RealtimeService:
         self.loop.call_later(self.ended_close_delay, self._close_ended, stream_id)
 
     def _close_ended(self, stream_id: str) -> None:
-        topic = self.hub.topics.get(f"realtime:stream:{stream_id}")
+        topic = self.hub.topics.get(stream_channel(stream_id))
         if topic is None:
             return
         for member in list(topic.members.values()):
@@ -512,15 +525,17 @@ class RealtimeService:
         """Channels joined after the end (or whose end event was lost and later learnt from the
         facts) close at the next sweep past the grace; the map holds ended streams that still
         have a local channel or are within their grace."""
-        if self.policy is not None:
-            for stream_id, facts in self.policy.pinned.items():
-                if (facts is not None and facts.ended and stream_id not in self._ended
-                        and f"realtime:stream:{stream_id}" in self.hub.topics):
-                    self._ended[stream_id] = now + self.ended_close_delay
+        for name in self.hub.broker_refs:  # the streams pinned in the authorizer (_retain)
+            stream_id = parse_stream_topic(name)
+            if stream_id is None or stream_id in self._ended or stream_channel(stream_id) not in self.hub.topics:
+                continue
+            facts = self.authorizer.facts_of(stream_id)
+            if facts is not None and facts.ended:
+                self._ended[stream_id] = now + self.ended_close_delay
         for stream_id, at in list(self._ended.items()):
             if at > now:
                 continue
-            if f"realtime:stream:{stream_id}" in self.hub.topics:
+            if stream_channel(stream_id) in self.hub.topics:
                 self._close_ended(stream_id)
             else:
                 del self._ended[stream_id]
@@ -534,7 +549,7 @@ class RealtimeService:
 
     def _subject_audience(self, stream_id: str, channel: str, subject: Any) -> set[Client]:
         """The members who may learn about ``subject``: that user, the stream's owners, staff."""
-        facts = self.policy.facts_of(stream_id) if self.policy is not None else None
+        facts = self.authorizer.facts_of(stream_id)
         owners = {facts.seller_id, *facts.cohosts} if facts is not None else set()
         out: set[Client] = set()
         for member in self.hub.members_of(channel):
@@ -577,12 +592,12 @@ class RealtimeService:
     def _sanction(self, stream_id: str, sanction: dict[str, Any]) -> None:
         """A ban, mute or lift takes effect on the user's open channels at once (issue 10 §5)."""
         user, kind = sanction.get("user_id"), sanction.get("kind")
-        if not isinstance(user, str) or kind not in ("ban", "mute", None) or self.policy is None:
+        if not isinstance(user, str) or kind not in ("ban", "mute", None):
             return
         if sanction.get("lifted"):
-            self.policy.lift(stream_id, user, kind)
+            self.authorizer.unban(stream_id, user, kind=kind)
         elif kind is not None:
-            self.policy.sanction(stream_id, user, kind, _epoch(sanction.get("until")))
+            self.authorizer.ban(stream_id, user, kind=kind, until=_epoch(sanction.get("until")))
         self._reauthorize(stream_id, user)
 
     def _maybe_revoke(self, stream_id: str, change: RowChange) -> None:
@@ -590,38 +605,38 @@ class RealtimeService:
             return
         record = change.record
         user, kind = record.get("user_id"), record.get("kind")
-        if kind in ("ban", "mute") and not record.get("lifted_at") and isinstance(user, str) and self.policy is not None:
-            self.policy.sanction(stream_id, user, kind, _epoch(record.get("until")))
+        if kind in ("ban", "mute") and not record.get("lifted_at") and isinstance(user, str):
+            self.authorizer.ban(stream_id, user, kind=kind, until=_epoch(record.get("until")))
             self._reauthorize(stream_id, user)
 
     def _cohost_change(self, stream_id: str, change: RowChange) -> None:
-        if change.table != "stream_cohosts" or self.policy is None:
+        if change.table != "stream_cohosts":
             return
         row = change.record if change.type == "INSERT" else change.old_record
         user = (row or {}).get("user_id")
         if isinstance(user, str) and change.type in ("INSERT", "DELETE"):
-            self.policy.cohost(stream_id, user, added=change.type == "INSERT")
+            self.authorizer.cohost(stream_id, user, added=change.type == "INSERT")
             self._reauthorize(stream_id, user)
-
-    def _revoke(self, stream_id: str, user: str) -> None:
-        if self.policy is not None:
-            self.policy.ban(stream_id, user)
-        self._reauthorize(stream_id, user)
 
     def _reauthorize(self, stream_id: str, user: str | None = None) -> None:
         """Re-check every open channel (of ``user``, or everyone's) that reads stream
-        ``stream_id``: its own channel or a postgres_changes binding scoped to it. Runs on
-        role changes, sanctions and the end only, so a scan of the members is affordable."""
-        if self.policy is not None and self.policy.facts_of(stream_id) is None:
+        ``stream_id``: its own channel or a postgres_changes binding scoped to it. The hub indexes
+        members by the streams they read (``routing.stream_interests``), so this visits the
+        stream's readers only, never every connected client."""
+        if self.authorizer.facts_of(stream_id) is None:
             return  # nothing known yet: the reload under way decides (never close on ignorance)
-        own = f"realtime:stream:{stream_id}"
-        for topic in list(self.hub.topics.values()):
-            for member in list(topic.members.values()):
-                if user is not None and getattr(member.principal, "user_id", None) != user:
-                    continue
-                if topic.name == own or any(binding_stream(b) == stream_id for b in member.config.bindings):
-                    self.dispatcher.reauthorize(member.client, topic.name)
+        for member in self.hub.interested(stream_id):
+            if user is not None and getattr(member.principal, "user_id", None) != user:
+                continue
+            self.dispatcher.reauthorize(member.client, member.topic)
         self.hub.flush()
+
+
+def _stream_of(topic: str) -> str:
+    """The stream of a stream topic (decode() gives stream envelopes only for those)."""
+    stream_id = parse_stream_topic(topic)
+    assert stream_id is not None
+    return stream_id
 
 
 def _epoch(value: Any) -> float | None:

@@ -14,6 +14,7 @@ from onair.realtime.protocol.filters import FilterLimits
 from onair.realtime.service import RealtimeService
 from onair.services.reactions import EVENT as REACTIONS_EVENT
 from onair.services.reactions import ReactionService
+from onair.topics import stream_channel
 
 if TYPE_CHECKING:
     from onair.context import AppContext
@@ -89,7 +90,7 @@ def build_reactions(ctx: Any, service: RealtimeService, wall_clock: Any) -> Reac
                                 broker=ctx.broker if service.distributed else None, wall_clock=wall_clock)
 
     def deliver(stream: str, payload: dict[str, Any]) -> None:
-        service.hub.broadcast(f"realtime:stream:{stream}", REACTIONS_EVENT, payload)
+        service.hub.broadcast(stream_channel(stream), REACTIONS_EVENT, payload)
 
     reactions.deliver = deliver
     service.dispatcher.reactions = lambda _principal, stream, kind, sender: reactions.tap(sender, stream, kind)

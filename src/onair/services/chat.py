@@ -44,6 +44,7 @@ from onair.store import chat as store
 from onair.store.chat import Message, SanctionRow
 from onair.store.db import Database
 from onair.tally import bump
+from onair.topics import StreamEnvelope
 
 log = structlog.get_logger("onair.chat")
 
@@ -113,7 +114,7 @@ class ChatService:
         # them so a slow broker (Redis round trips) never holds up the next commit.
         # Edits, deletes and moderation events go through it as well, so a consumer never sees
         # an UPDATE before the INSERT of its message.
-        self._outbox: asyncio.Queue[tuple[str, list[dict[str, Any]]] | None] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[str, list[StreamEnvelope]] | None] = asyncio.Queue()
         self._publisher: asyncio.Task[None] | None = None
         # plain counters for /metrics: sends by outcome (created, duplicate or the problem
         # type), batches whose transaction failed
@@ -257,7 +258,7 @@ class ChatService:
             self.commit_failures += 1
             self._log_failure(exc, len(batch))
             return [not_stored() for _ in batch]  # one exception object per waiting request
-        by_stream: dict[str, list[dict[str, Any]]] = {}
+        by_stream: dict[str, list[StreamEnvelope]] = {}
         for message in inserted:  # in seq order per stream
             by_stream.setdefault(message.stream_id, []).append(
                 row_event(TABLE, "INSERT", message.record(), None, message.created_at)
@@ -359,7 +360,7 @@ class ChatService:
             )
         return None
 
-    def _emit(self, stream_id: str, *events: dict[str, Any]) -> None:
+    def _emit(self, stream_id: str, *events: StreamEnvelope) -> None:
         """Queue events of a committed change for publishing, in commit order."""
         self._outbox.put_nowait((stream_id, list(events)))
 

@@ -1,7 +1,8 @@
 """Domain events, published to the broker after the transaction that caused them committed.
 
 Every event about a stream goes to broker topic ``stream:{stream_id}``, so one topic carries a
-stream's events in publish order (the broker's ordering contract). Envelopes (JSON):
+stream's events in publish order (the broker's ordering contract). Envelopes (JSON; the
+dataclasses and their one codec are in ``onair/topics.py``):
 
 ``{"kind": "row", "table": t, "type": "INSERT"|"UPDATE"|"DELETE", "record": {…}|null,
 "old_record": {…}|null, "commit_timestamp": iso}`` — for postgres_changes subscribers. ``old_record``
@@ -27,16 +28,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import orjson
 import structlog
 
 from onair.broker.base import Broker
+from onair.topics import (
+    RowEvent,
+    StreamBroadcast,
+    StreamEnvelope,
+    StreamState,
+    ViewerCount,
+    encode,
+    stream_topic,
+)
+
+__all__ = ["EventPublisher", "broadcast_event", "encode", "row_event", "stream_state_event",
+           "stream_topic", "viewer_count_event"]
 
 log = structlog.get_logger("onair.events")
-
-
-def stream_topic(stream_id: str) -> str:
-    return f"stream:{stream_id}"
 
 
 def row_event(
@@ -45,33 +53,20 @@ def row_event(
     record: dict[str, Any] | None,
     old_record: dict[str, Any] | None,
     committed_at: datetime,
-) -> dict[str, Any]:
-    return {
-        "kind": "row",
-        "table": table,
-        "type": type_,
-        "record": record,
-        "old_record": old_record,
-        "commit_timestamp": committed_at,
-    }
+) -> RowEvent:
+    return RowEvent(table, type_, record, old_record, committed_at)
 
 
-def stream_state_event(stream: dict[str, Any], previous: str | None) -> dict[str, Any]:
-    return {"kind": "stream_state", "stream": stream, "previous": previous,
-            "version": stream["version"]}
+def stream_state_event(stream: dict[str, Any], previous: str | None) -> StreamState:
+    return StreamState(stream, previous, stream["version"])
 
 
-def viewer_count_event(stream_id: str, viewer_count: int, peak_viewers: int) -> dict[str, Any]:
-    return {"kind": "viewer_count", "stream_id": stream_id, "viewer_count": viewer_count,
-            "peak_viewers": peak_viewers}
+def viewer_count_event(stream_id: str, viewer_count: int, peak_viewers: int) -> ViewerCount:
+    return ViewerCount(stream_id, viewer_count, peak_viewers)
 
 
-def broadcast_event(stream_id: str, event: str, payload: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": "broadcast", "stream_id": stream_id, "event": event, "payload": payload}
-
-
-def encode(event: dict[str, Any]) -> bytes:
-    return orjson.dumps(event, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
+def broadcast_event(stream_id: str, event: str, payload: dict[str, Any]) -> StreamBroadcast:
+    return StreamBroadcast(stream_id, event, payload)
 
 
 class EventPublisher:
@@ -80,7 +75,7 @@ class EventPublisher:
         self.published = 0
         self.failed = 0
 
-    async def publish(self, stream_id: str, *events: dict[str, Any]) -> None:
+    async def publish(self, stream_id: str, *events: StreamEnvelope) -> None:
         topic = stream_topic(stream_id)
         try:
             await self._broker.publish_many(topic, [encode(event) for event in events])
@@ -88,5 +83,5 @@ class EventPublisher:
         except Exception as exc:  # the commit stands; see the module docstring
             self.failed += len(events)
             log.warning("event_publish_failed", topic=topic, events=len(events),
-                        kinds=sorted({str(event.get("kind")) for event in events}),
+                        kinds=sorted({event.kind for event in events}),
                         error=type(exc).__name__)

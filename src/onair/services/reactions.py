@@ -21,8 +21,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from onair.domain.reactions import (
     Aggregate,
     Combiner,
@@ -32,6 +30,7 @@ from onair.domain.reactions import (
     normalise_kind,
 )
 from onair.logs import log_failure
+from onair.topics import ReactionsPartial, decode, encode, parse_stream_topic, stream_topic
 
 log = logging.getLogger("onair.reactions")
 EVENT = "reactions"  # the aggregate's broadcast event (server-only, see event_names.json)
@@ -91,13 +90,14 @@ class ReactionService:
     def on_message(self, topic: str, data: bytes) -> None:
         """Broker handler (registered on the app's fan-in); never raises. Only partials matter
         here, so other events are skipped before parsing."""
-        if PARTIAL_MARKER not in data or not topic.startswith("stream:"):
+        stream = parse_stream_topic(topic)
+        if PARTIAL_MARKER not in data or stream is None:
             return
         try:
-            event = orjson.loads(data)
-            if not isinstance(event, dict) or event.get("kind") != "reactions_partial":
+            event = decode(topic, data)
+            if not isinstance(event, ReactionsPartial):
                 return
-            partial = Partial.from_event(topic[len("stream:"):], event)
+            partial = Partial.checked(stream, event.node, event.seq, event.counts)
             if partial is None or partial.node == self.node_id:
                 return  # own partials were applied when they were closed
             if self.combiner.add(partial):
@@ -155,7 +155,7 @@ class ReactionService:
         while True:
             partial = await self._outbox.get()
             try:
-                await self.broker.publish(f"stream:{partial.stream}", orjson.dumps(partial.to_event()))
+                await self.broker.publish(stream_topic(partial.stream), encode(ReactionsPartial(partial.node, partial.seq, partial.counts)))
             except Exception as exc:  # noqa: BLE001 -- whatever the broker raised: counted, logged
                 self.publish_failures += 1
                 log_failure(log, "reactions: sharing a partial failed", exc=exc)

@@ -29,16 +29,26 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar, cast
 
-import orjson
 import structlog
 
 from onair.broker.base import Broker
 from onair.errors import Problem
 from onair.lru import MISS, LruTtl
+from onair.topics import (
+    CACHE_TOPIC,
+    CacheDrop,
+    RowEvent,
+    StreamBroadcast,
+    StreamState,
+    decode,
+    encode,
+    parse_stream_topic,
+)
+
+__all__ = ["CACHE_TOPIC", "StreamCache"]
 
 log = structlog.get_logger("onair.cache")
 
-CACHE_TOPIC = "onair:cache"
 V = TypeVar("V")
 
 # Events on a stream's topic that change a cached fact (see services/events.py). Chat inserts and
@@ -114,8 +124,7 @@ class StreamCache:
         self.invalidations["local"] += 1
         if self._broker is None or not self.enabled:
             return
-        message = orjson.dumps({"stream_id": stream_id, "row": row, "access": access,
-                                "origin": self.origin})
+        message = encode(CacheDrop(stream_id, row, access, self.origin))
         try:
             await self._broker.publish(CACHE_TOPIC, message)
         except Exception as exc:  # the change stands; other processes' entries expire by ttl
@@ -142,38 +151,33 @@ class StreamCache:
     def on_message(self, topic: str, data: bytes) -> None:
         if topic == CACHE_TOPIC:
             self._remote_drop(data)
-        elif topic.startswith("stream:") and not data.startswith(_SKIP_PREFIXES):
-            self._event_drop(topic[len("stream:"):], data)
+        elif (stream_id := parse_stream_topic(topic)) is not None and not data.startswith(_SKIP_PREFIXES):
+            self._event_drop(stream_id, topic, data)
 
     def _remote_drop(self, data: bytes) -> None:
         try:
-            message = orjson.loads(data)
-            stream_id = message["stream_id"]
-            if message.get("origin") == self.origin:
-                return
-            if not isinstance(stream_id, str):
-                raise TypeError("stream_id")
-        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            message = decode(CACHE_TOPIC, data)
+        except ValueError:
+            message = None
+        if isinstance(message, CacheDrop) and message.origin == self.origin:
+            return
+        if not isinstance(message, CacheDrop):
             log.warning("cache_invalidation_malformed", size=len(data))
             self.rows.clear()  # something changed, we cannot tell what
             self.access.clear()
             return
-        self.drop(stream_id, row=bool(message.get("row", True)),
-                  access=bool(message.get("access", True)))
+        self.drop(message.stream_id, row=message.row, access=message.access)
         self.invalidations["remote"] += 1
 
-    def _event_drop(self, stream_id: str, data: bytes) -> None:
+    def _event_drop(self, stream_id: str, topic: str, data: bytes) -> None:
         """A change event reached this process: drop what it changes even if the ``onair:cache``
         message was lost, before the realtime service (next consumer) reloads facts for it."""
         try:
-            event = orjson.loads(data)
-        except orjson.JSONDecodeError:
+            event = decode(topic, data)
+        except ValueError:
             return
-        if not isinstance(event, dict):
-            return
-        kind = event.get("kind")
-        if kind == "stream_state" or (kind == "row" and event.get("table") in _ACCESS_TABLES) \
-                or (kind == "broadcast" and event.get("event") in _ACCESS_BROADCASTS):
+        if isinstance(event, StreamState) or (isinstance(event, RowEvent) and event.table in _ACCESS_TABLES) \
+                or (isinstance(event, StreamBroadcast) and event.event in _ACCESS_BROADCASTS):
             self.drop(stream_id)
             self.invalidations["event"] += 1
 

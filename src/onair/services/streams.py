@@ -25,6 +25,7 @@ from onair.services.stream_cache import StreamCache
 from onair.settings import Settings
 from onair.store import streams as store
 from onair.store.db import Database
+from onair.topics import StreamEnvelope
 
 STREAMS_TABLE = "stream_sessions"
 VIEWERS_TABLE = "stream_viewers"
@@ -206,7 +207,7 @@ class StreamService:
     async def _publish_transition(self, before: Stream, after: Stream, left: Sequence[str]) -> None:
         now = after.updated_at
         record, old = store.to_record(after), store.to_record(before)
-        events: list[dict[str, Any]] = [
+        events: list[StreamEnvelope] = [
             row_event(STREAMS_TABLE, "UPDATE", record, old_identity(STREAMS_TABLE, old), now),
             stream_state_event(record, before.status.value),
         ]

@@ -58,6 +58,7 @@ from onair.settings import Settings
 from onair.store import tokens as store
 from onair.store.db import Database
 from onair.tally import bump
+from onair.topics import StreamBroadcast
 
 log = structlog.get_logger("onair.tokens")
 
@@ -447,7 +448,7 @@ class TokenService:
 
     @staticmethod
     def _renew_event(stream_id: str, user_id: str, reason: str, role: TokenRole,
-                     revoked: int) -> dict[str, Any]:
+                     revoked: int) -> StreamBroadcast:
         # Tells that user's client to fetch a new token now (POST …/rtc-token/refresh) and, on
         # demotion, to stop publishing: Agora itself keeps honouring the old token.
         return broadcast_event(stream_id, "token_renew", {
