@@ -157,3 +157,42 @@ def test_agora_mode_studio_publishes_and_viewer_plays_with_real_tokens(
     wait_view(viewer, "ended")
     assert calls(viewer, "leave"), "the viewer left the Agora channel when the stream ended"
     assert not studio.errors and not viewer.errors and not cohost.errors, (studio.errors, viewer.errors, cohost.errors)
+
+
+def test_a_refused_token_is_said_with_when_to_try_again(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory, shots: Path
+) -> None:
+    """Token refused (issue 13): onair refuses a viewer's media token (here its per-user rate
+    limit, ONAIR_AGORA_TOKEN_RATE_LIMIT=1/hour, on the second page load); the player says so,
+    with when to try again, instead of "Connecting…" for ever."""
+    tmp = tmp_path_factory.mktemp("onair-agora-refused")
+    (tmp / "data").mkdir()
+    server = OnairServer(tmp / "data", tmp / "onair.log", env={
+        "ONAIR_AGORA_APP_ID": APP_ID, "ONAIR_AGORA_APP_CERTIFICATE": CERTIFICATE,
+        "ONAIR_AGORA_TOKEN_RATE_LIMIT": "1/hour"})
+    server.start()
+    try:
+        seller = agora_page(browser)
+        sign_in(seller, server.url, "sally", "seller")
+        seller.fill("#go-live-form input[name=title]", "Rate limited")
+        seller.click("#go-live-form button[type=submit]")
+        seller.wait_for_url("**/studio/**")
+        stream_id = seller.url.rsplit("/", 1)[1]
+        seller.wait_for_selector("#start:not([disabled])")
+        seller.click("#start")
+        seller.wait_for_selector("#status[data-status=live]")
+
+        viewer = agora_page(browser)
+        sign_in(viewer, server.url, "rita", "buyer")
+        viewer.goto(f"{server.url}/watch/{stream_id}")
+        wait_view(viewer, "playing")  # the first token of the hour
+        viewer.reload()
+        wait_view(viewer, "unavailable")
+        assert viewer.get_attribute("#player", "data-failure") == "token-refused"
+        text = viewer.text_content("#overlay-text") or ""
+        assert re.search(r"Too many video requests; try again in \d+ s\.", text), text
+        assert viewer.is_visible("#retry")
+        shot(viewer, shots, "e2e-token-refused-viewer")
+        assert not viewer.errors, viewer.errors
+    finally:
+        server.stop()
