@@ -298,7 +298,8 @@ class Settings(BaseSettings):
     # --- playback telemetry (POST /api/v1/telemetry) ---
     telemetry_rate_per_second: float = Field(
         0.5, gt=0, description="Telemetry batches per second one client (signed-in user, else IP "
-        "or IPv6 /64) may send, in each process (token bucket refill) → 429."
+        "or IPv6 /64) may send (token bucket refill; with `--workers N` each worker allows 1/N) "
+        "→ 429."
     )
     telemetry_rate_burst: int = Field(
         10, ge=1, description="Telemetry batches one client may send at once before the rate "
@@ -309,9 +310,10 @@ class Settings(BaseSettings):
         "ones are forgotten (memory bound)."
     )
     telemetry_max_reports_per_second: float = Field(
-        200.0, gt=0, description="Telemetry batches one process counts per second from all "
-        "clients together; past it batches are answered 202 but dropped (counted as "
-        "`overloaded`), so a flood from many addresses costs bounded work."
+        200.0, gt=0, description="Telemetry batches the server counts per second from all "
+        "clients together (with `--workers N` each worker counts 1/N); past it batches are "
+        "answered 202 but dropped (counted as `overloaded`), so a flood from many addresses "
+        "costs bounded work."
     )
     telemetry_max_events: int = Field(
         64, ge=1, le=1000, description="Most events in one telemetry batch → 422."

@@ -291,8 +291,17 @@ def test_two_workers_answer_for_the_whole_server(tmp_path: Path, free_port: int)
                                 headers=bearer(secret, f"buyer{i}", Role.BUYER),
                                 json={"body": f"m{i}", "client_msg_id": f"c{i}"})
                 assert r.status_code == 201, r.text
+        reports = 10  # playback telemetry from pages, each batch on its own connection
+        for i in range(reports):
+            with httpx.Client() as client:
+                r = client.post(f"{base}/api/v1/telemetry", headers=bearer(secret, f"viewer{i}", Role.BUYER),
+                                json={"page": "watch", "events": [
+                                    {"kind": "start"}, {"kind": "video_problem", "problem": "black"}]})
+                assert r.json() == {"accepted": 2}, r.text
         time.sleep(1)  # > ONAIR_METRICS_SYNC_INTERVAL: every worker copied its counters
-        # both workers answered some of the requests
+        # both workers answered some of the requests, telemetry included
+        telemetry_parts = per_worker_counts(metrics_dir, "onair_playback_sessions_total", page="watch")
+        assert sum(telemetry_parts.values()) == reports
         parts = per_worker_counts(metrics_dir, "onair_http_requests_total", route="/healthz")
         assert sum(parts.values()) == requests
         assert sum(1 for value in parts.values() if value > 0) == 2, parts
@@ -304,6 +313,8 @@ def test_two_workers_answer_for_the_whole_server(tmp_path: Path, free_port: int)
             assert total(s, "onair_http_requests_total", route="/healthz") == requests
             assert total(s, "onair_http_requests_total", route=chat_route, status="201") == sends
             assert total(s, "onair_chat_sends_total", outcome="created") == sends
+            assert total(s, "onair_playback_sessions_total", page="watch") == reports
+            assert total(s, "onair_playback_video_problems_total", page="watch", problem="black") == reports
             scrapes = total(s, "onair_http_requests_total", route="/metrics")
             assert scrapes >= previous  # monotonic across scrapes, whoever answers
             previous = scrapes

@@ -204,3 +204,22 @@ async def test_label_sets_are_fixed_whatever_clients_send(app_client: httpx.Asyn
         await app_client.post(URL, content=raw, headers={"x-forwarded-for": "198.51.100.7"})
     assert set(await scrape(app_client)) == start
     assert not any(re.search(r"user|stream|ip=", name) for name in start)
+
+
+async def test_with_workers_each_process_takes_its_share_of_the_server_budget(
+        settings: Settings, clock: FakeClock, make_user: UserFactory) -> None:
+    """The telemetry limits are the server's: with ``--workers 3`` one process admits a third of
+    the global budget (6/s → 2) and a third of a client's burst (9 → 3)."""
+    three = settings.model_copy(update={"telemetry_max_reports_per_second": 6.0, "workers": 3,
+                                        "telemetry_rate_burst": 9})
+    async with running_context(three, clock) as context, asgi_client(context, "http://t") as client:
+        answers = []
+        for i in range(5):
+            _, headers = make_user("buyer", f"share-{i}")
+            answers.append((await client.post(URL, json=GOOD, headers=headers)).json())
+        assert answers[:2] == [{"accepted": 8}] * 2
+        assert answers[2:] == [{"accepted": 0, "dropped": "overloaded"}] * 3
+        _, headers = make_user("buyer", "one-client")
+        statuses = [(await client.post(URL, json={"page": "watch", "events": []}, headers=headers)).status_code
+                    for _ in range(4)]
+        assert statuses == [202, 202, 202, 429], statuses

@@ -26,12 +26,16 @@ class TelemetryService:
         self.max_events = settings.telemetry_max_events
         self.max_body_bytes = settings.telemetry_max_body_bytes
         # In this process only: telemetry is advisory, a Redis round trip per report would cost
-        # more than the report, and the global budget below bounds the total work anyway.
+        # more than the report, and the global budget below bounds the total work anyway. The
+        # settings are for the whole server: with `--workers N` each process takes 1/N of them
+        # (the kernel spreads connections over the workers), so N workers do not admit N times
+        # the configured work.
+        share = 1 / max(1, settings.workers)
         self._clients = MemoryBuckets(
-            TokenBucket(rate=settings.telemetry_rate_per_second,
-                        burst=settings.telemetry_rate_burst),
+            TokenBucket(rate=settings.telemetry_rate_per_second * share,
+                        burst=max(1, round(settings.telemetry_rate_burst * share))),
             settings.telemetry_rate_tracked_clients)
-        rate = settings.telemetry_max_reports_per_second
+        rate = settings.telemetry_max_reports_per_second * share
         self._budget = TokenBucket(rate=rate, burst=max(1, int(rate)))
         self._budget_tat: float | None = None
         self._now = now
