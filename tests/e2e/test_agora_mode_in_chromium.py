@@ -34,6 +34,7 @@ function movingCanvasVideo(el) {
   let t = 0;
   setInterval(() => {
     t += 1;
+    if (window.__stubBlack) { g.fillStyle = "#000"; g.fillRect(0, 0, 320, 180); return; }
     g.fillStyle = "#3a6"; g.fillRect(0, 0, 320, 180);
     g.fillStyle = "#fd4"; g.fillRect((t * 7) % 320, 40, 60, 100);
   }, 40);
@@ -112,6 +113,15 @@ def test_agora_mode_studio_publishes_and_viewer_plays_with_real_tokens(
     assert (v_app, v_channel) == (APP_ID, channel), "the viewer joined another stream's channel"
     assert v_token.startswith("007") and v_token != token
     assert [c[3] for c in calls(viewer, "play") if c[2] == "video"] == ["ELEMENT"]
+
+    # Playback telemetry judges the SDK's own <video>: a first frame, then a black picture.
+    telemetry_kinds = "() => [...(onair.telemetry.queue ?? [])].map(e => e.kind + ':' + (e.problem ?? ''))"
+    wait_until(lambda: "first_frame:" in viewer.evaluate(telemetry_kinds) or viewer.evaluate("onair.telemetry.sent"),
+               15, "the viewer's first frame in Agora mode")
+    viewer.evaluate("() => { window.__stubBlack = true; }")
+    wait_until(lambda: "video_problem:black" in viewer.evaluate(telemetry_kinds), 20,
+               "the black picture seen in the SDK's video")
+    viewer.evaluate("() => { window.__stubBlack = false; }")
 
     # The SDK warns 30 s before expiry: a fresh token from onair goes to renewToken.
     viewer.evaluate("() => AgoraRTC.clients[0].fire('token-privilege-will-expire')")

@@ -83,20 +83,22 @@ export class FrameJudge {
   }
 }
 
-/** Browser shell: samples `video` every `intervalMs` while it is meant to play and calls
- * `onProblem(kind)` when an episode starts. Returns a stop function. */
-export function watchFrames(video, { onProblem, intervalMs = 2000, timers, thresholds, isPlaying } = {}) {
+/** Browser shell: samples `source` (a <video>, or a function returning the current one — Agora's
+ * SDK creates its own) every `intervalMs` while it is meant to play and calls `onProblem(kind)`
+ * when an episode starts. Returns a stop function. */
+export function watchFrames(source, { onProblem, intervalMs = 2000, timers, thresholds, isPlaying } = {}) {
   const canvas = document.createElement("canvas");
   canvas.width = canvas.height = SAMPLE_SIZE;
   const context = canvas.getContext("2d", { willReadFrequently: true });
   const judge = new FrameJudge(thresholds);
   let timer = null;
   let stopped = false;
-  const playing = () => (isPlaying ? isPlaying() : !video.paused && !video.ended && video.readyState >= 2);
+  const playing = (video) => (isPlaying ? isPlaying(video) : !video.paused && !video.ended && video.readyState >= 2);
   const tick = () => {
     if (stopped) return;
     try {
-      const active = playing() && video.videoWidth > 0;
+      const video = typeof source === "function" ? source() : source;
+      const active = Boolean(video) && playing(video) && video.videoWidth > 0;
       let problem = null;
       if (active) {
         context.drawImage(video, 0, 0, SAMPLE_SIZE, SAMPLE_SIZE);

@@ -8,8 +8,10 @@ import { watchFrames } from "../client/frame_check.js";
 import { failureReason, pageTelemetry, seconds } from "../client/telemetry.js";
 
 /** `isPlaying()`: whether the picture is meant to move now (not paused by the host, not ended);
- * frames are judged only then. */
+ * frames are judged only then. `video` is the <video> element, or a function returning the
+ * current one (in Agora mode the SDK creates its own, later). */
 export function playbackTelemetry({ page, video, session, manager, isPlaying, config = {} }) {
+  const currentVideo = typeof video === "function" ? video : () => video;
   const telemetry = pageTelemetry({ page, getToken: () => session.token, timers: realTimers });
   const options = config.web?.telemetry ?? {};
   const startedAt = performance.now();
@@ -17,8 +19,8 @@ export function playbackTelemetry({ page, video, session, manager, isPlaying, co
 
   let firstFrame = false;
   let stalledAt = null;
-  const framing = () => {
-    if (!(video.videoWidth > 0)) return;
+  const framing = (event) => {
+    if (!(event.target.videoWidth > 0)) return;
     if (!firstFrame) {
       firstFrame = true;
       telemetry.record({ kind: "first_frame", seconds: seconds(performance.now() - startedAt) });
@@ -28,14 +30,24 @@ export function playbackTelemetry({ page, video, session, manager, isPlaying, co
       stalledAt = null;
     }
   };
-  video.addEventListener("playing", framing);
-  video.addEventListener("resize", framing);
-  video.addEventListener("waiting", () => {
-    if (firstFrame && stalledAt === null) stalledAt = performance.now();
-  });
-  const stopFrames = watchFrames(video, {
+  const watched = new WeakSet();
+  const watch = (element) => {
+    if (!element || watched.has(element)) return;
+    watched.add(element);
+    element.addEventListener("playing", framing);
+    element.addEventListener("resize", framing);
+    element.addEventListener("waiting", () => {
+      if (firstFrame && stalledAt === null) stalledAt = performance.now();
+    });
+    if (element.videoWidth > 0) framing({ target: element }); // it was already playing
+  };
+  watch(currentVideo());
+  const stopFrames = watchFrames(currentVideo, {
     timers: realTimers,
-    isPlaying: () => isPlaying() && !video.paused && !video.ended && video.readyState >= 2,
+    isPlaying: (element) => {
+      watch(element); // an element that appeared since (the SDK's) gets the same listeners
+      return isPlaying() && !element.paused && !element.ended && element.readyState >= 2;
+    },
     intervalMs: options.frame_sample_ms ?? 2000,
     onProblem: (problem) => telemetry.record({ kind: "video_problem", problem }),
   });

@@ -251,7 +251,9 @@ async function main() {
     noticeSuffix: " Until it is back, viewers may not see your chat, pins or state changes.",
   });
   // the preview is the seller's own camera: a black one means viewers see black too
-  playback = playbackTelemetry({ page: "studio", video: $("preview"), session, manager, config, isPlaying: () => Boolean(localStream) && stream?.status !== "paused" && stream?.status !== "ended" });
+  // in Agora mode the SDK renders the camera into its own <video> in the preview box
+  const previewVideo = () => (config.media_mode === "agora" ? $("preview-box").querySelector("video:not(#preview)") : $("preview"));
+  playback = playbackTelemetry({ page: "studio", video: previewVideo, session, manager, config, isPlaying: () => Boolean(localStream) && stream?.status !== "paused" && stream?.status !== "ended" });
   const parts = streamChannel({
     socket, manager, api, config, session, streamId, onStream,
     onViewerCount: (n) => ($("viewers").textContent = String(n)),

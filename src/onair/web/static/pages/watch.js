@@ -257,7 +257,9 @@ async function main() {
   }
 
   const { socket, manager } = connectRealtime(config, session, api);
-  const playback = playbackTelemetry({ page: "watch", video, session, manager, config, isPlaying: () => machine.view === View.PLAYING });
+  // in Agora mode the SDK plays into its own <video> in the player's [data-agora] box
+  const shownVideo = () => (config.media_mode === "agora" ? player.querySelector("[data-agora] video") : video);
+  const playback = playbackTelemetry({ page: "watch", video: shownVideo, session, manager, config, isPlaying: () => machine.view === View.PLAYING });
   const quality = new VideoQuality();
   const { channel, log, sync, outbox } = streamChannel({
     socket, manager, api, config, session, streamId, onStream,
