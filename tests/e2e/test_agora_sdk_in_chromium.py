@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "node_modules/agora-rtc-sdk-ng/AgoraRTC_N-production.js"
 APP_ID = "0123456789abcdef0123456789abcdef"
 CERTIFICATE = "fedcba9876543210fedcba9876543210"
-JOIN_TIMEOUT = 6.0
+JOIN_TIMEOUT = 8.0
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_real_sdk_without_a_route_to_agora_fails_clearly_and_retries(
     sign_in(viewer, agora_server.url, "vic", "buyer")
     viewer.goto(f"{agora_server.url}/watch/{stream_id}")
     # counted (the seller sees it) while the SDK is still trying to join
-    wait_until(lambda: studio.text_content("#viewers") == "1", JOIN_TIMEOUT - 1, "the joining viewer to be counted")
+    wait_until(lambda: studio.text_content("#viewers") == "1", JOIN_TIMEOUT - 3, "the joining viewer to be counted")
     assert viewer.get_attribute("#player", "data-view") == "connecting"
     wait_view(viewer, "unavailable", JOIN_TIMEOUT + 15)
     assert viewer.get_attribute("#player", "data-failure") == "service-unreachable"
