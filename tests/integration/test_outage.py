@@ -6,6 +6,7 @@ database path under a file. The app is built but its database never answers.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -61,3 +62,6 @@ async def test_an_unreachable_database_is_a_503(kind: str, tmp_path: Path,
             "dependency_unavailable"] * 3
     finally:
         await ctx.db.close()
+        # aiosqlite answers from a worker thread; a connect attempt still in flight must land
+        # while this test's loop is alive, not in a later test as "Event loop is closed"
+        await asyncio.sleep(0.3)
