@@ -106,6 +106,20 @@ async function setup({ maxViewers = 8, viewers = 2 } = {}) {
   return { timers, server, rtc, hostSocket, hostChannel, host, camera, peers };
 }
 
+/** The host on air and every viewer started and connected, media settled. */
+async function onAirWithViewers({ timers, hostSocket, hostChannel, host, camera, peers }) {
+  hostChannel.subscribe();
+  hostSocket.connect();
+  for (const p of peers) {
+    p.channel.subscribe();
+    p.socket.connect();
+  }
+  await timers.advance(20);
+  host.start(camera);
+  for (const p of peers) await p.viewer.start();
+  await timers.advance(500);
+}
+
 test("viewers wait for the host, then receive its tracks; the host counts them", async () => {
   const { timers, hostSocket, hostChannel, host, camera, peers } = await setup();
   for (const p of peers) {
@@ -200,16 +214,7 @@ test("a co-host on camera: viewers get both hosts, the seller's connection is no
     p.viewer.router._attach = (s) => slots[i].set(`${s.publisherId}|${s.kind}`, s.track.id);
     p.viewer.router._detach = (s) => slots[i].delete(`${s.publisherId}|${s.kind}`);
   }
-  hostChannel.subscribe();
-  hostSocket.connect();
-  for (const p of peers) {
-    p.channel.subscribe();
-    p.socket.connect();
-  }
-  await timers.advance(20);
-  host.start(camera);
-  for (const p of peers) await p.viewer.start();
-  await timers.advance(500);
+  await onAirWithViewers({ timers, hostSocket, hostChannel, host, camera, peers });
   const sellerPcs = peers.map((p) => p.viewer.peers.get("host:h").pc);
 
   // the co-host comes on air later, from its own page (socket)
@@ -241,16 +246,7 @@ test("a co-host on camera: viewers get both hosts, the seller's connection is no
 
 test("quality adaptation in local mode: a viewer's layer changes the encoding sent to that viewer only, and comes back", async () => {
   const { timers, hostSocket, hostChannel, host, camera, peers } = await setup({ viewers: 2 });
-  hostChannel.subscribe();
-  hostSocket.connect();
-  for (const p of peers) {
-    p.channel.subscribe();
-    p.socket.connect();
-  }
-  await timers.advance(20);
-  host.start(camera);
-  for (const p of peers) await p.viewer.start();
-  await timers.advance(500);
+  await onAirWithViewers({ timers, hostSocket, hostChannel, host, camera, peers });
   const videoEncoding = (viewerId) => {
     const { pc } = host.peers.get(viewerId);
     return pc.getSenders().find((s) => s.track.kind === "video").getParameters().encodings[0];
