@@ -392,12 +392,18 @@ def broadcast_outcome(status: Any, got: bool, ok_status: Any) -> str:
     return f"reply/status {status}, {'delivered' if got else 'not delivered'}"
 
 
+def marked(user: str | None, mark: str) -> dict[str, str]:
+    """A broadcast payload the observer can recognise; a ``webrtc:signal`` must also name its
+    sender's own peer (realtime/signals.py, tested apart in test_forged_signal_sender.py)."""
+    return {"mx": mark, "from": f"host:{user}:mx"}
+
+
 async def rest_broadcast(world: World, role: str, scene: StreamScene, event: str,
                          mark: str) -> int:
     headers = world.headers(role) or {"apikey": world.ctx.anon_key}
     response = await world.http.post(
         f"/realtime/v1/api/broadcast/stream:{scene.id}/events/{event}", headers=headers,
-        json={"mx": mark})
+        json=marked(USER.get(role), mark))
     return response.status_code
 
 
@@ -444,7 +450,7 @@ async def probe_role(world: World, role: str, sock: Socket, rnd: random.Random,
                 else:  # sent now, acks collected below: one round trip for all of them
                     ref = await sock.push(public_ref, topic, "broadcast",
                                           {"type": "broadcast", "event": event,
-                                           "payload": {"mx": mark}})
+                                           "payload": marked(USER.get(role), mark)})
                     acks.append((case, ref, mark, event))
             elif case.action == "changes join":
                 ctopic = changes_topic(state, case.table, case.filtered)
@@ -597,10 +603,13 @@ async def run_role_changes(world: World) -> None:
         pl_ref, status = await pl.join(topic, world.user_token(plain_user), PUBLIC_CONFIG)
         assert status == "ok"
 
+        user_of = {"cohost": cohost_user, "buyer": buyer_user, "muted": muted_user, "plain": plain_user}
+
         async def host_event(sock: Socket, join_ref: str, mark: str,
                              event: str = "webrtc:signal") -> str:
+            payload = marked(user_of[sock.name], mark)
             ref = await sock.push(join_ref, topic, "broadcast",
-                                  {"type": "broadcast", "event": event, "payload": {"mx": mark}})
+                                  {"type": "broadcast", "event": event, "payload": payload})
             reply = await sock.reply(ref)
             if (reply or {}).get("status") == "ok":
                 await o.until(lambda: delivered(o, mark) or None)

@@ -114,7 +114,8 @@ class Socket:
 
     async def wait_for(self, event: str, marker: str, timeout: float = 10) -> None:
         async with asyncio.timeout(timeout):
-            while (event, {"marker": marker}) not in self.broadcasts():
+            while not any(e == event and isinstance(p, dict) and p.get("marker") == marker
+                          for e, p in self.broadcasts()):
                 await asyncio.sleep(0.01)
 
     async def close(self) -> None:
@@ -174,7 +175,7 @@ async def test_forged_spellings_are_refused_everywhere(server: OnairServer) -> N
                                                                    "payload": {"forged": "muted"}})
             assert reply["status"] == "error"
             assert (await host.request("broadcast", {"type": "broadcast", "event": "webrtc:signal",
-                                                     "payload": {"marker": "host"}}))["status"] == "ok"
+                                                     "payload": {"marker": "host", "from": "host:fx-seller:tab1"}}))["status"] == "ok"
             service = {"Authorization": f"Bearer {service_key}", "apikey": server.anon_key}
             got = await http.post("/realtime/v1/api/broadcast", headers=service, json={"messages": [
                 {"topic": f"stream:{sid}", "event": "stream_state", "payload": {"marker": "service"}, "private": True}]})

@@ -36,6 +36,7 @@ from onair.realtime.protocol.errors import Disconnect, TokenRejected
 from onair.realtime.protocol.join import JoinConfig, join_response, parse_bindings
 from onair.realtime.protocol.messages import Message
 from onair.realtime.routing import binding_stream, scope_error
+from onair.realtime.signals import FORGED_SIGNAL, forged_signal
 from onair.tally import bump
 from onair.topics import is_stream_topic, parse_stream_topic, stream_topic
 
@@ -200,6 +201,10 @@ class Dispatcher:
             # which spares the client a 10 s timeout and changes nothing for the others
             if config.broadcast_ack:
                 client.protocol.send(m.reply(join_ref, req.ref, req.topic, "error", {"reason": "Unauthorized"}))
+            return
+        if is_stream_topic(sub) and forged_signal(member.principal, req.event, req.payload):
+            if config.broadcast_ack:
+                client.protocol.send(m.reply(join_ref, req.ref, req.topic, "error", {"reason": FORGED_SIGNAL}))
             return
         if is_stream_topic(sub) and event_names.fold(req.event) == REACTION_EVENT:
             self._reaction(client, member, req, sub)

@@ -18,6 +18,7 @@ from onair.domain.identity import Principal
 from onair.realtime.dispatcher import TokenRejected
 from onair.realtime.policies import role_of
 from onair.realtime.service import RealtimeService
+from onair.realtime.signals import FORGED_SIGNAL, forged_signal
 from onair.topics import channel_topic, is_stream_topic
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ def _error_doc(description: str, member: str, schema: dict[str, Any]) -> dict[st
 # Supabase's error bodies (not problem+json: its clients read these); documented for OpenAPI.
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: _error_doc("No valid token", "message", {"type": "string"}),
+    403: _error_doc("A signalling message whose 'from' is not the sender's own peer id (nothing is sent)",
+                    "message", {"type": "string"}),
     415: _error_doc("Not JSON", "error", {"type": "string"}),
     422: _error_doc("Invalid messages (field → reasons)", "errors", {"type": "object"}),
 }
@@ -83,11 +86,25 @@ def _too_large() -> JSONResponse:
     return JSONResponse({"errors": {"payload": ["Payload size exceeds tenant limit"]}}, status_code=422)
 
 
+def _allowed(service: RealtimeService, principal: Principal | None, msg: BroadcastMessage) -> bool:
+    return service.authorizer.allowed(principal, msg.topic, "broadcast", "write", private=msg.private, event=msg.event)
+
+
+def _forged(principal: Principal | None, msg: BroadcastMessage) -> bool:
+    return is_stream_topic(msg.topic) and forged_signal(principal, msg.event, msg.payload)
+
+
+def _forged_response() -> JSONResponse:
+    return JSONResponse({"message": FORGED_SIGNAL}, status_code=403)
+
+
 def _send(service: RealtimeService, principal: Principal | None, msg: BroadcastMessage, request: Request) -> JSONResponse | None:
     """Fan one message out, or the error that refused it: client senders get the stream-channel
     payload limit and the byte budgets of sockets (shared with them, so switching gains nothing)."""
-    if not service.authorizer.allowed(principal, msg.topic, "broadcast", "write", private=msg.private, event=msg.event):
+    if not _allowed(service, principal, msg):
         return None
+    if _forged(principal, msg):
+        return _forged_response()
     if role_of(principal) != "service":
         size = len(orjson.dumps(msg.payload)) + len(msg.event)
         if is_stream_topic(msg.topic) and size > service.limits.stream_max_payload_bytes:
@@ -116,6 +133,9 @@ async def broadcast(request: Request) -> Response:
         return JSONResponse({"errors": errors}, status_code=422)
     for msg in batch.messages:
         await service.authorizer.prepare(principal, msg.topic)
+    if any(_allowed(service, principal, msg) and _forged(principal, msg) for msg in batch.messages):
+        return _forged_response()  # before any is sent: a refused batch changes nothing
+    for msg in batch.messages:
         refused = _send(service, principal, msg, request)
         if refused is not None:
             return refused

@@ -6,6 +6,8 @@
 // The host sends broadcast event "webrtc:signal"; the hub lets only the stream's seller and
 // co-hosts send "webrtc:*" events, so a viewer can never pose as the host (offers are only
 // accepted from that event). Viewers send the ordinary event "signal", which only hosts listen to.
+// `from` must be `viewer:{user}:{tab}` / `host:{user}:{tab}` with the token's own user: the server
+// refuses any other (realtime/signals.py), so peers can trust it to route.
 
 export const HOST_EVENT = "webrtc:signal";
 export const VIEWER_EVENT = "signal";
