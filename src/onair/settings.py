@@ -567,7 +567,8 @@ class Settings(BaseSettings):
     )
     web_local_max_viewers: int = Field(
         8, ge=1, description="Local WebRTC mode: most viewers one studio browser sends video to "
-        "(each costs the seller's upload bandwidth).",
+        "(each costs the seller's upload bandwidth). One user holds at most two of them (a further "
+        "tab replaces their oldest) and an offer not connected within 20 s gives its slot back.",
     )
 
     # --- broker ---

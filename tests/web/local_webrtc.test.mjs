@@ -88,7 +88,7 @@ async function setup({ maxViewers = 8, viewers = 2 } = {}) {
   const make = () => new RealtimeSocket({ url: "ws://x/realtime/v1", apikey: "anon", WebSocket: server.WebSocket, timers, now: timers.now });
   const hostSocket = make();
   const hostChannel = hostSocket.channel("stream:s1", { private: true });
-  const host = new LocalWebRtcHost({ signaller: new Signaller({ channel: hostChannel, streamId: "s1", peerId: "host:h", isHost: true }), RTCPeerConnection: rtc.RTCPeerConnection, maxViewers });
+  const host = new LocalWebRtcHost({ signaller: new Signaller({ channel: hostChannel, streamId: "s1", peerId: "host:h", isHost: true }), RTCPeerConnection: rtc.RTCPeerConnection, maxViewers, timers });
   hostChannel.on("state", (s) => s === "joined" && host.announce());
   const camera = { getTracks: () => [{ kind: "video", id: "cam" }, { kind: "audio", id: "mic" }] };
   const peers = [];
@@ -272,4 +272,67 @@ test("quality adaptation in local mode: a viewer's layer changes the encoding se
   await timers.advance(3000);
   assert.equal(peers[1].viewer.status, "playing");
   assert.equal(videoEncoding("v1").scaleResolutionDownBy, 4);
+});
+
+/** A buyer's own socket on the stream channel that signals as it likes (any tab part of its own user). */
+async function attackerOn(server, timers) {
+  const socket = new RealtimeSocket({ url: "ws://x/realtime/v1", apikey: "anon", WebSocket: server.WebSocket, timers, now: timers.now });
+  const channel = socket.channel("stream:s1", { private: true });
+  channel.subscribe();
+  socket.connect();
+  await timers.advance(20);
+  return (tab, kind = "hello") => channel.send("signal", { stream_id: "s1", from: `viewer:mallory:${tab}`, to: "host", kind, data: {} });
+}
+
+test("one user cannot hold the host's viewer slots: a third tab of theirs replaces their oldest, everyone else still gets in", async () => {
+  // four slots: without the per-user share mallory's six hellos would take all of them
+  const ctx = await setup({ maxViewers: 4, viewers: 2 });
+  const { timers, server, hostSocket, hostChannel, host, camera, peers } = ctx;
+  hostChannel.subscribe();
+  hostSocket.connect();
+  await timers.advance(20);
+  host.start(camera);
+  const hello = await attackerOn(server, timers);
+  for (let tab = 1; tab <= 6; tab += 1) await hello(`t${tab}`); // never answers any offer
+  await timers.advance(50);
+  assert.deepEqual([...host.peers.keys()], ["viewer:mallory:t5", "viewer:mallory:t6"]);
+  for (const p of peers) {
+    p.channel.subscribe();
+    p.socket.connect();
+    await p.viewer.start();
+  }
+  await timers.advance(500);
+  for (const p of peers) assert.equal(p.viewer.status, "playing");
+  assert.equal(host.viewerCount, 2);
+  assert.equal(host.peers.size, 4); // mallory's two (never connected) and the two viewers
+});
+
+test("an offer nobody answers gives its slot back after connectTimeoutMs; connected viewers keep theirs", async () => {
+  const ctx = await setup({ maxViewers: 2, viewers: 2 });
+  const { timers, server, hostSocket, hostChannel, host, camera, peers } = ctx;
+  const [first, late] = peers;
+  hostChannel.subscribe();
+  hostSocket.connect();
+  first.channel.subscribe();
+  first.socket.connect();
+  await timers.advance(20);
+  host.start(camera);
+  await first.viewer.start();
+  await timers.advance(200);
+  assert.equal(first.viewer.status, "playing");
+  const hello = await attackerOn(server, timers);
+  await hello("t1");
+  await timers.advance(50);
+  assert.equal(host.peers.size, 2); // full now: the late viewer is told so
+  late.channel.subscribe();
+  late.socket.connect();
+  await late.viewer.start();
+  await timers.advance(500);
+  assert.equal(late.viewer.status, "failed");
+  await timers.advance(20_000); // the unanswered offer expires; the late viewer's next hello gets in
+  assert.ok(!host.peers.has("viewer:mallory:t1"));
+  assert.equal(first.viewer.status, "playing");
+  await timers.advance(3_000);
+  assert.equal(late.viewer.status, "playing");
+  assert.equal(host.viewerCount, 2);
 });

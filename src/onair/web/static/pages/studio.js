@@ -6,7 +6,7 @@
 import { AgoraPublisher, loadAgoraSdk } from "../client/media/agora.js";
 import { mediaFailure } from "../client/media/failure.js";
 import { LocalWebRtcHost } from "../client/media/local_webrtc.js";
-import { Signaller } from "../client/media/signalling.js";
+import { Signaller, peerId } from "../client/media/signalling.js";
 import { ChatPanel } from "./chat_panel.js";
 import { playbackTelemetry } from "./playback_telemetry.js";
 import { reactionsPanel } from "./reactions_panel.js";
@@ -284,7 +284,7 @@ async function main() {
   if (stream?.status === "ended") chatPanel.closeInput("The stream has ended");
   reactionsPanel({ root: $("reactions"), layer: $("preview-box"), channel, buttons: false, rpm: $("rpm") });
   if (config.media_mode !== "agora") {
-    const signaller = new Signaller({ channel, streamId, peerId: `host:${session.userId}:${crypto.randomUUID().slice(0, 8)}`, isHost: true });
+    const signaller = new Signaller({ channel, streamId, peerId: peerId("host", session.userId), isHost: true });
     publisher = new LocalWebRtcHost({ signaller, iceServers: config.ice_servers ?? [], maxViewers: config.web?.local_max_viewers ?? 8 });
     publisher.on("viewers", (n) => ($("peers").textContent = String(n)));
     playback.watchMedia(publisher);

@@ -8,7 +8,7 @@ import { showcaseView } from "../client/showcase_state.js";
 import { ViewerMachine, View } from "../client/viewer_state.js";
 import { VideoQuality } from "../client/video_quality.js";
 import { TrackRouter } from "../client/media/track_router.js";
-import { Signaller } from "../client/media/signalling.js";
+import { Signaller, peerId } from "../client/media/signalling.js";
 import { LocalWebRtcHost, LocalWebRtcViewer } from "../client/media/local_webrtc.js";
 import { AgoraPublisher, AgoraViewer, loadAgoraSdk } from "../client/media/agora.js";
 import { playMutedFirst } from "../client/media/interface.js";
@@ -186,7 +186,7 @@ const cohosting = {
         publisher.previewInto(this.selfTile(null));
       } else {
         this.camera = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 1280 }, height: { ideal: 720 } }, audio: true });
-        const signaller = new Signaller({ channel: this.channel, streamId, peerId: `host:${session.userId}:${crypto.randomUUID().slice(0, 8)}`, isHost: true });
+        const signaller = new Signaller({ channel: this.channel, streamId, peerId: peerId("host", session.userId), isHost: true });
         this.publisher = new LocalWebRtcHost({ signaller, iceServers: config.ice_servers ?? [], maxViewers: config.web?.local_max_viewers ?? 8 });
         this.publisher.start(this.camera);
         this.selfTile(this.camera);
@@ -382,7 +382,7 @@ async function main() {
       const release = (uid) => agoraTile(uid)?.remove();
       return new AgoraViewer({ AgoraRTC, api, streamId, container, router, quality, timers: realTimers, joinTimeoutMs: config.web?.media?.agoraJoinTimeoutMs, containerFor, release });
     }
-    const signaller = new Signaller({ channel, streamId, peerId: `viewer:${session.userId}:${crypto.randomUUID().slice(0, 8)}` });
+    const signaller = new Signaller({ channel, streamId, peerId: peerId("viewer", session.userId) });
     return new LocalWebRtcViewer({ signaller, router, streamId, timers: realTimers, iceServers: config.ice_servers ?? [] });
   }
   async function startMedia() {

@@ -9,10 +9,10 @@
 // announces itself ("host-ready") and is asked directly, so the others are not disturbed. ICE
 // servers are configurable; none are needed on one host (host candidates on loopback).
 
-import { Emitter } from "../emitter.js";
+import { Emitter, realTimers } from "../emitter.js";
 import { MediaStatus } from "./interface.js";
 import { Failure, failureText } from "./failure.js";
-import { EVERYONE, HOST } from "./signalling.js";
+import { EVERYONE, HOST, peerUser } from "./signalling.js";
 
 /** What each layer a viewer asks for means for the encoding sent to that viewer alone. */
 export const LAYER_ENCODINGS = Object.freeze({
@@ -222,14 +222,23 @@ export class LocalWebRtcViewer extends Emitter {
   }
 }
 
+// A host's viewer slots are its own upload bandwidth, so no one viewer may hold them: one user
+// gets at most `maxPeersPerUser` connections (a further tab of theirs replaces their oldest, as a
+// reload does), and a connection not up within `connectTimeoutMs` of the offer (a hello that
+// never answers) gives its slot back. The server vouches for the user part of a peer id
+// (realtime/signals.py), the tab part is the client's choice.
 export class LocalWebRtcHost extends Emitter {
-  constructor({ signaller, RTCPeerConnection = globalThis.RTCPeerConnection, iceServers = [], maxViewers = 8 }) {
+  constructor({ signaller, RTCPeerConnection = globalThis.RTCPeerConnection, iceServers = [], maxViewers = 8,
+                maxPeersPerUser = 2, connectTimeoutMs = 20_000, timers = realTimers }) {
     super();
     this.signaller = signaller;
     this.RTCPeerConnection = RTCPeerConnection;
     this.iceServers = iceServers;
     this.maxViewers = maxViewers;
-    this.peers = new Map(); // viewer peer id -> {pc, pendingIce}
+    this.maxPeersPerUser = maxPeersPerUser;
+    this.connectTimeoutMs = connectTimeoutMs;
+    this.timers = timers;
+    this.peers = new Map(); // viewer peer id -> {pc, pendingIce, layer, deadline}, oldest first
     this.stream = null;
     this._live = false;
     signaller.onMessage((m) => this._onSignal(m));
@@ -276,6 +285,7 @@ export class LocalWebRtcHost extends Emitter {
     switch (message.kind) {
       case "hello":
         if (!this._live || !this.stream) return;
+        if (!this.peers.has(id)) this._makeRoomFor(id);
         if (!this.peers.has(id) && this.peers.size >= this.maxViewers) {
           this.signaller.send(id, "full");
           return;
@@ -334,11 +344,24 @@ export class LocalWebRtcHost extends Emitter {
     }
   }
 
+  /** Drop the oldest connections of `id`'s user past their share, before `id` gets one. */
+  _makeRoomFor(id) {
+    const user = peerUser(id);
+    const theirs = [...this.peers.keys()].filter((other) => peerUser(other) === user);
+    for (const other of theirs.slice(0, Math.max(0, theirs.length - this.maxPeersPerUser + 1))) {
+      this.signaller.send(other, "bye");
+      this._drop(other);
+    }
+  }
+
   async _offer(id) {
     this._drop(id); // a repeated hello means the viewer lost us: start over
     const pc = new this.RTCPeerConnection({ iceServers: this.iceServers });
-    const peer = { pc, pendingIce: [], layer: "high" };
+    const peer = { pc, pendingIce: [], layer: "high", deadline: null };
     this.peers.set(id, peer);
+    peer.deadline = this.timers.setTimeout(() => {
+      if (this.peers.get(id) === peer && pc.connectionState !== "connected") this._drop(id);
+    }, this.connectTimeoutMs);
     for (const track of this.stream.getTracks()) pc.addTrack(track, this.stream);
     pc.onicecandidate = (event) => {
       if (this.peers.get(id) === peer && event.candidate) this.signaller.send(id, "ice", toJson(event.candidate));
@@ -362,6 +385,7 @@ export class LocalWebRtcHost extends Emitter {
     const peer = this.peers.get(id);
     if (!peer) return;
     this.peers.delete(id);
+    this.timers.clearTimeout(peer.deadline);
     peer.pc.onicecandidate = peer.pc.onconnectionstatechange = null;
     try {
       peer.pc.close();

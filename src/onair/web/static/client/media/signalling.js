@@ -14,6 +14,19 @@ export const VIEWER_EVENT = "signal";
 export const HOST = "host";
 export const EVERYONE = "*";
 
+/** A peer id: `{role}:{user}:{tab}`, role "host" or "viewer", a fresh tab part per page. */
+export function peerId(role, userId) {
+  return `${role}:${userId}:${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/** The user part of a peer id (the whole id when it has no role and tab parts). */
+export function peerUser(id) {
+  const text = String(id);
+  const first = text.indexOf(":");
+  const last = text.lastIndexOf(":");
+  return first >= 0 && last > first ? text.slice(first + 1, last) : text;
+}
+
 export class Signaller {
   /**
    * @param channel  a Channel, not yet subscribed (the listener must precede the join)
