@@ -88,7 +88,7 @@ async function setup({ maxViewers = 8, viewers = 2 } = {}) {
   const make = () => new RealtimeSocket({ url: "ws://x/realtime/v1", apikey: "anon", WebSocket: server.WebSocket, timers, now: timers.now });
   const hostSocket = make();
   const hostChannel = hostSocket.channel("stream:s1", { private: true });
-  const host = new LocalWebRtcHost({ signaller: new Signaller({ channel: hostChannel, streamId: "s1", peerId: "host:h", isHost: true }), RTCPeerConnection: rtc.RTCPeerConnection, maxViewers, timers });
+  const host = new LocalWebRtcHost({ signaller: new Signaller({ channel: hostChannel, streamId: "s1", peerId: "host:h", isHost: true }), RTCPeerConnection: rtc.RTCPeerConnection, maxViewers, timers, now: timers.now });
   hostChannel.on("state", (s) => s === "joined" && host.announce());
   const camera = { getTracks: () => [{ kind: "video", id: "cam" }, { kind: "audio", id: "mic" }] };
   const peers = [];
@@ -293,8 +293,10 @@ test("one user cannot hold the host's viewer slots: a third tab of theirs replac
   await timers.advance(20);
   host.start(camera);
   const hello = await attackerOn(server, timers);
-  for (let tab = 1; tab <= 6; tab += 1) await hello(`t${tab}`); // never answers any offer
-  await timers.advance(50);
+  for (let tab = 1; tab <= 6; tab += 1) {
+    await hello(`t${tab}`); // never answers any offer
+    await timers.advance(1_000); // a user's hellos get an offer at most once a second
+  }
   assert.deepEqual([...host.peers.keys()], ["viewer:mallory:t5", "viewer:mallory:t6"]);
   for (const p of peers) {
     p.channel.subscribe();
@@ -335,4 +337,24 @@ test("an offer nobody answers gives its slot back after connectTimeoutMs; connec
   await timers.advance(3_000);
   assert.equal(late.viewer.status, "playing");
   assert.equal(host.viewerCount, 2);
+});
+
+test("a user's hellos cost the host at most one new connection a second, other users' are not held up", async () => {
+  const ctx = await setup({ maxViewers: 8, viewers: 1 });
+  const { timers, server, hostSocket, hostChannel, host, camera, peers, rtc } = ctx;
+  hostChannel.subscribe();
+  hostSocket.connect();
+  await timers.advance(20);
+  host.start(camera);
+  const hello = await attackerOn(server, timers);
+  const before = rtc.all.length;
+  for (let i = 0; i < 100; i += 1) await hello(`f${i % 2}`); // 100 hellos within the same second
+  await timers.advance(10);
+  assert.equal(rtc.all.length - before, 1);
+  const [p] = peers;
+  p.channel.subscribe();
+  p.socket.connect();
+  await p.viewer.start();
+  await timers.advance(500);
+  assert.equal(p.viewer.status, "playing");
 });

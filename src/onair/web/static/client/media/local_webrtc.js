@@ -225,11 +225,15 @@ export class LocalWebRtcViewer extends Emitter {
 // A host's viewer slots are its own upload bandwidth, so no one viewer may hold them: one user
 // gets at most `maxPeersPerUser` connections (a further tab of theirs replaces their oldest, as a
 // reload does), and a connection not up within `connectTimeoutMs` of the offer (a hello that
-// never answers) gives its slot back. The server vouches for the user part of a peer id
-// (realtime/signals.py), the tab part is the client's choice.
+// never answers) gives its slot back. Each offer costs the host a new RTCPeerConnection, so a
+// user gets one at most every `offerEveryMs`: a sooner hello waits for its turn (only the latest
+// of a user's waiting hellos is kept), so a reload or "Try again" is answered within that time.
+// The server vouches for the user part of a peer id (realtime/signals.py), the tab part is the
+// client's choice.
 export class LocalWebRtcHost extends Emitter {
   constructor({ signaller, RTCPeerConnection = globalThis.RTCPeerConnection, iceServers = [], maxViewers = 8,
-                maxPeersPerUser = 2, connectTimeoutMs = 20_000, timers = realTimers }) {
+                maxPeersPerUser = 2, connectTimeoutMs = 20_000, offerEveryMs = 1_000, timers = realTimers,
+                now = () => Date.now() }) {
     super();
     this.signaller = signaller;
     this.RTCPeerConnection = RTCPeerConnection;
@@ -237,7 +241,11 @@ export class LocalWebRtcHost extends Emitter {
     this.maxViewers = maxViewers;
     this.maxPeersPerUser = maxPeersPerUser;
     this.connectTimeoutMs = connectTimeoutMs;
+    this.offerEveryMs = offerEveryMs;
     this.timers = timers;
+    this.now = now;
+    this.lastOfferTo = new Map(); // user -> time of their latest offer (pruned as it ages)
+    this.waitingHello = new Map(); // user -> {id, timer}: their latest hello that came too soon
     this.peers = new Map(); // viewer peer id -> {pc, pendingIce, layer, deadline}, oldest first
     this.stream = null;
     this._live = false;
@@ -270,6 +278,8 @@ export class LocalWebRtcHost extends Emitter {
   /** Stop sending (pause or end): viewers get "bye" and wait for the next host-ready. */
   stop() {
     this._live = false;
+    for (const { timer } of this.waitingHello.values()) this.timers.clearTimeout(timer);
+    this.waitingHello.clear();
     for (const id of [...this.peers.keys()]) {
       this.signaller.send(id, "bye");
       this._drop(id);
@@ -284,7 +294,7 @@ export class LocalWebRtcHost extends Emitter {
     const id = message.from;
     switch (message.kind) {
       case "hello":
-        if (!this._live || !this.stream) return;
+        if (!this._live || !this.stream || !this._mayOfferTo(id)) return;
         if (!this.peers.has(id)) this._makeRoomFor(id);
         if (!this.peers.has(id) && this.peers.size >= this.maxViewers) {
           this.signaller.send(id, "full");
@@ -310,9 +320,15 @@ export class LocalWebRtcHost extends Emitter {
         else peer.pendingIce.push(message.data);
         break;
       }
-      case "bye":
+      case "bye": {
         this._drop(id);
+        const waiting = this.waitingHello.get(peerUser(id));
+        if (waiting?.id === id) {
+          this.timers.clearTimeout(waiting.timer);
+          this.waitingHello.delete(peerUser(id));
+        }
         break;
+      }
       case "layer": {
         const peer = this.peers.get(id);
         const layer = message.data?.layer;
@@ -342,6 +358,32 @@ export class LocalWebRtcHost extends Emitter {
     } catch {
       // the sender renegotiated meanwhile; the next "layer" message or connection applies it
     }
+  }
+
+  /** True when `id`'s user may have an offer now; else its hello waits for the user's turn. */
+  _mayOfferTo(id) {
+    const user = peerUser(id);
+    const now = this.now();
+    for (const [other, at] of this.lastOfferTo) {
+      if (now - at < this.offerEveryMs) break; // oldest first: the rest are younger
+      this.lastOfferTo.delete(other);
+    }
+    const last = this.lastOfferTo.get(user);
+    if (last === undefined) {
+      this.lastOfferTo.set(user, now);
+      return true;
+    }
+    const waiting = this.waitingHello.get(user);
+    if (waiting) waiting.id = id;
+    else {
+      const timer = this.timers.setTimeout(() => {
+        const latest = this.waitingHello.get(user);
+        this.waitingHello.delete(user);
+        if (latest) this._onSignal({ from: latest.id, kind: "hello" });
+      }, last + this.offerEveryMs - now);
+      this.waitingHello.set(user, { id, timer });
+    }
+    return false;
   }
 
   /** Drop the oldest connections of `id`'s user past their share, before `id` gets one. */
