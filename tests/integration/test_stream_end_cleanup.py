@@ -146,9 +146,9 @@ async def settled(srv: LiveServer, timeout: float = 10.0) -> None:
     """Wait for the sweep to drop what the closed channels left behind."""
     service = srv.realtime
     async with asyncio.timeout(timeout):
-        while (service.hub.topics or service._ended or service._stream_versions
+        while (service.hub.topics or service.events._ended or service.events._stream_versions
                or srv.ctx.broker.topics - {CACHE_TOPIC}
-               or (service._chat_order is not None and service._chat_order._streams)):
+               or (service.events.chat_order is not None and service.events.chat_order._streams)):
             await asyncio.sleep(0.05)
 
 
@@ -161,14 +161,14 @@ def stream_maps(srv: LiveServer) -> dict[str, int]:
     policy = service.authorizer
     assert isinstance(policy, StreamPolicy)
     return {**tables, "pinned": policy.sizes()["pinned"], "pins": len(policy._pins),
-            "policy_inflight": len(policy._inflight), "ended": len(service._ended),
-            "subscriptions": len(service._subscriptions), "unsubscribing": len(service._unsubscribing),
-            "interrupted": len(service._interrupted),
+            "policy_inflight": len(policy._inflight), "ended": len(service.events._ended),
+            "subscriptions": len(service.node._subscriptions), "unsubscribing": len(service.node._unsubscribing),
+            "interrupted": len(service.node._interrupted),
             "broker_topics": len(ctx.broker.topics - {CACHE_TOPIC}),  # the cache's stays
             # the Redis broker's own maps of topics subscribed and being confirmed (the cache's stays)
             "broker_live": len(set(getattr(ctx.broker, "_live", {}).values()) - {CACHE_TOPIC}),
             "broker_pending": len(getattr(ctx.broker, "_pending", ())),
-            "chat_order": len(service._chat_order._streams) if service._chat_order is not None else 0}
+            "chat_order": len(service.events.chat_order._streams) if service.events.chat_order is not None else 0}
 
 
 async def test_maps_return_to_baseline_after_many_streams_end(srv: LiveServer, rest: Rest) -> None:

@@ -10,9 +10,10 @@ from typing import Any
 import orjson
 
 from onair.broker.memory import MemoryBroker
+from onair.realtime.node import LIVE_DELIVERY_LOST, LIVE_DELIVERY_RESTORED
 from onair.realtime.ordering import ChatOrder
 from onair.realtime.protocol.serializer import V2Serializer
-from onair.realtime.service import LIVE_DELIVERY_LOST, LIVE_DELIVERY_RESTORED, RealtimeService
+from onair.realtime.service import RealtimeService
 from tests.realtime.realtime_fakes import FakeTransport, token_verifier
 from tests.realtime.test_chat_order_service import STREAM, TOPIC, delivered, row, settle
 
@@ -63,11 +64,11 @@ async def test_concurrent_joins_share_one_subscription_and_a_failed_join_release
         (a, _), (b, _) = attach(service), attach(service)
         for client in (a, b):
             await service.receive(client, join_frame(), False)
-        assert list(service._subscriptions) == [f"stream:{STREAM}"]
+        assert list(service.node._subscriptions) == [f"stream:{STREAM}"]
         service.hub.leave(a, TOPIC)
         service.hub.leave(b, TOPIC)
         await asyncio.sleep(0.15)
-        assert broker.topics == frozenset() and not service._subscriptions
+        assert broker.topics == frozenset() and not service.node._subscriptions
     finally:
         await service.stop()
 

@@ -14,8 +14,9 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from onair.realtime.node import LIVE_DELIVERY_LOST, LIVE_DELIVERY_RESTORED
 from onair.realtime.protocol.serializer import V2Serializer
-from onair.realtime.service import LIVE_DELIVERY_LOST, LIVE_DELIVERY_RESTORED, RealtimeService
+from onair.realtime.service import RealtimeService
 from tests.integration.test_redis_broker import (
     PrivateRedis,
     _skip_or_fail,

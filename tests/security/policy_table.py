@@ -506,7 +506,7 @@ ROLE_CHANGES: dict[str, Expect] = {
     # a mute and the stream's end stop client writes (see quieted())
     "muted buyer: broadcast refused": E(NOT_DELIVERED, "f5-mute-end"),
     "stream ended: a buyer's broadcast refused": E(NOT_DELIVERED, "f5-mute-end"),
-    # a user banned while connected is cut off (service.py _sanction: works today)
+    # a user banned while connected is cut off (stream_events.py _sanction: works today)
     "banned user: channel closed": E("closed"),
     "banned user: receives nothing more": E(NO_ROWS),
 }

@@ -74,6 +74,6 @@ def realtime_tables(service: RealtimeService) -> dict[str, Any]:
         "change_tables": len(hub.changes._tables),
         "broker_refs": len(hub.broker_refs),
         "interested": len(hub._interested),  # streams read, for re-authorization
-        "stream_versions": len(service._stream_versions),
+        "stream_versions": len(service.events._stream_versions),
         "budgets": sum(len(getattr(service.dispatcher, b, ())) for b in ("user_budget", "topic_budget")),
     }

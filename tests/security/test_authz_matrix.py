@@ -167,7 +167,7 @@ async def world(request: pytest.FixtureRequest,
             # (tests/integration/test_stream_end_cleanup.py and the e2e do): past the grace
             # every sweep closes channels joined to an ended stream, so on a loaded machine a row
             # slower than a sweep saw its channel closed. The grace outlasts the run instead.
-            ctx.realtime.ended_close_delay = 24 * 3600
+            ctx.realtime.events.ended_close_delay = 24 * 3600
             app = create_app(ctx.settings, ctx=ctx, run_reaper=False)
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
             async with httpx.AsyncClient(transport=transport, base_url="http://onair.test") as http:

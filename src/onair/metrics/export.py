@@ -123,7 +123,7 @@ def _realtime(e: Exporter, service: Any) -> None:
     e.tally(m.rt_flush, stats.flush_seconds)
     e.tally(m.rt_lag, stats.delivery_lag)
     e.count(m.broker_failures.labels("relay"), getattr(service, "relay_failures", 0))
-    order = getattr(service, "_chat_order", None)
+    order = service.events.chat_order
     if order is not None:
         e.count(m.reorder_held, order.held)
         e.count(m.reorder_gaps, order.gaps_given_up)

@@ -8,7 +8,7 @@ dataclasses and their one codec are in ``onair/topics.py``):
 "old_record": {…}|null, "commit_timestamp": iso}`` — for postgres_changes subscribers. ``old_record``
 holds the row's identity only (``realtime/visibility.py`` ``old_identity``): a pre-edit or deleted
 body is never put into an event. Co-host rows, ``chat_sanction`` and ``stream_state`` events also
-update the realtime authorization of open channels (``realtime/service.py``).
+update the realtime authorization of open channels (``realtime/stream_events.py``).
 
 ``{"kind": "stream_state", "stream": {…}, "previous": status, "version": n}`` — consumers drop a
 state whose ``version`` is not newer than the last one they saw (publishes of two concurrent

@@ -14,7 +14,7 @@ export const REJOIN_DELAYS_MS = [1000, 2000, 5000, 10000];
 // `system` messages (extension "system") a server node sends to every channel when its broker
 // link drops ("error") and comes back ("ok"): live events were missed meanwhile, so whatever the
 // page shows from them must be re-read. They are not followed by phx_close: the channel stays.
-// The texts are the server's (onair/realtime/service.py).
+// The texts are the server's (onair/realtime/node.py).
 export const LIVE_DELIVERY_LOST = "Live delivery interrupted: messages may be missed until it is restored";
 export const LIVE_DELIVERY_RESTORED = "Live delivery restored: resync what was missed";
 
