@@ -42,7 +42,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from fanout import HANDSHAKE, Sub, client_frame, cpu_seconds, percentile, start_server
+from calibration import tree_cpu_seconds as cpu_seconds
+from fanout import HANDSHAKE, Sub, client_frame, percentile, start_server
 
 try:
     import uvloop
@@ -70,7 +71,7 @@ class Viewer(Sub):
     join_payload: ClassVar[dict[str, object]] = {"config": {"presence": {"enabled": False}}}
 
     def __init__(self, topic: str, probe: Probe, parse: bool) -> None:
-        super().__init__(False, [])
+        super().__init__(None)
         self.topic = topic
         self.probe = probe
         self.parse = parse
@@ -231,7 +232,7 @@ async def run(port: int, data_dir: str, pid: int, viewers_n: int, rate: float, d
         if v.transport is not None:
             v.transport.close()
     await asyncio.sleep(0.3)
-    lat = probe.latencies
+    lat = sorted(probe.latencies)  # percentile() reads a sorted list
     return {
         "viewers": viewers_n, "rate_per_viewer": rate, "duration_s": round(elapsed, 2), "connect_s": round(connect_s, 1),
         "taps_sent": sent, "taps_per_s": round(sent / elapsed), "taps_counted_at_viewer0": counted,
@@ -267,7 +268,7 @@ def main() -> None:
     for _ in range(args.runs):
         calibration = calibrate()
         with tempfile.TemporaryDirectory() as data_dir:
-            proc, _key = start_server(args.port, data_dir)
+            proc, _key = start_server(args.port, data_dir, 1)
             try:
                 result = asyncio.run(run(args.port, data_dir, proc.pid, args.viewers, args.rate, args.duration,
                                          args.probe_every))

@@ -101,6 +101,7 @@ def build_reactions(ctx: Any, service: RealtimeService, wall_clock: Any) -> Reac
 
 def server_options(settings: Any) -> dict[str, Any]:
     """uvicorn options for the realtime endpoint (see realtime/server.py)."""
-    from onair.realtime.server import RealtimeWebSocketProtocol
+    from onair.realtime.server import RealtimeHttpProtocol, RealtimeWebSocketProtocol
 
-    return {"ws": RealtimeWebSocketProtocol, "ws_max_size": settings.realtime_max_payload_bytes + 65_536}
+    return {"http": RealtimeHttpProtocol, "ws": RealtimeWebSocketProtocol,
+            "ws_max_size": settings.realtime_max_payload_bytes + 65_536}

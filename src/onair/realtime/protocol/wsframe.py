@@ -21,3 +21,19 @@ def frame(data: bytes, binary: bool = False) -> bytes:
     if n < 65536:
         return struct.pack("!BBH", head, 126, n) + data
     return struct.pack("!BBQ", head, 127, n) + data
+
+
+CLOSE = 0x88  # FIN + close
+PONG = 0x8A  # FIN + pong
+
+
+def control(head: int, payload: bytes) -> bytes:
+    """A close or pong frame; ``payload`` is at most 125 bytes (a control frame's limit)."""
+    if len(payload) > 125:
+        raise ValueError("control frame too long")
+    return bytes((head, len(payload))) + payload
+
+
+def close(code: int, reason: str = "") -> bytes:
+    """A close frame as websockets' ``send_close`` writes it (code, then the UTF-8 reason)."""
+    return control(CLOSE, code.to_bytes(2, "big") + reason.encode())
