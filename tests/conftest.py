@@ -25,6 +25,7 @@ from onair.context import AppContext
 from onair.domain.clock import FakeClock
 from onair.settings import Settings
 from onair.store.db import async_url
+from tests import socket_origins
 from tests.apps import asgi_client, running_context
 
 POSTGRES_URL = os.environ.get("ONAIR_TEST_POSTGRES_URL",
@@ -91,6 +92,11 @@ POOLED_SUITES = (
     "tests/integration/test_tokens_concurrency.py",
     "tests/integration/test_pgbouncer.py",
 )
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own unraisable-exception hook, which it wraps
+def pytest_configure(config: pytest.Config) -> None:
+    socket_origins.install()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

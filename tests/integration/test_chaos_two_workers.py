@@ -278,8 +278,14 @@ def states(subs: list[Subscriber]) -> dict[str, int]:
             "errors": len({s.last_error for s in subs}), "error": subs[-1].last_error[:300]}
 
 
-def presence_views(subs: list[Subscriber]) -> list[dict[str, int]]:
-    return [{k: len(v) for k, v in s.presence.items()} for s in subs if s.key is not None][:3]
+def presence_views(subs: list[Subscriber]) -> list[dict[str, Any]]:
+    """What the trackers that have not converged see (at most five of them)."""
+    keys = {f"viewer-{s.n}" for s in subs if s.key is not None}
+    return [{"tracker": s.n, "joined": s.joined.is_set(), "missing": sorted(keys - s.presence.keys()),
+             "extra": sorted(s.presence.keys() - keys),
+             "metas": {k: len(v) for k, v in s.presence.items() if len(v) != 1},
+             "drops": len(s.drops), "last_error": s.last_error}
+            for s in subs if s.key is not None and not presence_converged([s], keys)][:5]
 
 
 def presence_converged(subs: list[Subscriber], keys: set[str]) -> bool:
@@ -313,6 +319,9 @@ async def test_kill_a_worker_then_restart_redis_under_load(
     subs: list[Subscriber] = []
     tasks: list[asyncio.Task[None]] = []
     chat: Chat | None = None
+    # closed only after every subscriber has stopped: a resync still connecting when the pool
+    # closes would leave its new connection open
+    http = httpx.AsyncClient(base_url=base, timeout=5, limits=httpx.Limits(max_connections=16))
     try:
         async with asyncio.timeout(120):
             await wait_until(lambda: len(children_of(proc.pid)) == 2, "two workers run", 30)
@@ -333,104 +342,103 @@ async def test_kill_a_worker_then_restart_redis_under_load(
                       f"?apikey={mint_key(secret, 'anon', 20 * 365 * 86400)}&vsn=1.0.0")
             topic = f"realtime:stream:{sid}"
             keys = {f"viewer-{n}" for n in range(TRACKERS)}  # signed-in: presence is keyed by user
-            async with httpx.AsyncClient(base_url=base, timeout=5,
-                                         limits=httpx.Limits(max_connections=16)) as http:
-                for n in range(SUBSCRIBERS):
-                    tracker = n < TRACKERS
-                    token = mint_token(secret, f"viewer-{n}", Role.BUYER, 3600) if tracker else None
-                    subs.append(Subscriber(n, ws_url, topic, sid, http, token,
-                                           f"tracker-{n}" if tracker else None))
-                for batch in range(0, SUBSCRIBERS, 20):  # connect in small waves: both workers accept
-                    tasks += [asyncio.create_task(s.run()) for s in subs[batch:batch + 20]]
-                    await asyncio.sleep(0.05)
-                t = await wait_until(lambda: all(s.joined.is_set() for s in subs), "every subscriber joined", 30,
-                                     lambda: states(subs))
-                await wait_until(lambda: presence_converged(subs, keys), "presence converged", 15,
-                                 lambda: presence_views(subs))
-                print(f"chaos: {SUBSCRIBERS} joined in {t:.1f} s")
+            for n in range(SUBSCRIBERS):
+                tracker = n < TRACKERS
+                token = mint_token(secret, f"viewer-{n}", Role.BUYER, 3600) if tracker else None
+                subs.append(Subscriber(n, ws_url, topic, sid, http, token,
+                                       f"tracker-{n}" if tracker else None))
+            for batch in range(0, SUBSCRIBERS, 20):  # connect in small waves: both workers accept
+                tasks += [asyncio.create_task(s.run()) for s in subs[batch:batch + 20]]
+                await asyncio.sleep(0.05)
+            t = await wait_until(lambda: all(s.joined.is_set() for s in subs), "every subscriber joined", 30,
+                                 lambda: states(subs))
+            await wait_until(lambda: presence_converged(subs, keys), "presence converged", 15,
+                             lambda: presence_views(subs))
+            print(f"chaos: {SUBSCRIBERS} joined in {t:.1f} s")
 
-                chat = Chat(base, sid, secret)
-                senders = [asyncio.create_task(chat.sender(k)) for k in range(SENDERS)]
-                tasks += senders
-                await asyncio.sleep(2)
+            chat = Chat(base, sid, secret)
+            senders = [asyncio.create_task(chat.sender(k)) for k in range(SENDERS)]
+            tasks += senders
+            await asyncio.sleep(2)
 
-                # (a) one worker dies without a word
-                workers = children_of(proc.pid)
-                victim = random.choice(sorted(workers))
-                acked_before = len(chat.acked)
-                os.kill(victim, signal.SIGKILL)
-                killed = time.monotonic()
-                await asyncio.sleep(0.5)
-                dropped = [s for s in subs if s.drops and s.drops[-1] >= killed]
-                await wait_until(lambda: all(s.joined.is_set() and s.joins[-1] > killed for s in dropped),
-                                 "the killed worker's clients joined again", 20)
-                rejoin = max(s.joins[-1] for s in dropped) - killed
-                await wait_until(lambda: presence_converged(subs, keys), "presence converged after the kill",
-                                 PRESENCE_TTL + PRESENCE_HEARTBEAT + 5)
-                presence_after_kill = time.monotonic() - killed  # polled: an upper bound
-                assert presence_after_kill < PRESENCE_TTL + PRESENCE_HEARTBEAT + 2
-                await wait_until(lambda: len(children_of(proc.pid)) == 2 and victim not in children_of(proc.pid),
-                                 "the killed worker is replaced", 30)
-                assert 0 < len(dropped) < SUBSCRIBERS, f"{len(dropped)} of {SUBSCRIBERS} were on the killed worker"
-                await asyncio.sleep(2)
+            # (a) one worker dies without a word
+            workers = children_of(proc.pid)
+            victim = random.choice(sorted(workers))
+            acked_before = len(chat.acked)
+            os.kill(victim, signal.SIGKILL)
+            killed = time.monotonic()
+            await asyncio.sleep(0.5)
+            dropped = [s for s in subs if s.drops and s.drops[-1] >= killed]
+            await wait_until(lambda: all(s.joined.is_set() and s.joins[-1] > killed for s in dropped),
+                             "the killed worker's clients joined again", 20)
+            rejoin = max(s.joins[-1] for s in dropped) - killed
+            await wait_until(lambda: presence_converged(subs, keys), "presence converged after the kill",
+                             PRESENCE_TTL + PRESENCE_HEARTBEAT + 5, lambda: presence_views(subs))
+            presence_after_kill = time.monotonic() - killed  # polled: an upper bound
+            assert presence_after_kill < PRESENCE_TTL + PRESENCE_HEARTBEAT + 2
+            await wait_until(lambda: len(children_of(proc.pid)) == 2 and victim not in children_of(proc.pid),
+                             "the killed worker is replaced", 30)
+            assert 0 < len(dropped) < SUBSCRIBERS, f"{len(dropped)} of {SUBSCRIBERS} were on the killed worker"
+            await asyncio.sleep(2)
 
-                # (b) Redis dies and comes back
-                workers = children_of(proc.pid)
-                await wait_until(lambda: all(s.joined.is_set() for s in subs), "everyone joined", 20)
-                connected = [s for s in subs if s.joined.is_set()]
-                private_redis.stop()
-                redis_down = time.monotonic()
-                await asyncio.sleep(REDIS_DOWN_SECONDS)
-                await private_redis.start()
-                redis_up = time.monotonic()
+            # (b) Redis dies and comes back
+            workers = children_of(proc.pid)
+            await wait_until(lambda: all(s.joined.is_set() for s in subs), "everyone joined", 20)
+            connected = [s for s in subs if s.joined.is_set()]
+            private_redis.stop()
+            redis_down = time.monotonic()
+            await asyncio.sleep(REDIS_DOWN_SECONDS)
+            await private_redis.start()
+            redis_up = time.monotonic()
 
-                def told(s: Subscriber, status: str, text: str) -> bool:
-                    return any(at >= redis_down and st == status and text in m for at, st, m in s.system)
+            def told(s: Subscriber, status: str, text: str) -> bool:
+                return any(at >= redis_down and st == status and text in m for at, st, m in s.system)
 
-                await wait_until(lambda: all(told(s, "ok", RESTORED) or (s.drops and s.drops[-1] >= redis_down)
-                                             for s in connected),
-                                 "every channel is told live delivery is restored", 20)
-                # when the last channel heard "restored", counted from the moment Redis answered again
-                restored = max(min(at for at, st, m in s.system if at >= redis_down and st == "ok")
-                               for s in connected if told(s, "ok", RESTORED)) - redis_up
-                await wait_until(lambda: all(s.joined.is_set() for s in subs), "everyone joined", 20)
-                await wait_until(lambda: presence_converged(subs, keys),
-                                 "presence converged after the Redis restart", PRESENCE_TTL + PRESENCE_HEARTBEAT + 5)
-                presence_after_redis = time.monotonic() - redis_up  # polled: an upper bound
-                assert proc.poll() is None
-                assert children_of(proc.pid) == workers, "a worker died or restarted during the Redis outage"
-                await asyncio.sleep(2)
+            await wait_until(lambda: all(told(s, "ok", RESTORED) or (s.drops and s.drops[-1] >= redis_down)
+                                         for s in connected),
+                             "every channel is told live delivery is restored", 20)
+            # when the last channel heard "restored", counted from the moment Redis answered again
+            restored = max(min(at for at, st, m in s.system if at >= redis_down and st == "ok")
+                           for s in connected if told(s, "ok", RESTORED)) - redis_up
+            await wait_until(lambda: all(s.joined.is_set() for s in subs), "everyone joined", 20)
+            await wait_until(lambda: presence_converged(subs, keys),
+                             "presence converged after the Redis restart", PRESENCE_TTL + PRESENCE_HEARTBEAT + 5,
+                             lambda: presence_views(subs))
+            presence_after_redis = time.monotonic() - redis_up  # polled: an upper bound
+            assert proc.poll() is None
+            assert children_of(proc.pid) == workers, "a worker died or restarted during the Redis outage"
+            await asyncio.sleep(2)
 
-                chat.running = False
-                await asyncio.gather(*senders)
-                acked = set(chat.acked.values())
-                assert len(acked) == len(chat.acked), "two acknowledged messages share a seq"
-                caught_up = await wait_until(lambda: all(acked <= s.seen for s in subs),
-                                             "every subscriber has every acknowledged message", 30)
-                stored = await all_seqs(http, sid)
-                assert acked <= stored
-                for s in subs:
-                    assert s.seen <= stored, f"subscriber {s.n} has seqs that are not stored"
-                    assert s.live_duplicates == 0, f"subscriber {s.n} received a seq twice on one socket"
-                lost_told = sum(told(s, "error", LOST) for s in connected)
-                assert lost_told >= len(connected) * 0.9, f"only {lost_told} of {len(connected)} told of the loss"
-                summary = {
-                    "subscribers": SUBSCRIBERS, "chat_per_second": CHAT_PER_SECOND,
-                    "acknowledged": len(acked), "acknowledged_before_kill": acked_before,
-                    "send_retries": chat.retries,
-                    "send_s_p50_max": [round(sorted(chat.latencies)[len(chat.latencies) // 2], 3),
-                                       round(max(chat.latencies), 3)],
-                    "kill": {"clients_dropped": len(dropped), "all_rejoined_s": round(rejoin, 2),
-                             "presence_converged_s": round(presence_after_kill, 2)},
-                    "redis": {"down_s": REDIS_DOWN_SECONDS, "channels_told_lost": lost_told,
-                              "all_told_restored_after_up_s": round(restored, 2),
-                              "presence_converged_after_up_s": round(presence_after_redis, 2),
-                              "joins_refused": sum(s.refused for s in subs)},
-                    "resynced_messages": sum(s.resynced for s in subs),
-                    "resyncs": sum(s.resyncs for s in subs),
-                    "caught_up_after_load_s": round(caught_up, 2),
-                }
-                print("chaos:", json.dumps(summary))
+            chat.running = False
+            await asyncio.gather(*senders)
+            acked = set(chat.acked.values())
+            assert len(acked) == len(chat.acked), "two acknowledged messages share a seq"
+            caught_up = await wait_until(lambda: all(acked <= s.seen for s in subs),
+                                         "every subscriber has every acknowledged message", 30)
+            stored = await all_seqs(http, sid)
+            assert acked <= stored
+            for s in subs:
+                assert s.seen <= stored, f"subscriber {s.n} has seqs that are not stored"
+                assert s.live_duplicates == 0, f"subscriber {s.n} received a seq twice on one socket"
+            lost_told = sum(told(s, "error", LOST) for s in connected)
+            assert lost_told >= len(connected) * 0.9, f"only {lost_told} of {len(connected)} told of the loss"
+            summary = {
+                "subscribers": SUBSCRIBERS, "chat_per_second": CHAT_PER_SECOND,
+                "acknowledged": len(acked), "acknowledged_before_kill": acked_before,
+                "send_retries": chat.retries,
+                "send_s_p50_max": [round(sorted(chat.latencies)[len(chat.latencies) // 2], 3),
+                                   round(max(chat.latencies), 3)],
+                "kill": {"clients_dropped": len(dropped), "all_rejoined_s": round(rejoin, 2),
+                         "presence_converged_s": round(presence_after_kill, 2)},
+                "redis": {"down_s": REDIS_DOWN_SECONDS, "channels_told_lost": lost_told,
+                          "all_told_restored_after_up_s": round(restored, 2),
+                          "presence_converged_after_up_s": round(presence_after_redis, 2),
+                          "joins_refused": sum(s.refused for s in subs)},
+                "resynced_messages": sum(s.resynced for s in subs),
+                "resyncs": sum(s.resyncs for s in subs),
+                "caught_up_after_load_s": round(caught_up, 2),
+            }
+            print("chaos:", json.dumps(summary))
     finally:
         if chat is not None:
             chat.running = False
@@ -439,7 +447,8 @@ async def test_kill_a_worker_then_restart_redis_under_load(
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=10)
+            await asyncio.wait(tasks, timeout=30)
+        await http.aclose()
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=30)
