@@ -3,6 +3,8 @@
     python bench/tokens.py builder [--seconds 3]     # in-process AccessToken2 on one core
     python bench/tokens.py http [--seconds 5]        # `onair serve` (SQLite) on core 0,
                                                      # this load generator on core 1
+    python bench/tokens.py limiter                   # the per-user issue limit alone, by the
+                                                     # number of users in their window
 
 Targets (issue 3): the in-process builder makes >= 50,000 RTC tokens/s on one core;
 `POST /streams/{id}/rtc-token` serves >= 2,000 requests/s with p99 < 20 ms on the embedded
@@ -390,6 +392,40 @@ def http(seconds: float, users: int, connections: int, rate: float) -> dict[str,
     }
 
 
+def limiter(checks: int) -> dict[str, object]:
+    """CPU per ``IssueLimiter.check`` (in-process limit, no Redis) with N users in their window,
+    the event loop turning as a server's does (other tasks run between requests)."""
+    from onair.problems import Problem
+    from onair.services.tokens import IssueLimiter
+
+    async def per_check(users: int) -> float:
+        limit = IssueLimiter("60/minute", None)
+        for user in range(users):
+            await limit.check(f"user-{user}")
+        started = time.process_time()
+        for i in range(checks):
+            try:  # with few users most checks are over the limit: refused checks cost the same
+                await limit.check(f"user-{i % users}")
+            except Problem:
+                pass
+            await asyncio.sleep(0)
+        spent = time.process_time() - started
+        await limit.close()
+        return spent / checks * 1e6
+
+    async def loop_turn() -> float:  # the floor: the same loop, no check
+        started = time.process_time()
+        for _ in range(checks):
+            await asyncio.sleep(0)
+        return (time.process_time() - started) / checks * 1e6
+
+    floor = asyncio.run(loop_turn())
+    by_users = {str(n): round(asyncio.run(per_check(n)), 2) for n in (100, 1_000, 10_000, 100_000)}
+    return {"us_cpu_per_check_by_users_in_window": by_users,
+            "calibration": {"floor": "one event-loop turn (asyncio.sleep(0))", "us": round(floor, 2)},
+            "ratio_10k_to_100_users": round(by_users["10000"] / by_users["100"], 2)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -400,6 +436,8 @@ def main(argv: list[str] | None = None) -> None:
     h.add_argument("--users", type=int, default=500)
     h.add_argument("--connections", type=int, default=16)
     h.add_argument("--rate", type=float, default=HTTP_RATE_TARGET)
+    lim = sub.add_parser("limiter", help="the per-user issue limit alone, in-process")
+    lim.add_argument("--checks", type=int, default=20_000)
     args = parser.parse_args(argv)
 
     result: dict[str, object] = {
@@ -411,6 +449,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.mode == "builder":
         result["pinned_core"] = pin_to_one_core()
         result.update(builder(args.seconds))
+    elif args.mode == "limiter":
+        result.update(limiter(args.checks))
     else:
         result.update(http(args.seconds, args.users, args.connections, args.rate))
     json.dump(result, sys.stdout)

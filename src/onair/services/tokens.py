@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import structlog
 from limits import parse as parse_rate
@@ -29,6 +29,7 @@ from onair import problems
 from onair.domain import accesstoken2 as at2
 from onair.domain import streams as stream_rules
 from onair.domain.clock import Clock
+from onair.domain.fixed_window import FixedWindowCounter
 from onair.domain.identity import Principal
 from onair.domain.ids import is_uuid, uuid7
 from onair.domain.streams import Status
@@ -126,23 +127,31 @@ def _at(unix: int) -> datetime:
 
 
 class IssueLimiter:
-    """Per-user token issuing limit (`limits`) → 429 with Retry-After.
+    """Per-user token issuing limit → 429 with Retry-After: a fixed window, in Redis (`limits`)
+    when the broker is Redis, else in this process (``domain.fixed_window``, the same rule).
 
     A fixed window, not a moving one: limits' async in-memory moving window costs ~240 us per
     hit here (a thread hop per key on expiry) against ~40 us, and an abuse limit does not need
-    the precision (a burst can reach twice the limit across a window boundary).
+    the precision (a burst can reach twice the limit across a window boundary). Not `limits`'
+    in-memory storage either: after every hit it walked every user still in a window, so a
+    token request cost grew with the audience (86 µs at 10,000 users, 5 µs at 100).
     """
 
-    def __init__(self, rate: str, broker_url: str | None, timeout: float = 2.0) -> None:
+    def __init__(self, rate: str, broker_url: str | None, timeout: float = 2.0,
+                 max_tracked: int = 10_000) -> None:
         self._item = parse_rate(rate)
+        self._storage: Any = None
+        self._limiter: FixedWindowRateLimiter | None = None
+        self._local: FixedWindowCounter | None = None
         if broker_url and broker_url.startswith(("redis://", "rediss://")):
             # Bounded: a Redis that does not answer must not hold token requests indefinitely.
-            storage = storage_from_string("async+" + broker_url, implementation="redispy",
-                                          socket_timeout=timeout, socket_connect_timeout=timeout)
+            self._storage = storage_from_string("async+" + broker_url, implementation="redispy",
+                                                socket_timeout=timeout,
+                                                socket_connect_timeout=timeout)
+            self._limiter = FixedWindowRateLimiter(self._storage)  # type: ignore[arg-type]
         else:
-            storage = storage_from_string("async+memory://")
-        self._storage = storage
-        self._limiter = FixedWindowRateLimiter(storage)  # type: ignore[arg-type]
+            self._local = FixedWindowCounter(self._item.amount, self._item.get_expiry(),
+                                             max_tracked)
         self._unavailable_logged = float("-inf")
 
     async def check(self, user_id: str) -> None:
@@ -150,6 +159,13 @@ class IssueLimiter:
         reach, tokens are refused with a 503 ``rate-limit-unavailable`` and Retry-After (a
         token grants media access; issuing them unmetered is not a degraded mode we offer),
         said in the logs once a minute."""
+        if self._local is not None:
+            now = time.monotonic()
+            hit = self._local.hit(user_id, now)
+            if hit.allowed:
+                return
+            self._refuse(hit.resets_at - now)
+        assert self._limiter is not None
         try:
             if await self._limiter.hit(self._item, "agora-tokens", user_id):
                 return
@@ -163,7 +179,10 @@ class IssueLimiter:
             raise problems.RATE_LIMIT_UNAVAILABLE(
                 "The shared rate limit did not answer; retry shortly.",
                 headers={"Retry-After": "1"}, retry_after=1) from None
-        retry = max(1, math.ceil(stats.reset_time - time.time()))
+        self._refuse(stats.reset_time - time.time())
+
+    def _refuse(self, resets_in: float) -> NoReturn:
+        retry = max(1, math.ceil(resets_in))
         raise problems.RATE_LIMITED(f"at most {self._item} per user; retry in {retry} s",
                                     title="Too many token requests",
                                     headers={"Retry-After": str(retry)}, retry_after=retry)
