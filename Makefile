@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/hub_flush.py
 	$(BIN)/python bench/tokens.py builder
 	$(BIN)/python bench/tokens.py http
+	$(BIN)/python bench/tokens.py limiter
 	$(BIN)/python bench/chat.py
 	$(BIN)/python bench/fanout.py --subs 1000 --rate 100 --runs 3
 	$(BIN)/python bench/fanout.py --subs 5000 --rate 20 --runs 3
