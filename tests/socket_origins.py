@@ -19,15 +19,18 @@ from typing import Any
 _RUNNER_FILES = ("runner.py", "_caller.py", "_manager.py", "_execution.py", "python.py",
                  "main.py", "config/__init__.py", "plugin.py")  # pytest's and pluggy's frames
 _KEEP = 20_000  # recorded origins before the dead ones are pruned
+_prune_above = _KEEP  # doubles with what survives a prune: O(1) amortized per socket
 _origins: dict[int, tuple[weakref.ref[socket.socket], traceback.StackSummary]] = {}
 _original_init = socket.socket.__init__
 
 
 def _recording_init(self: socket.socket, *args: Any, **kwargs: Any) -> None:
+    global _prune_above
     _original_init(self, *args, **kwargs)
-    if len(_origins) >= _KEEP:
+    if len(_origins) >= _prune_above:
         for key in [key for key, (ref, _) in _origins.items() if ref() is None]:
             del _origins[key]
+        _prune_above = max(_KEEP, 2 * len(_origins))
     # not popped by a weakref callback: the collector clears weak references before it runs the
     # finalizer that reports the socket, and the origin must still be there then
     frames = ((frame, line) for frame, line in traceback.walk_stack(sys._getframe(1))

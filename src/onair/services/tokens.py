@@ -134,7 +134,7 @@ class IssueLimiter:
     hit here (a thread hop per key on expiry) against ~40 us, and an abuse limit does not need
     the precision (a burst can reach twice the limit across a window boundary). Not `limits`'
     in-memory storage either: after every hit it walked every user still in a window, so a
-    token request cost grew with the audience (86 µs at 10,000 users, 5 µs at 100).
+    token request cost grew with the audience (821 µs at 10,000 users, 22 µs at 100).
     """
 
     def __init__(self, rate: str, broker_url: str | None, timeout: float = 2.0,
