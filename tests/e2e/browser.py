@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
 # Draw the <video> into a 32×18 canvas and return size, mean/std of luminance and the samples
 # (the fake camera: mean ≈ 85–95, std ≈ 20–30; black: 0/0).
 FRAME_STATS = """() => {
@@ -31,6 +33,22 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float
             return last
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def click_while_shown(page: Any, selector: str, timeout_ms: int = 2000) -> bool:
+    """Click a control that may hide itself at any moment (the lost-connection banner goes away
+    when an automatic retry gets through): True if it was clicked, False if it was gone first.
+
+    A plain `page.click` would wait its full timeout for the hidden control to come back."""
+    if not page.is_visible(selector):
+        return False
+    try:
+        page.click(selector, timeout=timeout_ms)
+    except PlaywrightTimeoutError:
+        if page.is_visible(selector):
+            raise
+        return False
+    return True
 
 
 def sign_in(page: Any, base: str, user: str, role: str) -> None:

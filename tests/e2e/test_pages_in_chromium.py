@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import need
 from tests.e2e.browser import (
     chat_lines,
+    click_while_shown,
     moving_picture,
     send_chat,
     shot,
@@ -181,8 +182,7 @@ def test_seller_goes_live_viewers_watch_chat_pause_restart_end(
     for viewer in viewers:
         # a user who sees "can't reach the server" presses "Retry now" (the manual retry path)
         def back(viewer: Any = viewer) -> bool:
-            if viewer.is_visible("#notice-retry"):
-                viewer.click("#notice-retry")
+            click_while_shown(viewer, "#notice-retry")
             return view_of(viewer) == "playing" and viewer.get_attribute("#conn", "data-conn") == "connected"
 
         wait_until(back, 60, f"connected and playing again on {viewer.url}", every=0.5)
