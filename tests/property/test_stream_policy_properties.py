@@ -111,3 +111,25 @@ def test_policy_after_events_equals_reference_of_final_facts(start: dict[str, se
             for ext, action, event in ACTIONS:
                 got = policy.allowed(who, f"stream:{SID}", ext, action, private=private, event=event)
                 assert got == reference(facts, ended, who, ext, action, private, event), (who, ext, action, private, event)
+
+
+until = st.one_of(st.none(), st.floats(min_value=900.0, max_value=1_100.0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(banned=st.dictionaries(user, until), muted=st.dictionaries(user, until),
+       now=st.floats(min_value=900.0, max_value=1_100.0))
+def test_timed_sanctions_count_only_until_they_expire(banned: dict[str, float | None], muted: dict[str, float | None],
+                                                      now: float) -> None:
+    """A ban or mute with an end holds while the wall clock is before it, and no longer (the
+    policy reads the clock only when the stream has sanctions, so this pins the answer down)."""
+    policy = StreamPolicy(wall_clock=lambda: now)
+    policy.pin(SID)
+    policy.store(SID, StreamFacts("seller", set(), dict(banned), dict(muted)))
+    active = {kind: {u for u, end in held.items() if end is None or end > now}
+              for kind, held in (("ban", banned), ("mute", muted))}
+    facts = {"cohosts": set(), **active}
+    for who in PRINCIPALS:
+        for ext, action, event in ACTIONS:
+            got = policy.allowed(who, f"stream:{SID}", ext, action, event=event)
+            assert got == reference(facts, False, who, ext, action, False, event), (who, ext, action, event, now)

@@ -190,7 +190,8 @@ class Dispatcher:
         config: JoinConfig = member.config
         join_ref = member.join_ref
         sub = m.sub_topic(req.topic) or ""
-        limit = self.limits.stream_max_payload_bytes if is_stream_topic(sub) else self.limits.max_payload_bytes
+        on_stream = is_stream_topic(sub)
+        limit = self.limits.stream_max_payload_bytes if on_stream else self.limits.max_payload_bytes
         if req.size > min(limit, self.limits.max_payload_bytes):
             bump(self.hub.stats.limit_hits, "payload_bytes")
             if config.broadcast_ack:
@@ -202,13 +203,14 @@ class Dispatcher:
             if config.broadcast_ack:
                 client.protocol.send(m.reply(join_ref, req.ref, req.topic, "error", {"reason": "Unauthorized"}))
             return
-        if is_stream_topic(sub) and forged_signal(member.principal, req.event, req.payload):
-            if config.broadcast_ack:
-                client.protocol.send(m.reply(join_ref, req.ref, req.topic, "error", {"reason": FORGED_SIGNAL}))
-            return
-        if is_stream_topic(sub) and event_names.fold(req.event) == REACTION_EVENT:
-            self._reaction(client, member, req, sub)
-            return
+        if on_stream:
+            if forged_signal(member.principal, req.event, req.payload):
+                if config.broadcast_ack:
+                    client.protocol.send(m.reply(join_ref, req.ref, req.topic, "error", {"reason": FORGED_SIGNAL}))
+                return
+            if event_names.fold(req.event) == REACTION_EVENT:
+                self._reaction(client, member, req, sub)
+                return
         if not self._within_budget(client, member, req.topic, req.size, now, req.event):
             bump(self.hub.stats.limit_hits, "bytes_per_second")
             if config.broadcast_ack:
