@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/telemetry.py
 	$(BIN)/python bench/cache.py --runs 3
 	$(BIN)/python bench/table_size.py --db both
+	$(BIN)/python bench/frames.py
 	$(BIN)/python bench/reactions.py --viewers 5000 --rate 1 --duration 20 --runs 3
 
 # Minutes of churn against `onair serve`; RSS, tables and metric series must stay flat.
