@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from onair.domain.chat import TokenBucket
+from onair.domain.expiring_map import ExpiringMap
 
 
 class BucketsUnavailable(Exception):
@@ -37,30 +38,22 @@ class Buckets(Protocol):
 
 
 class MemoryBuckets:
-    """In-process buckets. A bucket that has refilled carries no information, so it is forgotten:
-    once per refill horizon (``burst / rate`` seconds, after which every bucket is full) and
-    whenever the map outgrows ``max_tracked``. Each prune is one pass over the map, paid for by
-    the takes since the last one (the map then holds at most twice what survived it), so a take
-    stays O(1) amortized even when more than ``max_tracked`` users are sending at once."""
+    """In-process buckets. A bucket that has refilled carries no information, so it is forgotten
+    (``ExpiringMap``): once per refill horizon (``burst / rate`` seconds, after which every
+    bucket is full) and whenever the map outgrows ``max_tracked``, so a take stays O(1)
+    amortized even when more than ``max_tracked`` users are sending at once."""
 
     def __init__(self, bucket: TokenBucket, max_tracked: int) -> None:
         self._bucket = bucket
-        self._max_tracked = max_tracked
-        self._tats: dict[str, float] = {}
-        self._horizon = bucket.burst / bucket.rate
-        self._next_prune = float("-inf")
-        self._prune_above = max_tracked
+        # key → theoretical arrival time: the bucket is full again from then on
+        self._tats: ExpiringMap[float] = ExpiringMap(bucket.burst / bucket.rate, max_tracked, float)
 
     async def take(self, key: str, now: float) -> Take:
         allowed, tat, retry_after = self._bucket.take(self._tats.get(key), now)
         if not allowed:
             return Take(False, retry_after)
         assert tat is not None
-        self._tats[key] = tat
-        if now >= self._next_prune or len(self._tats) > self._prune_above:
-            self._tats = {k: t for k, t in self._tats.items() if t > now}
-            self._next_prune = now + self._horizon
-            self._prune_above = max(self._max_tracked, 2 * len(self._tats))
+        self._tats.put(key, tat, now)
         return Take(True, 0.0)
 
     def __len__(self) -> int:
